@@ -1,0 +1,286 @@
+"""The blendshape vocabulary: one place for every name, order and mapping.
+
+Orders held here:
+
+* ``ARKIT_NAMES``: Apple's 52 ARKit blendshapes in Apple's order (``eyeBlinkLeft`` ...
+  ``tongueOut``). Every array of blendshapes in imusic uses this order.
+* ``POSE_NAMES``: the 9 pose values that Live Link Face appends (head and eyes, radians).
+* ``LIVELINK_WIRE_NAMES``: the 61 values of a Live Link Face UDP packet (Unreal's
+  ``EARFaceBlendShape`` enum). The 52 blendshapes come in Apple's order, so the wire order is
+  simply ``ARKIT_NAMES + POSE_NAMES`` with capitalised names.
+* ``LIVELINK_CSV_NAMES``: the 61 value columns of a Live Link Face CSV take. They differ from
+  the wire order: ``JawRight`` comes before ``JawLeft`` and ``MouthRight`` before
+  ``MouthLeft``. Read CSV columns by name (``csv_column_index``), never by position.
+* ``ICT_NAMES``: the 53 expression shapes of ICT FaceKit (``browInnerUp`` and ``cheekPuff``
+  split into halves, no ``tongueOut``), with ``arkit_to_ict`` / ``ict_to_arkit``.
+* ``REGIONS``: blendshapes grouped by face region for per-region metrics.
+* ``FACS``: a documented ARKit to FACS action-unit table (see ``docs`` of ``FACS``).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Mapping, Sequence
+
+import numpy as np
+
+ARKIT_NAMES: Final[tuple[str, ...]] = (
+    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
+    "eyeSquintLeft", "eyeWideLeft",
+    "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+    "eyeSquintRight", "eyeWideRight",
+    "jawForward", "jawLeft", "jawRight", "jawOpen",
+    "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
+    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+    "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight",
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight",
+    "noseSneerLeft", "noseSneerRight",
+    "tongueOut",
+)
+"""Apple's 52 ARKit blendshape names, in Apple's order."""
+
+N_BLENDSHAPES: Final[int] = len(ARKIT_NAMES)
+
+POSE_NAMES: Final[tuple[str, ...]] = (
+    "headYaw", "headPitch", "headRoll",
+    "leftEyeYaw", "leftEyePitch", "leftEyeRoll",
+    "rightEyeYaw", "rightEyePitch", "rightEyeRoll",
+)
+"""The 9 pose values Live Link Face sends after the blendshapes (radians, see PROVENANCE)."""
+
+N_POSE: Final[int] = len(POSE_NAMES)
+STREAM_NAMES: Final[tuple[str, ...]] = ARKIT_NAMES + POSE_NAMES
+"""The 61 channels of a ``Blendshapes`` LSL stream: 52 blendshapes then 9 pose values."""
+N_STREAM_CHANNELS: Final[int] = len(STREAM_NAMES)
+
+
+def _capitalise(name: str) -> str:
+    return name[0].upper() + name[1:]
+
+
+LIVELINK_WIRE_NAMES: Final[tuple[str, ...]] = tuple(_capitalise(n) for n in STREAM_NAMES)
+"""The 61 values of a Live Link Face v6 packet, in wire order (``EARFaceBlendShape``)."""
+
+
+def _csv_order() -> tuple[str, ...]:
+    names = list(LIVELINK_WIRE_NAMES)
+    for left, right in (("JawLeft", "JawRight"), ("MouthLeft", "MouthRight")):
+        i, j = names.index(left), names.index(right)
+        names[i], names[j] = names[j], names[i]
+    return tuple(names)
+
+
+LIVELINK_CSV_NAMES: Final[tuple[str, ...]] = _csv_order()
+"""The 61 value columns of a Live Link Face CSV take, in the app's column order."""
+
+CSV_TO_STREAM: Final[np.ndarray] = np.array(
+    [LIVELINK_CSV_NAMES.index(n) for n in LIVELINK_WIRE_NAMES], dtype=np.intp
+)
+"""``stream = csv_values[..., CSV_TO_STREAM]`` reorders CSV-ordered values into stream order."""
+
+_LOWER_TO_STREAM: Final[dict[str, int]] = {n.lower(): i for i, n in enumerate(STREAM_NAMES)}
+
+
+def stream_index(name: str) -> int:
+    """Index of a blendshape or pose name in stream order, matched without regard to case.
+
+    Raises ``KeyError`` naming the unknown name and where the valid names are listed.
+    """
+    try:
+        return _LOWER_TO_STREAM[name.strip().lower()]
+    except KeyError:
+        raise KeyError(
+            f"unknown blendshape or pose name {name!r}: expected one of the 61 names in "
+            "hardware.vocabulary.STREAM_NAMES (ARKit spelling, any case)"
+        ) from None
+
+
+def csv_column_index(header: Sequence[str]) -> np.ndarray:
+    """Map a CSV header (any order, any case) to stream order.
+
+    Returns ``idx`` of length 61 so that ``row[idx]`` gives the values in stream order.
+    Raises ``ValueError`` listing the missing columns.
+    """
+    lookup = {h.strip().lower(): i for i, h in enumerate(header)}
+    missing = [n for n in LIVELINK_WIRE_NAMES if n.lower() not in lookup]
+    if missing:
+        raise ValueError(
+            f"CSV header lacks {len(missing)} of the 61 Live Link Face columns: "
+            f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
+        )
+    return np.array([lookup[n.lower()] for n in LIVELINK_WIRE_NAMES], dtype=np.intp)
+
+
+# --- ICT FaceKit -------------------------------------------------------------------------
+
+ICT_NAMES: Final[tuple[str, ...]] = (
+    "browDown_L", "browDown_R", "browInnerUp_L", "browInnerUp_R", "browOuterUp_L",
+    "browOuterUp_R", "cheekPuff_L", "cheekPuff_R", "cheekSquint_L", "cheekSquint_R",
+    "eyeBlink_L", "eyeBlink_R", "eyeLookDown_L", "eyeLookDown_R", "eyeLookIn_L", "eyeLookIn_R",
+    "eyeLookOut_L", "eyeLookOut_R", "eyeLookUp_L", "eyeLookUp_R", "eyeSquint_L", "eyeSquint_R",
+    "eyeWide_L", "eyeWide_R", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
+    "mouthDimple_L", "mouthDimple_R", "mouthFrown_L", "mouthFrown_R", "mouthFunnel", "mouthLeft",
+    "mouthLowerDown_L", "mouthLowerDown_R", "mouthPress_L", "mouthPress_R", "mouthPucker",
+    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+    "mouthSmile_L", "mouthSmile_R", "mouthStretch_L", "mouthStretch_R", "mouthUpperUp_L",
+    "mouthUpperUp_R", "noseSneer_L", "noseSneer_R",
+)
+"""ICT FaceKit's 53 expression shapes, in the order of ``expression_deltas``."""
+
+
+def _ict_name_to_arkit(ict: str) -> str:
+    if ict.endswith("_L"):
+        base, side = ict[:-2], "Left"
+    elif ict.endswith("_R"):
+        base, side = ict[:-2], "Right"
+    else:
+        return ict
+    if base in ("browInnerUp", "cheekPuff"):  # one ARKit shape split into two halves
+        return base
+    return base + side
+
+
+ICT_TO_ARKIT_INDEX: Final[np.ndarray] = np.array(
+    [ARKIT_NAMES.index(_ict_name_to_arkit(n)) for n in ICT_NAMES], dtype=np.intp
+)
+"""For each ICT shape, the ARKit blendshape that drives it."""
+
+
+def arkit_to_ict(weights: np.ndarray) -> np.ndarray:
+    """ARKit weights ``(..., 52)`` to ICT FaceKit weights ``(..., 53)``.
+
+    Each half of a split shape takes the full ARKit weight (the halves together make the whole
+    shape); ``tongueOut`` has no ICT shape and is dropped.
+    """
+    weights = np.asarray(weights)
+    if weights.shape[-1] != N_BLENDSHAPES:
+        raise ValueError(f"expected 52 ARKit weights in the last axis, got shape {weights.shape}")
+    return weights[..., ICT_TO_ARKIT_INDEX]
+
+
+def ict_to_arkit(weights: np.ndarray) -> np.ndarray:
+    """ICT FaceKit weights ``(..., 53)`` to ARKit ``(..., 52)``: split halves are averaged,
+    ``tongueOut`` is 0."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape[-1] != len(ICT_NAMES):
+        raise ValueError(f"expected 53 ICT weights in the last axis, got shape {weights.shape}")
+    out = np.zeros(weights.shape[:-1] + (N_BLENDSHAPES,))
+    counts = np.bincount(ICT_TO_ARKIT_INDEX, minlength=N_BLENDSHAPES)
+    for i, k in enumerate(ICT_TO_ARKIT_INDEX):
+        out[..., k] += weights[..., i]
+    return out / np.maximum(counts, 1)
+
+
+# --- Regions -----------------------------------------------------------------------------
+
+REGIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "brows": ("browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+              "browOuterUpRight"),
+    "eyes": ("eyeBlinkLeft", "eyeSquintLeft", "eyeWideLeft", "eyeBlinkRight", "eyeSquintRight",
+             "eyeWideRight"),
+    "gaze": ("eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
+             "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight"),
+    "cheeks_nose": ("cheekPuff", "cheekSquintLeft", "cheekSquintRight", "noseSneerLeft",
+                    "noseSneerRight"),
+    "mouth": ("mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
+              "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
+              "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
+              "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+              "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
+              "mouthUpperUpLeft", "mouthUpperUpRight", "tongueOut"),
+    "jaw": ("jawForward", "jawLeft", "jawRight", "jawOpen"),
+}
+"""Each of the 52 blendshapes in exactly one region, for per-region metrics."""
+
+REGION_INDEX: Final[Mapping[str, np.ndarray]] = {
+    region: np.array([ARKIT_NAMES.index(n) for n in names], dtype=np.intp)
+    for region, names in REGIONS.items()
+}
+"""Region name to the indices of its blendshapes in Apple's order."""
+
+
+# --- FACS ----------------------------------------------------------------------------------
+
+FACS: Final[Mapping[str, tuple[int, ...]]] = {
+    "browInnerUp": (1,),            # AU1 inner brow raiser
+    "browOuterUpLeft": (2,),        # AU2 outer brow raiser
+    "browOuterUpRight": (2,),
+    "browDownLeft": (4,),           # AU4 brow lowerer
+    "browDownRight": (4,),
+    "eyeWideLeft": (5,),            # AU5 upper lid raiser
+    "eyeWideRight": (5,),
+    "cheekSquintLeft": (6,),        # AU6 cheek raiser
+    "cheekSquintRight": (6,),
+    "eyeSquintLeft": (7,),          # AU7 lid tightener
+    "eyeSquintRight": (7,),
+    "noseSneerLeft": (9,),          # AU9 nose wrinkler
+    "noseSneerRight": (9,),
+    "mouthUpperUpLeft": (10,),      # AU10 upper lip raiser
+    "mouthUpperUpRight": (10,),
+    "mouthSmileLeft": (12,),        # AU12 lip corner puller
+    "mouthSmileRight": (12,),
+    "mouthDimpleLeft": (14,),       # AU14 dimpler
+    "mouthDimpleRight": (14,),
+    "mouthFrownLeft": (15,),        # AU15 lip corner depressor
+    "mouthFrownRight": (15,),
+    "mouthLowerDownLeft": (16,),    # AU16 lower lip depressor
+    "mouthLowerDownRight": (16,),
+    "mouthShrugLower": (17,),       # AU17 chin raiser
+    "mouthPucker": (18,),           # AU18 lip pucker
+    "tongueOut": (19,),             # AU19 tongue show
+    "mouthStretchLeft": (20,),      # AU20 lip stretcher
+    "mouthStretchRight": (20,),
+    "mouthFunnel": (22,),           # AU22 lip funneler
+    "mouthPressLeft": (24,),        # AU24 lip pressor
+    "mouthPressRight": (24,),
+    "jawOpen": (25, 26),            # AU25 lips part, AU26 jaw drop
+    "mouthRollLower": (28,),        # AU28 lip suck
+    "mouthRollUpper": (28,),
+    "jawForward": (29,),            # AU29 jaw thrust
+    "jawLeft": (30,),               # AU30 jaw sideways
+    "jawRight": (30,),
+    "cheekPuff": (34,),             # AU34 puff
+    "eyeBlinkLeft": (45,),          # AU45 blink
+    "eyeBlinkRight": (45,),
+    "eyeLookOutLeft": (61,),        # AU61/62 eyes turn left/right (left eye looks out = left)
+    "eyeLookInRight": (61,),
+    "eyeLookInLeft": (62,),
+    "eyeLookOutRight": (62,),
+    "eyeLookUpLeft": (63,),         # AU63 eyes up
+    "eyeLookUpRight": (63,),
+    "eyeLookDownLeft": (64,),       # AU64 eyes down
+    "eyeLookDownRight": (64,),
+}
+"""ARKit blendshape to FACS action units (Ekman & Friesen numbering).
+
+The correspondence follows the muscle each ARKit shape imitates; it is many-to-one
+(left and right halves map to one bilateral AU). ``mouthClose`` (lips closed with the jaw
+open) has no single AU and is left out; ``jawOpen`` drives both AU25 (lips part) and AU26
+(jaw drop). An AU's intensity is the mean of its shapes (see ``action_units``).
+"""
+
+ACTION_UNITS: Final[tuple[int, ...]] = tuple(sorted({au for aus in FACS.values() for au in aus}))
+"""Every action unit that ``FACS`` reaches, ascending."""
+
+
+def action_units(weights: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """ARKit weights ``(..., 52)`` to AU intensities ``(..., len(ACTION_UNITS))`` in [0, 1].
+
+    An AU's intensity is the mean of the ARKit shapes that map to it (so a one-sided smile is
+    half an AU12). Returns ``(ACTION_UNITS, intensities)``.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape[-1] != N_BLENDSHAPES:
+        raise ValueError(f"expected 52 ARKit weights in the last axis, got shape {weights.shape}")
+    out = np.zeros(weights.shape[:-1] + (len(ACTION_UNITS),))
+    counts = np.zeros(len(ACTION_UNITS))
+    for name, aus in FACS.items():
+        k = ARKIT_NAMES.index(name)
+        for au in aus:
+            j = ACTION_UNITS.index(au)
+            out[..., j] += weights[..., k]
+            counts[j] += 1
+    return ACTION_UNITS, out / counts

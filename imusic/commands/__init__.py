@@ -1,0 +1,1 @@
+"""One module per ``imusic`` subcommand (see ``imusic.cli``)."""

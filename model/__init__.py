@@ -1,0 +1,2 @@
+"""Features, datasets, the transformer diffusion model, baselines, training, evaluation,
+the streaming runtime and hybrid fusion."""
