@@ -1,0 +1,75 @@
+"""The async Transport interface every link (serial, BLE, UDP) implements.
+
+A transport moves the wire protocol's byte stream; it knows nothing about frames. Use it as
+an async context manager so it always closes::
+
+    async with SerialTransport("/dev/ttyUSB0") as link:
+        await link.write(encode(CmdGetInfo(), 0))
+        chunk = await link.read()          # some bytes, any chunking
+
+``read()`` raises ``TransportClosed`` when the link is gone (device unplugged, BLE
+disconnect, closed by us); a device session then reconnects by opening a fresh transport from
+its factory (``TransportFactory``).
+"""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from typing import Awaitable, Callable
+
+
+class TransportError(OSError):
+    """A link could not be opened or used; the message names the link and the fix."""
+
+
+class TransportClosed(TransportError):
+    """The link went away (or was closed): open a fresh one to continue."""
+
+
+class Transport(abc.ABC):
+    """One open link to one or more devices, carrying the protocol byte stream.
+
+    Subclasses implement ``open``, ``read``, ``write`` and ``close``. ``name`` names the link in
+    errors and health lines (``serial:/dev/ttyUSB0``, ``udp:0.0.0.0:9000``, ``ble:AA:BB:..``).
+    """
+
+    name: str = "transport"
+    datagram: bool = False
+    """True where read() returns whole datagrams that each start on a frame boundary (UDP)."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Open the link (raises TransportError naming the link and the fix)."""
+
+    @abc.abstractmethod
+    async def read(self) -> bytes:
+        """Wait for the next chunk of bytes (never empty); raises TransportClosed at the end."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Send bytes to the device(s) (raises TransportClosed if the link is gone)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the link; idempotent, never raises."""
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the link is usable now (subclasses refine it)."""
+        return True
+
+    async def __aenter__(self) -> "Transport":
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+TransportFactory = Callable[[], Transport]
+"""Makes a fresh, unopened Transport for the same link (used to reconnect)."""
