@@ -1,0 +1,568 @@
+"""The session file: one HDF5 file per recording (layout in capture/FORMAT.md).
+
+``SessionWriter`` creates a session and appends LSL data to it; ``SessionReader`` reads one
+back (also while it is still being written, and after a killed recorder). The recorder, the
+XDF import and ``imusic simulate`` all write through ``SessionWriter``; ``imusic info``,
+``imusic sync`` and the exports read through ``SessionReader``.
+
+SWMR and late streams. HDF5's single-writer/multiple-reader mode keeps the file consistent on
+disk at every flush (so a ``kill -9`` leaves a readable file), but forbids creating groups or
+datasets while it is on. The writer therefore works in two phases that alternate: structure
+changes (a new stream, the events table) happen with SWMR off, then SWMR is switched on for
+appending. When a stream joins late the writer flushes, closes the file, reopens it, creates the
+stream's datasets and switches SWMR back on. That window lasts milliseconds, once per new
+stream; everything else is plain appends under SWMR.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import socket
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import h5py
+import numpy as np
+
+SCHEMA = "imusic.session"
+SCHEMA_VERSION = 1
+
+STREAMS = "streams"
+EVENTS = "events"
+
+# Per-stream health counters: one int64 each, in this order, in /streams/<key>/health.
+HEALTH_FIELDS: tuple[str, ...] = (
+    "samples",          # samples appended
+    "chunks",           # append calls
+    "gaps",             # gaps recorded (stream lost and back, or samples missing)
+    "offsets",          # clock offsets measured and written
+    "offset_failures",  # time_correction calls that failed (skipped, nothing written)
+    "lost",             # times the stream was noticed lost
+    "recovered",        # times it came back
+)
+
+# LSL channel formats (names as in the stream's info XML) -> HDF5 dtypes.
+_FORMATS: dict[str, Any] = {
+    "float32": np.float32, "double64": np.float64, "int8": np.int8, "int16": np.int16,
+    "int32": np.int32, "int64": np.int64, "string": h5py.string_dtype("utf-8"),
+}
+# pylsl's numeric channel-format constants (cf_float32 = 1 ...) -> the names above.
+_PYLSL_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16",
+                  6: "int8", 7: "int64"}
+
+_STR = h5py.string_dtype("utf-8")
+_COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+
+
+class SessionError(Exception):
+    """A session file is missing, already exists, or is not a valid session."""
+
+
+@dataclass
+class StreamSpec:
+    """What a session keeps about one LSL stream (everything in its info XML, parsed)."""
+
+    name: str
+    type: str
+    channel_count: int
+    nominal_srate: float
+    channel_format: str = "float32"
+    source_id: str = ""
+    hostname: str = ""
+    uid: str = ""
+    created_at: float = 0.0
+    labels: list[str] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    info_xml: str = ""
+
+    def __post_init__(self) -> None:
+        if self.channel_format not in _FORMATS:
+            raise SessionError(f"stream {self.name!r}: unknown channel format "
+                               f"{self.channel_format!r} (expected one of {sorted(_FORMATS)})")
+        n = int(self.channel_count)
+        if n < 1:
+            raise SessionError(f"stream {self.name!r}: channel_count must be >= 1, got {n}")
+        self.channel_count = n
+        self.nominal_srate = float(self.nominal_srate)
+        # Missing labels are numbered so that every channel has a name.
+        self.labels = list(self.labels) + [f"ch{i}" for i in range(len(self.labels), n)]
+        self.units = list(self.units) + [""] * (n - len(self.units))
+        self.types = list(self.types) + [""] * (n - len(self.types))
+        self.labels, self.units, self.types = self.labels[:n], self.units[:n], self.types[:n]
+        if not self.info_xml:
+            self.info_xml = self.to_xml()
+
+    @property
+    def dtype(self) -> Any:
+        """The HDF5 dtype of the stream's time series."""
+        return _FORMATS[self.channel_format]
+
+    @property
+    def is_string(self) -> bool:
+        """True for string streams (markers)."""
+        return self.channel_format == "string"
+
+    @classmethod
+    def from_xml(cls, xml: str) -> "StreamSpec":
+        """Parse an LSL stream info XML (``StreamInfo.as_xml()``, or an XDF stream header)."""
+        try:
+            root = ET.fromstring(xml)
+        except ET.ParseError as err:
+            raise SessionError(f"stream info XML does not parse: {err}") from err
+
+        def text(tag: str, default: str = "") -> str:
+            el = root.find(tag)
+            return (el.text or default).strip() if el is not None and el.text else default
+
+        labels, units, types = [], [], []
+        for ch in root.findall("./desc/channels/channel"):
+            labels.append((ch.findtext("label") or "").strip())
+            units.append((ch.findtext("unit") or "").strip())
+            types.append((ch.findtext("type") or "").strip())
+        fmt = text("channel_format", "float32")
+        return cls(
+            name=text("name"), type=text("type"),
+            channel_count=int(float(text("channel_count", "0") or 0)),
+            nominal_srate=float(text("nominal_srate", "0") or 0), channel_format=fmt,
+            source_id=text("source_id"), hostname=text("hostname"), uid=text("uid"),
+            created_at=float(text("created_at", "0") or 0),
+            labels=[lab or f"ch{i}" for i, lab in enumerate(labels)], units=units, types=types,
+            info_xml=xml,
+        )
+
+    @classmethod
+    def from_info(cls, info: Any) -> "StreamSpec":
+        """From a ``pylsl.StreamInfo`` (take it from ``inlet.info()`` so that desc is filled)."""
+        spec = cls.from_xml(info.as_xml())
+        # The XML of a local (not yet resolved) StreamInfo has all fields; trust the accessors.
+        spec.name, spec.type = info.name(), info.type()
+        spec.source_id = info.source_id()
+        spec.channel_format = _PYLSL_FORMATS.get(info.channel_format(), spec.channel_format)
+        return spec
+
+    def to_xml(self) -> str:
+        """A minimal LSL-style info XML for streams that did not come with one."""
+        root = ET.Element("info")
+        for tag, val in (("name", self.name), ("type", self.type),
+                         ("channel_count", str(self.channel_count)),
+                         ("nominal_srate", repr(self.nominal_srate)),
+                         ("channel_format", self.channel_format),
+                         ("source_id", self.source_id), ("hostname", self.hostname),
+                         ("uid", self.uid), ("created_at", repr(self.created_at))):
+            ET.SubElement(root, tag).text = val
+        chans = ET.SubElement(ET.SubElement(root, "desc"), "channels")
+        for lab, unit, typ in zip(self.labels, self.units, self.types):
+            ch = ET.SubElement(chans, "channel")
+            ET.SubElement(ch, "label").text = lab
+            ET.SubElement(ch, "unit").text = unit
+            ET.SubElement(ch, "type").text = typ
+        return ET.tostring(root, encoding="unicode")
+
+
+def stream_key(name: str, taken: Iterable[str] = ()) -> str:
+    """An HDF5-safe group name for a stream, unique among ``taken`` (suffix ``-2``, ``-3``...)."""
+    base = re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("._") or "stream"
+    taken = set(taken)
+    key, i = base, 2
+    while key in taken:
+        key, i = f"{base}-{i}", i + 1
+    return key
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _package_version() -> str:
+    try:
+        from imusic import __version__
+        return __version__
+    except Exception:  # noqa: BLE001 - the file format does not depend on the CLI package
+        return "unknown"
+
+
+class SessionWriter:
+    """Creates a session file and appends to it (one thread only: the recorder's writer).
+
+    Use as a context manager; on exit the file is flushed, closed and marked as cleanly closed.
+    Never overwrites: a ``SessionError`` naming the file is raised if it exists.
+    """
+
+    def __init__(self, path: str | Path, *, subject: str = "", attrs: dict[str, Any] | None = None,
+                 flush_interval: float = 0.5, swmr: bool = True) -> None:
+        self.path = Path(path)
+        if self.path.exists():
+            raise SessionError(f"{self.path} already exists: choose another name "
+                               "(sessions are never overwritten)")
+        if not self.path.parent.is_dir():
+            raise SessionError(f"{self.path}: folder {self.path.parent} does not exist")
+        self.flush_interval = float(flush_interval)
+        self._swmr = swmr
+        self._specs: dict[str, StreamSpec] = {}
+        self._health: dict[str, np.ndarray] = {}
+        self._dirty_health: set[str] = set()
+        self._last_flush = time.monotonic()
+        self.n_flushes = 0
+        try:
+            # 'x' = create, fail if it exists (a race with another writer is refused too).
+            self._h5 = h5py.File(self.path, "x", libver="latest")
+        except (FileExistsError, OSError) as err:
+            raise SessionError(f"cannot create session {self.path}: {err}") from err
+        root = self._h5.attrs
+        root["schema"] = SCHEMA
+        root["schema_version"] = SCHEMA_VERSION
+        root["created"] = _utc_now()
+        root["subject"] = subject
+        root["host"] = socket.gethostname()
+        root["imusic_version"] = _package_version()
+        root["closed_cleanly"] = False
+        for k, v in (attrs or {}).items():
+            root[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+        self._h5.create_group(STREAMS)
+        ev = self._h5.create_group(EVENTS)
+        ev.create_dataset("time", shape=(0,), maxshape=(None,), chunks=(256,), dtype=np.float64)
+        ev.create_dataset("source", shape=(0,), maxshape=(None,), chunks=(256,), dtype=_STR)
+        ev.create_dataset("text", shape=(0,), maxshape=(None,), chunks=(256,), dtype=_STR)
+        hb = self._h5.create_dataset("heartbeat", data=np.zeros(2, np.float64))
+        hb.attrs["columns"] = json.dumps(["unix_time", "flushes"])
+        self._start_swmr()
+
+    # ----------------------------------------------------------------- structure
+    def _start_swmr(self) -> None:
+        if self._swmr:
+            self._h5.swmr_mode = True
+
+    def _reopen_for_structure(self) -> None:
+        """Close and reopen without SWMR so that new datasets can be created."""
+        if self._swmr and self._h5.swmr_mode:
+            self._write_health()
+            self._h5.flush()
+            self._h5.close()
+            self._h5 = h5py.File(self.path, "a", libver="latest")
+
+    @property
+    def keys(self) -> list[str]:
+        """Keys of the streams in the file, in the order they were added."""
+        return list(self._specs)
+
+    def spec(self, key: str) -> StreamSpec:
+        """The spec of a stream already added."""
+        return self._specs[key]
+
+    def add_stream(self, info: Any, key: str | None = None) -> str:
+        """Add a stream (a ``pylsl.StreamInfo``, a ``StreamSpec`` or an info XML string).
+
+        Returns its key (group name under /streams). Call it when the stream appears; the
+        writer reopens the file briefly if SWMR is already on.
+        """
+        if isinstance(info, StreamSpec):
+            spec = info
+        elif isinstance(info, str):
+            spec = StreamSpec.from_xml(info)
+        else:
+            spec = StreamSpec.from_info(info)
+        key = stream_key(key or spec.name, self._specs)
+        self._reopen_for_structure()
+        g = self._h5[STREAMS].create_group(key)
+        for attr in ("name", "type", "source_id", "hostname", "uid", "channel_format"):
+            g.attrs[attr] = getattr(spec, attr)
+        g.attrs["nominal_srate"] = spec.nominal_srate
+        g.attrs["channel_count"] = spec.channel_count
+        g.attrs["created_at"] = spec.created_at
+        g.attrs["added"] = _utc_now()
+        g.create_dataset("info_xml", data=spec.info_xml, dtype=_STR)
+        for name in ("labels", "units", "types"):
+            g.create_dataset(f"channel_{name}", data=np.array(getattr(spec, name), dtype=object),
+                             dtype=_STR)
+        c = spec.channel_count
+        # About a second of data per chunk (at least 64 rows), capped near 1 MiB per chunk.
+        itemsize = 16 if spec.is_string else np.dtype(spec.dtype).itemsize
+        rows = int(min(max(64, spec.nominal_srate or 64), max(64, (1 << 20) // (c * itemsize))))
+        extra = {} if spec.is_string else _COMPRESSION
+        g.create_dataset("time_series", shape=(0, c), maxshape=(None, c), chunks=(rows, c),
+                         dtype=spec.dtype, **extra)
+        g.create_dataset("time_stamps", shape=(0,), maxshape=(None,), chunks=(max(rows, 256),),
+                         dtype=np.float64, **_COMPRESSION)
+        co = g.create_dataset("clock_offsets", shape=(0, 2), maxshape=(None, 2), chunks=(256, 2),
+                              dtype=np.float64)
+        co.attrs["columns"] = json.dumps(["time", "offset"])
+        gp = g.create_dataset("gaps", shape=(0, 2), maxshape=(None, 2), chunks=(64, 2),
+                              dtype=np.float64)
+        gp.attrs["columns"] = json.dumps(["start", "end"])
+        h = g.create_dataset("health", data=np.zeros(len(HEALTH_FIELDS), np.int64))
+        h.attrs["columns"] = json.dumps(list(HEALTH_FIELDS))
+        self._specs[key] = spec
+        self._health[key] = np.zeros(len(HEALTH_FIELDS), np.int64)
+        self._start_swmr()
+        return key
+
+    # ----------------------------------------------------------------- appends
+    @staticmethod
+    def _extend(ds: h5py.Dataset, rows: np.ndarray) -> None:
+        n = ds.shape[0]
+        ds.resize(n + len(rows), axis=0)
+        ds[n:] = rows
+
+    def append(self, key: str, samples: Any, timestamps: Any) -> None:
+        """Append ``samples`` (n, C) with their LSL ``timestamps`` (n,) to stream ``key``."""
+        spec = self._specs.get(key)
+        if spec is None:
+            raise SessionError(f"{self.path}: no stream {key!r} (add_stream first)")
+        ts = np.asarray(timestamps, np.float64).reshape(-1)
+        if spec.is_string:
+            data = np.array(samples, dtype=object).reshape(len(ts), -1)
+        else:
+            data = np.asarray(samples, dtype=spec.dtype)
+            data = data.reshape(len(ts), -1) if data.size else data.reshape(0, spec.channel_count)
+        if data.shape != (len(ts), spec.channel_count):
+            raise SessionError(f"{self.path}: stream {key!r} takes (n, {spec.channel_count}) "
+                               f"samples with n timestamps; got {data.shape} and {ts.shape}")
+        if not len(ts):
+            return
+        g = self._h5[STREAMS][key]
+        self._extend(g["time_series"], data)
+        self._extend(g["time_stamps"], ts)
+        self.count(key, "samples", len(ts))
+        self.count(key, "chunks")
+        self.maybe_flush()
+
+    def add_clock_offset(self, key: str, t: float, offset: float) -> None:
+        """Record a clock offset (``inlet.time_correction()``) measured at local time ``t``.
+
+        Non-finite values are refused: a failed measurement is counted, never written."""
+        if not (np.isfinite(t) and np.isfinite(offset)):
+            self.count(key, "offset_failures")
+            return
+        self._extend(self._h5[STREAMS][key]["clock_offsets"], np.array([[t, offset]], np.float64))
+        self.count(key, "offsets")
+
+    def add_gap(self, key: str, start: float, end: float) -> None:
+        """Record that stream ``key`` had no data between LSL times ``start`` and ``end``."""
+        self._extend(self._h5[STREAMS][key]["gaps"], np.array([[start, end]], np.float64))
+        self.count(key, "gaps")
+
+    def add_event(self, t: float, text: str, source: str = "recorder") -> None:
+        """Add an event (a marker, a stream lost or found, a note) at LSL time ``t``."""
+        ev = self._h5[EVENTS]
+        self._extend(ev["time"], np.array([t], np.float64))
+        self._extend(ev["source"], np.array([source], dtype=object))
+        self._extend(ev["text"], np.array([text], dtype=object))
+
+    def count(self, key: str, name: str, n: int = 1) -> None:
+        """Add ``n`` to the health counter ``name`` (one of HEALTH_FIELDS) of stream ``key``."""
+        self._health[key][HEALTH_FIELDS.index(name)] += n
+        self._dirty_health.add(key)
+
+    def health(self, key: str) -> dict[str, int]:
+        """The current health counters of a stream."""
+        return dict(zip(HEALTH_FIELDS, (int(v) for v in self._health[key])))
+
+    # ----------------------------------------------------------------- flushing
+    def _write_health(self) -> None:
+        for key in self._dirty_health:
+            self._h5[STREAMS][key]["health"][...] = self._health[key]
+        self._dirty_health.clear()
+        self.n_flushes += 1
+        self._h5["heartbeat"][...] = np.array([time.time(), self.n_flushes], np.float64)
+
+    def flush(self) -> None:
+        """Write the counters and flush everything to disk (readers see it after this)."""
+        self._write_health()
+        self._h5.flush()
+        self._last_flush = time.monotonic()
+
+    def maybe_flush(self) -> bool:
+        """Flush if the last flush is older than ``flush_interval``; True if it flushed."""
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+            return True
+        return False
+
+    def close(self) -> None:
+        """Flush, close, then mark the file as cleanly closed (it opens without SWMR after)."""
+        if self._h5 is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._h5.close()
+            self._h5 = None
+        # Attributes cannot change under SWMR: reopen once, plainly, to seal the file.
+        with h5py.File(self.path, "r+", libver="latest") as h5:
+            h5.attrs["closed_cleanly"] = True
+            h5.attrs["closed"] = _utc_now()
+
+    def __enter__(self) -> "SessionWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ===================================================================== reading
+
+
+@dataclass
+class StreamData:
+    """One stream of a session, loaded into memory."""
+
+    key: str
+    spec: StreamSpec
+    time_series: np.ndarray        # (N, C)
+    time_stamps: np.ndarray        # (N,) LSL seconds, as received (offsets not applied)
+    clock_offsets: np.ndarray      # (M, 2) [local time, offset]
+    gaps: np.ndarray               # (G, 2) [start, end]
+    health: dict[str, int]
+
+    def channel(self, label: str) -> np.ndarray:
+        """The column of the channel named ``label`` (channels are found by label)."""
+        try:
+            return self.time_series[:, self.spec.labels.index(label)]
+        except ValueError:
+            raise KeyError(f"stream {self.spec.name!r} has no channel {label!r}") from None
+
+
+@dataclass
+class Event:
+    """One row of /events."""
+
+    time: float
+    source: str
+    text: str
+
+
+def _s(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+class SessionReader:
+    """Reads a session file; opens in SWMR read mode, so it works on live and killed files too.
+
+    Use as a context manager (or call ``close``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SessionError(f"{self.path}: no such session file")
+        try:
+            self.h5 = h5py.File(self.path, "r", swmr=True)
+        except (OSError, RuntimeError) as err:  # h5py raises either for damaged files
+            raise SessionError(f"{self.path} is not a readable HDF5 file: {err}") from err
+        schema = _s(self.h5.attrs.get("schema", ""))
+        if schema != SCHEMA:
+            self.h5.close()
+            raise SessionError(f"{self.path} is not an imusic session (schema {schema!r}, "
+                               f"expected {SCHEMA!r})")
+        version = int(self.h5.attrs.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            self.h5.close()
+            raise SessionError(f"{self.path} has schema_version {version}; this imusic reads "
+                               f"up to {SCHEMA_VERSION}: upgrade imusic")
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Root attributes (schema, created, subject, host, ...)."""
+        return {k: (_s(v) if isinstance(v, (bytes, str)) else
+                    (v.item() if isinstance(v, np.generic) else v))
+                for k, v in self.h5.attrs.items()}
+
+    @property
+    def closed_cleanly(self) -> bool:
+        """False if the writer never finished (killed recorder, or still recording)."""
+        return bool(self.h5.attrs.get("closed_cleanly", False))
+
+    @property
+    def keys(self) -> list[str]:
+        """Stream keys (groups under /streams)."""
+        return list(self.h5[STREAMS]) if STREAMS in self.h5 else []
+
+    def spec(self, key: str) -> StreamSpec:
+        """The stream's spec, rebuilt from its info XML and attributes."""
+        g = self._group(key)
+        spec = StreamSpec.from_xml(_s(g["info_xml"][()]))
+        spec.labels = [_s(x) for x in g["channel_labels"][()]]
+        spec.units = [_s(x) for x in g["channel_units"][()]]
+        spec.types = [_s(x) for x in g["channel_types"][()]]
+        for attr in ("name", "type", "source_id", "channel_format"):
+            if attr in g.attrs:
+                setattr(spec, attr, _s(g.attrs[attr]))
+        return spec
+
+    def keys_of_type(self, stream_type: str) -> list[str]:
+        """Keys of the streams whose LSL type is ``stream_type`` (case-insensitive)."""
+        return [k for k in self.keys
+                if _s(self._group(k).attrs.get("type", "")).lower() == stream_type.lower()]
+
+    def _group(self, key: str) -> h5py.Group:
+        try:
+            return self.h5[STREAMS][key]
+        except KeyError:
+            raise SessionError(f"{self.path}: no stream {key!r} (streams: {self.keys})") from None
+
+    def stream(self, key: str) -> StreamData:
+        """Load one stream's data."""
+        g = self._group(key)
+        for name in ("time_series", "time_stamps", "clock_offsets", "gaps", "health"):
+            g[name].refresh() if hasattr(g[name], "refresh") else None
+        # Rows are appended series-first: on a live or killed file keep the common length.
+        n = min(g["time_series"].shape[0], g["time_stamps"].shape[0])
+        ts = g["time_series"][:n]
+        if ts.dtype == object:
+            ts = np.vectorize(_s, otypes=[object])(ts) if ts.size else ts
+        health = g["health"][()]
+        cols = json.loads(_s(g["health"].attrs.get("columns", json.dumps(list(HEALTH_FIELDS)))))
+        return StreamData(
+            key=key, spec=self.spec(key), time_series=ts, time_stamps=g["time_stamps"][:n],
+            clock_offsets=g["clock_offsets"][()], gaps=g["gaps"][()],
+            health=dict(zip(cols, (int(v) for v in health))),
+        )
+
+    def events(self) -> list[Event]:
+        """All events, in the order written."""
+        if EVENTS not in self.h5:
+            return []
+        ev = self.h5[EVENTS]
+        n = min(ev["time"].shape[0], ev["source"].shape[0], ev["text"].shape[0])
+        return [Event(float(t), _s(s), _s(x))
+                for t, s, x in zip(ev["time"][:n], ev["source"][:n], ev["text"][:n])]
+
+    @property
+    def has_aligned(self) -> bool:
+        """True once ``imusic sync`` (or ``imusic simulate``) has written the aligned group."""
+        return "aligned" in self.h5
+
+    @property
+    def has_calibration(self) -> bool:
+        """True once calibration has been stored (/calibration)."""
+        return "calibration" in self.h5
+
+    def close(self) -> None:
+        """Close the file."""
+        self.h5.close()
+
+    def __enter__(self) -> "SessionReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_session(path: str | Path) -> SessionReader:
+    """Open a session for reading (``with open_session(p) as s: ...``)."""
+    return SessionReader(path)
+
+
+def write_stream(writer: SessionWriter, spec: StreamSpec, time_series: Any,
+                 time_stamps: Any, clock_offsets: Sequence[tuple[float, float]] = ()) -> str:
+    """Add a whole stream at once (for imports and synthetic sessions); returns its key."""
+    key = writer.add_stream(spec)
+    writer.append(key, time_series, time_stamps)
+    for t, off in clock_offsets:
+        writer.add_clock_offset(key, t, off)
+    return key

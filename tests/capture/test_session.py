@@ -1,0 +1,168 @@
+"""The session file format: write, read back, refuse overwrites, survive a killed writer."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pylsl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from capture.session import (HEALTH_FIELDS, SCHEMA, SessionError, SessionReader, SessionWriter,
+                             StreamSpec, stream_key)
+
+
+def imu_info(name: str, sites=("a", "b")) -> pylsl.StreamInfo:
+    labels = [f"{s}.{q}.{ax}" for s in sites for q in ("acc", "gyro", "mag") for ax in "xyz"]
+    labels += ["device.time_us", "device.seq"]
+    info = pylsl.StreamInfo(name, "IMU", len(labels), 200.0, pylsl.cf_double64, f"{name}-src")
+    chans = info.desc().append_child("channels")
+    for lab in labels:
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", lab)
+        ch.append_child_value("unit", "m/s^2" if ".acc." in lab else "")
+    return info
+
+
+def test_round_trip_streams_offsets_events_health(tmp_path):
+    path = tmp_path / "s.h5"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 20))
+    with SessionWriter(path, subject="p01") as w:
+        k = w.add_stream(imu_info("imu"))
+        w.append(k, x[:100], np.arange(100) / 200)
+        w.append(k, x[100:], np.arange(100, 300) / 200)
+        w.add_clock_offset(k, 1.0, -0.25)
+        w.add_clock_offset(k, 2.0, float("nan"))      # a failed measurement: counted, not written
+        w.add_gap(k, 0.2, 0.4)
+        w.add_event(0.7, "tap", source="markers")
+    with SessionReader(path) as r:
+        assert r.attrs["schema"] == SCHEMA and r.attrs["subject"] == "p01" and r.closed_cleanly
+        assert r.keys == ["imu"] and r.keys_of_type("imu") == ["imu"] and not r.has_aligned
+        d = r.stream("imu")
+        np.testing.assert_array_equal(d.time_series, x)
+        np.testing.assert_allclose(d.time_stamps, np.arange(300) / 200)
+        np.testing.assert_array_equal(d.clock_offsets, [[1.0, -0.25]])
+        np.testing.assert_array_equal(d.gaps, [[0.2, 0.4]])
+        assert d.health["samples"] == 300 and d.health["chunks"] == 2
+        assert d.health["offsets"] == 1 and d.health["offset_failures"] == 1
+        assert d.spec.labels[0] == "a.acc.x" and d.spec.units[0] == "m/s^2"
+        np.testing.assert_array_equal(d.channel("b.gyro.z"), x[:, 14])
+        assert [(e.time, e.source, e.text) for e in r.events()] == [(0.7, "markers", "tap")]
+    # Once closed cleanly, plain h5py (no SWMR flag) opens it too.
+    with h5py.File(path, "r") as h5:
+        assert h5["streams/imu/time_series"].shape == (300, 20)
+        assert list(h5["streams/imu/health"].attrs["columns"]) is not None
+
+
+def test_never_overwrites(tmp_path):
+    path = tmp_path / "exists.h5"
+    path.write_bytes(b"precious")
+    with pytest.raises(SessionError, match="exists.h5 already exists"):
+        SessionWriter(path)
+    assert path.read_bytes() == b"precious"
+
+
+def test_late_stream_and_markers_under_swmr(tmp_path):
+    path = tmp_path / "late.h5"
+    with SessionWriter(path) as w:
+        a = w.add_stream(imu_info("imu"))
+        w.append(a, np.zeros((5, 20)), np.arange(5.0))
+        w.flush()
+        # A live reader sees the data while the writer is still open.
+        with SessionReader(path) as r:
+            assert r.stream("imu").time_series.shape == (5, 20) and not r.closed_cleanly
+        m = w.add_stream(pylsl.StreamInfo("marks", "Markers", 1, 0, pylsl.cf_string, "m1"))
+        w.append(m, [["start"], ["tap é"]], [1.0, 2.0])
+        w.append(a, np.ones((5, 20)), np.arange(5.0, 10.0))
+        b = w.add_stream(imu_info("imu"))               # same name: a new key
+    assert b == "imu-2"
+    with SessionReader(path) as r:
+        assert r.keys_of_type("Markers") == ["marks"]
+        assert r.stream("marks").time_series[:, 0].tolist() == ["start", "tap é"]
+        assert r.stream("imu").time_series.shape == (10, 20)
+
+
+def test_bad_appends_name_the_stream(tmp_path):
+    with SessionWriter(tmp_path / "b.h5") as w:
+        k = w.add_stream(imu_info("imu"))
+        with pytest.raises(SessionError, match="'imu' takes"):
+            w.append(k, np.zeros((3, 7)), np.zeros(3))
+        with pytest.raises(SessionError, match="no stream 'nope'"):
+            w.append("nope", np.zeros((1, 20)), [0.0])
+
+
+def test_reader_refuses_non_sessions(tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as h5:
+        h5.attrs["schema"] = "something.else"
+    with pytest.raises(SessionError, match="not an imusic session"):
+        SessionReader(tmp_path / "other.h5")
+    (tmp_path / "junk.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(SessionError, match="junk.h5 is not a readable HDF5"):
+        SessionReader(tmp_path / "junk.h5")
+    with pytest.raises(SessionError, match="no such session"):
+        SessionReader(tmp_path / "missing.h5")
+
+
+def test_killed_writer_leaves_a_readable_file(tmp_path):
+    """SIGKILL mid-write: the file opens (SWMR read) with all rows flushed before the kill."""
+    path = tmp_path / "killed.h5"
+    code = textwrap.dedent(f"""
+        import sys, time, numpy as np
+        from capture.session import SessionWriter, StreamSpec
+        w = SessionWriter({str(path)!r}, flush_interval=0.2)
+        k = w.add_stream(StreamSpec("imu", "IMU", 4, 100.0, "double64"))
+        i = 0
+        while True:
+            w.append(k, np.full((10, 4), i, float), i * 0.1 + np.arange(10) / 100)
+            i += 1
+            if i == 20:
+                w.add_stream(StreamSpec("late", "Blendshapes", 61, 60.0, "float32"))
+            if i % 10 == 0:
+                print(i, flush=True)
+            time.sleep(0.01)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    try:
+        for line in proc.stdout:
+            if int(line) >= 60:
+                break
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    with SessionReader(path) as r:
+        assert not r.closed_cleanly
+        assert set(r.keys) == {"imu", "late"}
+        d = r.stream("imu")
+        # 60 chunks were written before the kill was sent; at most ~0.2 s (flush) are missing.
+        assert d.time_series.shape[0] >= 500
+        assert np.all(np.diff(d.time_stamps) > 0)
+        assert d.health["samples"] >= 500
+    with h5py.File(path, "r", swmr=True) as h5:
+        assert h5["streams/imu/time_series"].shape[0] >= 500
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.text(min_size=0, max_size=40))
+def test_stream_key_is_safe_and_unique(name):
+    k1 = stream_key(name)
+    k2 = stream_key(name, [k1])
+    assert k1 and "/" not in k1 and k1 != k2
+
+
+def test_spec_from_xml_reads_channels():
+    info = imu_info("x")
+    spec = StreamSpec.from_xml(info.as_xml())
+    assert spec.channel_count == 20 and spec.labels[-1] == "device.seq"
+    assert spec.channel_format == "double64" and spec.nominal_srate == 200.0
+    with pytest.raises(SessionError, match="does not parse"):
+        StreamSpec.from_xml("<info><name>")
+    assert len(HEALTH_FIELDS) == 7
