@@ -1,0 +1,195 @@
+"""Hybrid tracking: ARKit when the face is visible, the IMU estimate when it is not.
+
+Per face region (hardware.vocabulary.REGIONS) the fuser decides each 60 Hz tick whether ARKit
+can be trusted, from what a camera tracker does when it fails:
+
+* **lost**: no ARKit frame for ``lost_timeout_s``, or a face-lost packet;
+* **jump**: the region moves more in one frame than a face can (``jump_per_frame``) while the
+  IMU estimate stays put;
+* **frozen**: the region's values stay still for ``frozen_frames`` while the IMU estimate moves
+  (ARKit holds its last guess under a hand);
+* **disagreement**: the region differs from the adapted IMU estimate by more than
+  ``disagreement`` (mean absolute) for ``disagreement_frames`` frames.
+
+A distrusted region hands over to the IMU estimate along a linear ramp of ``transition_s`` and
+comes back the same way once ARKit has looked right for ``recover_frames`` frames, so the output
+never jumps. While a region is trusted, the IMU estimate's per-blendshape gain and offset are fitted
+online to ARKit (exponentially weighted least squares with a prior of gain 1), so that at hand-over
+the IMU estimate already matches what ARKit was saying.
+
+Pure computation: no I/O, no clocks. ``imusic hybrid`` feeds it from LSL / Live Link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hardware.vocabulary import N_BLENDSHAPES, REGION_INDEX
+
+REGION_NAMES: tuple[str, ...] = tuple(REGION_INDEX)
+"""Region order of the per-region outputs (weights, confidence, reasons)."""
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Thresholds of the fuser (blendshape units are the 0..1 ARKit scale)."""
+
+    rate_hz: float = 60.0
+    lost_timeout_s: float = 0.05
+    jump_per_frame: float = 0.3
+    frozen_frames: int = 3
+    frozen_eps: float = 0.004
+    imu_motion_for_frozen: float = 0.03
+    disagreement: float = 0.15
+    disagreement_frames: int = 2
+    recover_frames: int = 2
+    transition_s: float = 0.034
+    adapt_halflife_s: float = 4.0
+    adapt_prior: float = 0.002
+    gain_bounds: tuple[float, float] = (0.5, 2.0)
+
+
+@dataclass
+class FusedFrame:
+    """One fused output frame."""
+
+    values: np.ndarray                  # (52,) fused blendshapes
+    arkit_weight: np.ndarray            # (regions,) share of ARKit in the output, 0..1
+    trusted: np.ndarray                 # (regions,) bool: ARKit trusted this tick
+    reasons: list[str]                  # per region: "", "lost", "jump", "frozen", "disagreement"
+    imu_adapted: np.ndarray             # (52,) the IMU estimate after gain/offset adaptation
+
+
+@dataclass
+class _Adapter:
+    """Exponentially weighted least squares y ~ gain * x + offset, per blendshape."""
+
+    decay: float
+    prior: float
+    n: np.ndarray = field(default_factory=lambda: np.zeros(N_BLENDSHAPES))
+    sx: np.ndarray = field(default_factory=lambda: np.zeros(N_BLENDSHAPES))
+    sy: np.ndarray = field(default_factory=lambda: np.zeros(N_BLENDSHAPES))
+    sxx: np.ndarray = field(default_factory=lambda: np.zeros(N_BLENDSHAPES))
+    sxy: np.ndarray = field(default_factory=lambda: np.zeros(N_BLENDSHAPES))
+
+    def update(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+        d = np.where(mask, self.decay, 1.0)
+        m = mask.astype(float)
+        self.n = self.n * d + m
+        self.sx = self.sx * d + m * x
+        self.sy = self.sy * d + m * y
+        self.sxx = self.sxx * d + m * x * x
+        self.sxy = self.sxy * d + m * x * y
+
+    def apply(self, x: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+        n = np.maximum(self.n, 1e-9)
+        mx, my = self.sx / n, self.sy / n
+        var = self.sxx / n - mx * mx
+        cov = self.sxy / n - mx * my
+        # The prior pulls the gain to 1 where x barely varies (a shape that never moved).
+        gain = np.clip((cov + self.prior * 1.0) / (var + self.prior), *bounds)
+        offset = np.where(self.n > 1e-6, my - gain * mx, 0.0)
+        return gain * x + offset
+
+
+class HybridFusion:
+    """Fuse ARKit frames with IMU estimates, per region, one 60 Hz tick at a time.
+
+    >>> fuser = HybridFusion()
+    >>> frame = fuser.step(t=0.0, imu=np.zeros(52), arkit=np.zeros(52))
+    """
+
+    def __init__(self, config: FusionConfig | None = None):
+        self.config = c = config or FusionConfig()
+        self._adapter = _Adapter(decay=0.5 ** (1.0 / (c.adapt_halflife_s * c.rate_hz)),
+                                 prior=c.adapt_prior)
+        n = len(REGION_NAMES)
+        self._weight = np.ones(n)            # ARKit share
+        self._trusted = np.ones(n, bool)
+        self._bad = np.zeros(n, int)
+        self._good = np.zeros(n, int)
+        self._last_arkit_t: float | None = None
+        self._arkit_hist: list[np.ndarray] = []
+        self._imu_hist: list[np.ndarray] = []
+        self._last_arkit: np.ndarray | None = None
+
+    def step(self, t: float, imu: np.ndarray, arkit: np.ndarray | None,
+             arkit_t: float | None = None) -> FusedFrame:
+        """Fuse one tick.
+
+        ``imu``: the IMU estimate (52,). ``arkit``: the newest ARKit frame (52,), or None when
+        the face is lost (a face-lost packet) or nothing new arrived; ``arkit_t``: when that
+        frame was captured (defaults to ``t``).
+        """
+        c = self.config
+        imu = np.asarray(imu, dtype=np.float64)[:N_BLENDSHAPES]
+        if arkit is not None:
+            arkit = np.asarray(arkit, dtype=np.float64)[:N_BLENDSHAPES]
+            if not np.all(np.isfinite(arkit)):
+                arkit = None
+        if arkit is not None:
+            self._last_arkit_t = t if arkit_t is None else arkit_t
+        lost = (self._last_arkit_t is None or arkit is None
+                or t - self._last_arkit_t > c.lost_timeout_s)
+
+        adapted = self._adapter.apply(imu, c.gain_bounds)
+        reasons = [""] * len(REGION_NAMES)
+        bad_now = np.zeros(len(REGION_NAMES), bool)
+        if lost:
+            bad_now[:] = True
+            reasons = ["lost"] * len(REGION_NAMES)
+        else:
+            self._arkit_hist = (self._arkit_hist + [arkit])[-(c.frozen_frames + 1):]
+            self._imu_hist = (self._imu_hist + [imu])[-(c.frozen_frames + 1):]
+            prev_a = self._arkit_hist[-2] if len(self._arkit_hist) > 1 else None
+            prev_i = self._imu_hist[-2] if len(self._imu_hist) > 1 else None
+            full = len(self._arkit_hist) > c.frozen_frames
+            for r, idx in enumerate(REGION_INDEX.values()):
+                if prev_a is not None:
+                    jump = np.max(np.abs(arkit[idx] - prev_a[idx]))
+                    imu_step = np.max(np.abs(imu[idx] - prev_i[idx]))
+                    if jump > c.jump_per_frame and imu_step < jump / 3:
+                        bad_now[r], reasons[r] = True, "jump"
+                        continue
+                if full:
+                    a = np.stack(self._arkit_hist)[:, idx]
+                    i = np.stack(self._imu_hist)[:, idx]
+                    if (np.ptp(a, axis=0).max() < c.frozen_eps
+                            and np.ptp(i, axis=0).max() > c.imu_motion_for_frozen):
+                        bad_now[r], reasons[r] = True, "frozen"
+                        continue
+                if np.mean(np.abs(arkit[idx] - adapted[idx])) > c.disagreement:
+                    bad_now[r], reasons[r] = True, "disagreement"
+
+        # Debounce: distrust after `disagreement_frames` bad ticks (at once when lost, jumping
+        # or frozen), trust again after `recover_frames` good ticks.
+        immediate = np.array([reason in ("lost", "jump", "frozen") for reason in reasons])
+        self._bad = np.where(bad_now, self._bad + 1, 0)
+        self._good = np.where(bad_now, 0, self._good + 1)
+        distrust = bad_now & (immediate | (self._bad >= c.disagreement_frames))
+        regain = ~bad_now & (self._good >= c.recover_frames)
+        self._trusted = np.where(distrust, False, np.where(regain, True, self._trusted))
+
+        step = 1.0 / max(c.transition_s * c.rate_hz, 1.0)
+        target = self._trusted.astype(float)
+        self._weight = np.clip(self._weight + np.clip(target - self._weight, -step, step), 0, 1)
+
+        if arkit is not None and not lost:
+            mask = np.zeros(N_BLENDSHAPES, bool)
+            for r, idx in enumerate(REGION_INDEX.values()):
+                if self._trusted[r] and not bad_now[r]:
+                    mask[idx] = True
+            self._adapter.update(imu, arkit, mask)
+
+        if not lost:
+            self._last_arkit = arkit
+        w = np.empty(N_BLENDSHAPES)
+        for r, idx in enumerate(REGION_INDEX.values()):
+            w[idx] = self._weight[r]
+        # When ARKit is gone its share fades from the last frame it gave, never from nothing.
+        shown = adapted if self._last_arkit is None else self._last_arkit
+        values = w * shown + (1.0 - w) * adapted
+        return FusedFrame(values=values, arkit_weight=self._weight.copy(),
+                          trusted=self._trusted.copy(), reasons=reasons, imu_adapted=adapted)

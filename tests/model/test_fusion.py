@@ -1,0 +1,128 @@
+"""Hybrid IMU + ARKit fusion: hand-over timing, smoothness, adaptation, and the occlusion study."""
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter1d
+
+from hardware.vocabulary import REGION_INDEX
+from model.fusion import REGION_NAMES, FusionConfig, HybridFusion
+from model.occlusion import evaluate_hybrid, hold_last, run_hybrid, simulate_occlusions
+
+RATE = 60.0
+MOUTH = REGION_NAMES.index("mouth")
+
+
+def _motion(n: int, seed: int = 0) -> np.ndarray:
+    """Smooth blendshape motion in [0, 1] with the mouth always moving (a 1 Hz sinusoid)."""
+    rng = np.random.default_rng(seed)
+    truth = np.clip(gaussian_filter1d(rng.normal(0, 1, (n, 52)), 20, axis=0) * 3 + 0.2, 0, 1)
+    t = np.arange(n) / RATE
+    truth[:, REGION_INDEX["mouth"]] = 0.4 + 0.3 * np.sin(2 * np.pi * 1.0 * t)[:, None]
+    return truth
+
+
+def _imu_estimate(truth: np.ndarray, seed: int = 1) -> np.ndarray:
+    """A plausible IMU model output: biased (gain 0.85, offset 0.04) and noisy."""
+    rng = np.random.default_rng(seed)
+    noise = gaussian_filter1d(rng.normal(0, 0.05, truth.shape), 3, axis=0)
+    return np.clip(truth * 0.85 + 0.04 + noise, 0, 1)
+
+
+def _frames_until(weights: np.ndarray, start: int, cond) -> int:
+    for k in range(start, len(weights)):
+        if cond(weights[k]):
+            return k - start
+    raise AssertionError("condition never met")
+
+
+def test_mouth_covered_switches_to_imu_and_back_within_100_ms():
+    n, onset, end = 900, 400, 640
+    truth = _motion(n)
+    imu = _imu_estimate(truth)
+    observed = truth.copy()
+    idx = np.concatenate([REGION_INDEX["mouth"], REGION_INDEX["jaw"]])
+    observed[onset:end, idx] = truth[onset - 1, idx]          # ARKit holds its guess under a hand
+    fused, w = run_hybrid(imu, observed, RATE)
+
+    assert np.all(w[onset - 60:onset, MOUTH] == 1.0), "ARKit trusted before the hand"
+    to_imu = _frames_until(w[:, MOUTH], onset, lambda x: x == 0.0)
+    back = _frames_until(w[:, MOUTH], end, lambda x: x == 1.0)
+    assert to_imu / RATE <= 0.100, f"took {to_imu / RATE * 1000:.0f} ms to switch to the IMU"
+    assert back / RATE <= 0.100, f"took {back / RATE * 1000:.0f} ms to switch back to ARKit"
+    # Untouched regions stay on ARKit.
+    assert np.all(w[:, REGION_NAMES.index("brows")] == 1.0)
+
+    # No jump at the hand-overs: the output never steps further than the face itself moves
+    # in a frame plus the IMU model's own error.
+    model_error = np.abs(imu - truth)[:, REGION_INDEX["mouth"]].mean()
+    face_step = np.abs(np.diff(truth[:, REGION_INDEX["mouth"]], axis=0)).max()
+    for k0 in (onset, end):
+        steps = np.abs(np.diff(fused[k0 - 2:k0 + 10, REGION_INDEX["mouth"]], axis=0))
+        assert steps.max() <= face_step + model_error, (k0, steps.max(), face_step, model_error)
+
+
+def test_face_lost_hands_every_region_to_imu_within_100_ms():
+    truth = _motion(600)
+    imu = _imu_estimate(truth)
+    observed = truth.copy()
+    observed[300:420] = np.nan
+    _, w = run_hybrid(imu, observed, RATE)
+    frames = _frames_until(w, 300, lambda x: np.all(x == 0.0))
+    assert frames / RATE <= 0.100
+    assert _frames_until(w, 420, lambda x: np.all(x == 1.0)) / RATE <= 0.100
+
+
+def test_silence_without_face_lost_packets_counts_as_lost():
+    fuser = HybridFusion(FusionConfig(lost_timeout_s=0.05))
+    frame = fuser.step(0.0, np.zeros(52), np.zeros(52))
+    assert frame.trusted.all()
+    for k in range(1, 12):   # no ARKit frames at all for 200 ms
+        frame = fuser.step(k / RATE, np.zeros(52), None)
+    assert not frame.trusted.any() and frame.reasons[0] == "lost"
+
+
+def test_online_adaptation_removes_gain_and_offset():
+    truth = _motion(60 * 20, seed=3)
+    imu = np.clip(truth * 0.7 + 0.15, 0, 1)
+    fuser = HybridFusion()
+    for k in range(len(truth)):
+        frame = fuser.step(k / RATE, imu[k], truth[k])
+    raw = np.abs(imu[-1] - truth[-1]).mean()
+    adapted = np.abs(frame.imu_adapted - truth[-1]).mean()
+    assert adapted < raw / 5, (raw, adapted)
+
+
+def test_implausible_jump_is_distrusted():
+    fuser = HybridFusion()
+    base = np.full(52, 0.2)
+    for k in range(30):
+        fuser.step(k / RATE, base, base)
+    jumped = base.copy()
+    jumped[REGION_INDEX["jaw"]] = 0.95
+    frame = fuser.step(30 / RATE, base, jumped)
+    jaw = REGION_NAMES.index("jaw")
+    assert frame.reasons[jaw] == "jump" and not frame.trusted[jaw]
+    assert frame.trusted[REGION_NAMES.index("brows")]
+
+
+def test_occlusion_simulation_shares_and_episode_lengths():
+    truth = _motion(60 * 600, seed=4)
+    occ = simulate_occlusions(truth, RATE, seed=7)
+    assert 0.18 <= occ.mouth_covered.mean() <= 0.25
+    assert 0.04 <= occ.face_lost.mean() <= 0.08
+    assert np.isnan(occ.observed[occ.face_lost]).all()
+    # ARKit's brows still follow the face under a hand over the mouth.
+    visible = occ.mouth_covered & ~occ.face_lost
+    assert np.abs(occ.observed[visible][:, REGION_INDEX["brows"]] - truth[visible][:, REGION_INDEX["brows"]]).max() < 0.05
+    assert np.isfinite(hold_last(occ.observed)).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hybrid_beats_arkit_hold_and_imu_only_in_every_region(seed):
+    truth = _motion(60 * 180, seed=seed)
+    imu = _imu_estimate(truth, seed=seed + 10)
+    result = evaluate_hybrid(truth, imu, RATE, seed=seed)
+    for region in REGION_NAMES:
+        hybrid = result["hybrid"][region]
+        assert hybrid < result["arkit_hold"][region], (region, result)
+        assert hybrid < result["imu_only"][region], (region, result)
