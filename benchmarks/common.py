@@ -1,0 +1,55 @@
+"""Shared by the benchmark scripts: the machine's description, a table printer, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark: CPU model, cores, memory, Python, OS."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib,
+            "python": platform.python_version(), "os": platform.platform()}
+
+
+def print_table(rows: Sequence[dict[str, Any]], title: str = "") -> None:
+    """Print rows (dicts with the same keys) as an aligned text table."""
+    if title:
+        print(title)
+    if not rows:
+        return
+    keys = list(rows[0])
+    fmt = [[k] + [(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k])) for r in rows] for k in keys]
+    widths = [max(len(c) for c in col) for col in fmt]
+    for i in range(len(rows) + 1):
+        print("  ".join(col[i].ljust(w) for col, w in zip(fmt, widths)))
+
+
+def save(name: str, results: Any, **extra: Any) -> Path:
+    """Write ``benchmarks/results/<name>.json`` with the machine and a timestamp."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    doc = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "machine": machine(), "results": results, **extra}
+    path.write_text(json.dumps(doc, indent=2, default=float))
+    print(f"saved {path}")
+    return path
