@@ -1,0 +1,235 @@
+"""Device clock to LSL clock: an online robust linear fit of host arrival time against device time.
+
+A frame leaves the device right after its last instant is sampled and reaches the host some
+time later: never earlier than the link's smallest latency, often much later (BLE connection
+intervals, USB frame bunching, OS scheduling). So the pairs (device time, arrival time) lie on
+or *above* the true line ``arrival = offset + (1 + drift) * device_time``. The fit is the
+lower envelope of the recent pairs: the line under all of them that passes as close to them as
+possible, which is the edge of their lower convex hull over their mean device time (the
+solution of the linear programme "minimise the summed delays, no delay negative").
+
+To keep it cheap and robust, pairs are kept per ``bucket_s`` of device time as the one with
+the least apparent delay, over a sliding ``window_s``. Device time is unwrapped when it comes
+from a 32-bit microsecond counter; time running backwards otherwise means the device rebooted
+and the fit starts afresh (as it does on ``reset()``, which the session calls on a boot_id
+change).
+
+Everything here is pure (no clocks read): the caller passes arrival times, e.g.
+``pylsl.local_clock()``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+US = 1e-6
+WRAP32 = 1 << 32
+
+
+@dataclass(frozen=True)
+class ClockFit:
+    """The current mapping ``local = intercept + slope * (device_s - ref_s)``, with stats."""
+
+    ref_us: int
+    """Device time (µs, unwrapped) the fit is anchored at."""
+    intercept: float
+    """Local time (s) at ``ref_us``."""
+    slope: float
+    """Local seconds per device second (1 + drift)."""
+    residual_ms: float
+    """RMS apparent delay of the kept pairs above the fitted line (transport jitter), ms."""
+    n: int
+    """Pairs (buckets) the fit rests on."""
+    span_s: float
+    """Device time the kept pairs span, seconds."""
+    offset_s: float
+    """Local time minus device time at the newest pair, seconds."""
+
+    @property
+    def drift_ppm(self) -> float:
+        """How much faster the host clock runs than the device's, parts per million (a device
+        crystal running slow shows as positive drift)."""
+        return (self.slope - 1.0) * 1e6
+
+    def as_dict(self) -> dict[str, float]:
+        """The statistics, for metadata and health lines."""
+        return {"offset_s": self.offset_s, "drift_ppm": self.drift_ppm,
+                "residual_ms": self.residual_ms, "n": self.n, "span_s": self.span_s}
+
+
+class DeviceTimeUnwrapper:
+    """Turns a device's microsecond timestamps into one increasing 64-bit time line.
+
+    Handles a 32-bit counter wrapping (a jump back from near 2³² to near 0) and reports a
+    reboot (any other jump back by more than ``tolerance_us``).
+    """
+
+    def __init__(self, tolerance_us: int = 1_000_000) -> None:
+        self.tolerance_us = tolerance_us
+        self.epoch = 0
+        self.last: int | None = None
+        self.wraps = 0
+
+    def reset(self) -> None:
+        """Start afresh (after a reboot)."""
+        self.epoch = 0
+        self.last = None
+
+    def unwrap(self, t_us: int) -> tuple[int, bool]:
+        """The unwrapped time of raw ``t_us`` and whether the device restarted its clock."""
+        t = t_us + self.epoch
+        if self.last is not None and t < self.last - self.tolerance_us:
+            raw_last = self.last - self.epoch
+            # A 32-bit micros() counter wraps every 71.6 min: last near the top, new near 0.
+            if WRAP32 - (1 << 28) <= raw_last < WRAP32 and t_us < (1 << 28):
+                self.epoch += WRAP32
+                self.wraps += 1
+                t = t_us + self.epoch
+            else:
+                self.reset()
+                self.last = t_us
+                return t_us, True
+        self.last = max(t, self.last) if self.last is not None else t
+        return t, False
+
+
+def lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the lower convex hull of points sorted by increasing ``x`` (monotone chain)."""
+    hull: list[int] = []
+    for i in range(len(x)):
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # Drop b if it is on or above the segment a -> i.
+            if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) <= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    return np.asarray(hull, dtype=np.int64)
+
+
+def envelope_fit(x: np.ndarray, y: np.ndarray, max_abs_drift: float = 2e-3,
+                 min_span: float = 2.0) -> tuple[float, float, float]:
+    """Fit ``y ≈ a + b x`` from below: the line under all points with the least summed
+    residual. Returns ``(a, b, rms_residual)``.
+
+    ``x`` must be sorted. With too short a span (< ``min_span``) or an implausible slope
+    (|b - 1| > ``max_abs_drift``), the slope is taken as 1 and only the offset is fitted.
+    """
+    if len(x) == 0:
+        raise ValueError("envelope_fit needs at least one point")
+    b = 1.0
+    a = float(np.min(y - x))
+    if len(x) >= 2 and x[-1] - x[0] >= min_span:
+        h = lower_hull(x, y)
+        xm = float(np.mean(x))
+        j = int(np.searchsorted(x[h], xm, side="right")) - 1
+        j = min(max(j, 0), len(h) - 2)
+        i0, i1 = h[j], h[j + 1]
+        slope = (y[i1] - y[i0]) / (x[i1] - x[i0])
+        if abs(slope - 1.0) <= max_abs_drift:
+            b = float(slope)
+            a = float(y[i0] - b * x[i0])
+            # Floating point can leave a point a hair below the line: keep the line under all.
+            a = min(a, float(np.min(y - b * x)))
+    r = y - (a + b * x)
+    return a, b, float(np.sqrt(np.mean(r * r)))
+
+
+class ClockMap:
+    """Online map from device microseconds to local (LSL) seconds.
+
+    Call ``observe(device_us, arrival_s)`` for each received frame (device time of the frame's
+    newest instant, host time it arrived), then ``map(t_us)`` for the frame's instants.
+    """
+
+    def __init__(self, window_s: float = 60.0, bucket_s: float = 0.25,
+                 max_drift_ppm: float = 2000.0, min_span_s: float = 2.0) -> None:
+        self.window_s = window_s
+        self.bucket_s = bucket_s
+        self.max_drift = max_drift_ppm * 1e-6
+        self.min_span_s = min_span_s
+        self.unwrapper = DeviceTimeUnwrapper()
+        self.resets = 0
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._ref_us: int | None = None
+        # Buckets of (bucket index, x seconds since ref, y local seconds), least y - x kept.
+        self._buckets: deque[list] = deque()
+        self._fit: ClockFit | None = None
+        self._dirty = True
+
+    def reset(self) -> None:
+        """Forget everything (the device rebooted: a new time line)."""
+        self.unwrapper.reset()
+        self._reset_state()
+        self.resets += 1
+
+    def observe(self, device_us: int, arrival_s: float) -> bool:
+        """Add one (device time, arrival time) pair. Returns True when the device clock restarted
+        (time ran backwards beyond a 32-bit wrap), in which case the fit restarted too."""
+        t, restarted = self.unwrapper.unwrap(int(device_us))
+        if restarted:
+            self._reset_state()
+            self.resets += 1
+        if self._ref_us is None:
+            self._ref_us = t
+        x = (t - self._ref_us) * US
+        idx = int(x // self.bucket_s)
+        b = self._buckets
+        if b and b[-1][0] == idx:
+            last = b[-1]
+            if arrival_s - x < last[2] - last[1]:
+                last[1], last[2] = x, arrival_s
+                self._dirty = True
+        elif not b or idx > b[-1][0]:
+            b.append([idx, x, arrival_s])
+            self._dirty = True
+            while b and b[0][1] < x - self.window_s:
+                b.popleft()
+        # (idx below the newest bucket: a stale frame; its arrival says nothing new.)
+        return restarted
+
+    def unwrap(self, t_us: np.ndarray | int) -> np.ndarray:
+        """Device times (µs) on the unwrapped time line of the last observed pair: call after
+        ``observe`` with the frame's raw times (they lie within the same wrap epoch or just
+        before a wrap)."""
+        t = np.asarray(t_us, dtype=np.int64) + self.unwrapper.epoch
+        if self.unwrapper.last is not None:
+            # Times from just before a wrap observed in this frame belong to the old epoch.
+            t = np.where(t > self.unwrapper.last + (1 << 31), t - WRAP32, t)
+        return t
+
+    @property
+    def ready(self) -> bool:
+        """At least one pair observed."""
+        return bool(self._buckets)
+
+    @property
+    def fit(self) -> ClockFit:
+        """The current fit (raises RuntimeError before the first ``observe``)."""
+        if not self._buckets:
+            raise RuntimeError("no clock pairs observed yet")
+        if self._dirty or self._fit is None:
+            arr = np.asarray([(p[1], p[2]) for p in self._buckets], dtype=np.float64)
+            x = arr[:, 0]
+            # Subtract the first arrival so that the numbers the fit handles stay small.
+            y0 = arr[0, 1]
+            a, b, res = envelope_fit(x, arr[:, 1] - y0, self.max_drift, self.min_span_s)
+            newest = x[-1]
+            self._fit = ClockFit(
+                ref_us=self._ref_us, intercept=a + y0, slope=b, residual_ms=res * 1e3,
+                n=len(x), span_s=float(newest - x[0]),
+                offset_s=float(a + y0 + b * newest - newest - self._ref_us * US))
+            self._dirty = False
+        return self._fit
+
+    def map(self, t_us: np.ndarray | int, unwrapped: bool = False) -> np.ndarray:
+        """Local (LSL) seconds of device times ``t_us`` (raw, or already unwrapped)."""
+        f = self.fit
+        t = np.asarray(t_us, dtype=np.int64) if unwrapped else self.unwrap(t_us)
+        return f.intercept + f.slope * ((t - f.ref_us) * US)
