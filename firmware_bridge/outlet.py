@@ -1,0 +1,229 @@
+"""The IMU LSL outlet: one stream per device, type ``IMU``, double64, with full metadata.
+
+Channels, per site in rig order: ``site.acc.x|y|z`` (m/s²), ``site.gyro.x|y|z`` (rad/s),
+``site.mag.x|y|z`` (µT, when the device has magnetometers), ``site.quat.w|x|y|z`` (when it sends
+an on-device quaternion); then ``device.time_us`` (the device clock, µs, unwrapped) and
+``device.seq`` (sequence number). Every sample carries its own timestamp from the clock map.
+``desc`` holds per-channel label/unit/type, the device, the rig (sites, reference flag), the
+sensor ranges and scales, and the clock-mapping method with the fit as it stood when the
+outlet was made (LSL cannot change ``desc`` afterwards: the live fit goes to the companion
+``Markers`` stream, see ``EventOutlet``).
+
+A second, irregular stream of type ``Markers`` (``<name>-events``, source id
+``<serial>-events``) carries JSON strings: device EVENTs (tap, sync pulse, button, boot),
+gaps (silence, reconnect, lost instants), reboots, and a ``health`` record every few
+seconds with the clock fit, so that a recorder keeps them alongside the samples.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import numpy as np
+import pylsl
+
+from firmware_bridge.protocol import QUAT_SCALE, DeviceInfo, Samples
+
+AXES = ("x", "y", "z")
+QUAT_AXES = ("w", "x", "y", "z")
+UNITS = {"acc": "m/s^2", "gyro": "rad/s", "mag": "uT", "quat": "normalized"}
+TYPES = {"acc": "Acceleration", "gyro": "AngularVelocity", "mag": "MagneticField",
+         "quat": "Orientation"}
+EXTRA_CHANNELS = (("device.time_us", "microseconds", "DeviceTime"),
+                  ("device.seq", "count", "SequenceNumber"))
+
+
+def default_sites(n: int) -> list[str]:
+    """Site names when no rig definition is at hand: ``s00``, ``s01``, ..."""
+    return [f"s{i:02d}" for i in range(n)]
+
+
+def channel_table(sites: list[str], has_mag: bool, has_quat: bool) -> list[tuple[str, str, str]]:
+    """(label, unit, type) of every channel, in stream order."""
+    out: list[tuple[str, str, str]] = []
+    for s in sites:
+        for q in ("acc", "gyro") + (("mag",) if has_mag else ()) + (("quat",) if has_quat else ()):
+            for ax in (QUAT_AXES if q == "quat" else AXES):
+                out.append((f"{s}.{q}.{ax}", UNITS[q], TYPES[q]))
+    out.extend(EXTRA_CHANNELS)
+    return out
+
+
+@dataclass
+class ImuStreamSpec:
+    """Everything the IMU stream's metadata says, from DEVICE_INFO and the rig."""
+
+    info: DeviceInfo
+    name: str
+    sites: list[str]
+    reference: str | None = None
+    rig_description: str = ""
+    transport: str = ""
+    clock: dict = field(default_factory=dict)
+
+    @property
+    def source_id(self) -> str:
+        """Stable LSL source id: the device serial (so LSL can recover a lost stream)."""
+        return f"{self.info.serial:016x}"
+
+    @property
+    def channels(self) -> list[tuple[str, str, str]]:
+        """(label, unit, type) per channel."""
+        return channel_table(self.sites, self.info.has_mag, self.info.has_quat)
+
+    @property
+    def channel_count(self) -> int:
+        """Number of channels."""
+        return len(self.channels)
+
+
+def _child(parent: pylsl.XMLElement, name: str, values: dict) -> pylsl.XMLElement:
+    el = parent.append_child(name)
+    for k, v in values.items():
+        el.append_child_value(k, str(v))
+    return el
+
+
+def make_stream_info(spec: ImuStreamSpec) -> pylsl.StreamInfo:
+    """The ``pylsl.StreamInfo`` of the IMU stream, ``desc`` filled in (XDF conventions)."""
+    i = spec.info
+    info = pylsl.StreamInfo(spec.name, "IMU", spec.channel_count, float(i.rate_hz),
+                            pylsl.cf_double64, spec.source_id)
+    d = info.desc()
+    chans = d.append_child("channels")
+    for label, unit, typ in spec.channels:
+        _child(chans, "channel", {"label": label, "unit": unit, "type": typ})
+    _child(d, "acquisition", {"manufacturer": "imusic", "model": "imusic wearable",
+                              "serial_number": f"{i.serial:016x}"})
+    _child(d, "device", {
+        "name": i.name, "serial": f"{i.serial:016x}", "firmware": i.fw_string,
+        "boot_id": f"{i.boot_id:08x}", "transport": spec.transport,
+        "instants_per_frame": i.instants_per_frame, "protocol_version": 1})
+    rig = d.append_child("rig")
+    rig.append_child_value("id", i.rig_id)
+    if spec.rig_description:
+        rig.append_child_value("description", spec.rig_description)
+    rig.append_child_value("reference", spec.reference or "")
+    sites = rig.append_child("sites")
+    for idx, s in enumerate(spec.sites):
+        _child(sites, "site", {"name": s, "index": idx,
+                               "reference": "true" if s == spec.reference else "false"})
+    ranges = d.append_child("sensors")
+    _child(ranges, "acc", {"range": i.accel_range, "scale": i.accel_scale, "unit": "m/s^2",
+                           "bits": 16})
+    _child(ranges, "gyro", {"range": i.gyro_range, "scale": i.gyro_scale, "unit": "rad/s",
+                            "bits": 16})
+    if i.has_mag:
+        _child(ranges, "mag", {"range": i.mag_range, "scale": i.mag_scale, "unit": "uT",
+                               "bits": 16})
+    if i.has_quat:
+        _child(ranges, "quat", {"scale": QUAT_SCALE, "unit": "normalized", "bits": 16})
+    clock = d.append_child("clock")
+    clock.append_child_value(
+        "method", "lower-envelope linear fit of frame arrival (local_clock) on device time")
+    for k, v in spec.clock.items():
+        clock.append_child_value(k, str(v))
+    return info
+
+
+def samples_to_rows(samples: Samples, info: DeviceInfo, t_us: np.ndarray,
+                    seqs: np.ndarray) -> np.ndarray:
+    """The (k, C) float64 rows of one SAMPLES frame in stream channel order, SI units."""
+    k = samples.n_instants
+    blocks = [samples.acc * np.float64(info.accel_scale), samples.gyro * np.float64(info.gyro_scale)]
+    if samples.mag is not None:
+        blocks.append(samples.mag * np.float64(info.mag_scale))
+    if samples.quat is not None:
+        blocks.append(samples.quat * QUAT_SCALE)
+    per_site = np.concatenate(blocks, axis=2).reshape(k, -1)   # (k, n * per-site channels)
+    rows = np.empty((k, per_site.shape[1] + 2), np.float64)
+    rows[:, :-2] = per_site
+    rows[:, -2] = t_us
+    rows[:, -1] = seqs
+    return rows
+
+
+class ImuOutlet:
+    """The IMU stream of one device. Use as a context manager (closes the outlet)."""
+
+    def __init__(self, spec: ImuStreamSpec, max_buffered_s: int = 360) -> None:
+        self.spec = spec
+        self.stream_info = make_stream_info(spec)
+        self._outlet: pylsl.StreamOutlet | None = pylsl.StreamOutlet(
+            self.stream_info, 0, max_buffered_s)
+        self.pushed = 0
+        self.last_timestamp: float | None = None
+
+    @property
+    def closed(self) -> bool:
+        """The outlet has been closed."""
+        return self._outlet is None
+
+    def push(self, samples: Samples, timestamps: np.ndarray, t_us: np.ndarray,
+             seqs: np.ndarray) -> None:
+        """Push one frame's instants with their own LSL timestamps."""
+        if self._outlet is None:
+            raise RuntimeError(f"IMU outlet {self.spec.name!r} is closed")
+        rows = samples_to_rows(samples, self.spec.info, t_us, seqs)
+        if rows.shape[1] != self.spec.channel_count:
+            raise ValueError(
+                f"device {self.spec.info.name!r} sent {samples.n_sensors} sensors with flags "
+                f"0x{samples.flags:02x}; the stream has {self.spec.channel_count} channels")
+        ts = np.asarray(timestamps, np.float64)
+        self._outlet.push_chunk(rows, ts.tolist())
+        self.pushed += rows.shape[0]
+        self.last_timestamp = float(ts[-1])
+
+    def have_consumers(self) -> bool:
+        """Some inlet is connected."""
+        return self._outlet is not None and self._outlet.have_consumers()
+
+    def close(self) -> None:
+        """Destroy the outlet (consumers see the stream end); idempotent."""
+        if self._outlet is not None:
+            del self._outlet
+            self._outlet = None
+
+    def __enter__(self) -> ImuOutlet:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class EventOutlet:
+    """The companion ``Markers`` stream: JSON strings for device events, gaps and health."""
+
+    def __init__(self, spec: ImuStreamSpec) -> None:
+        info = pylsl.StreamInfo(f"{spec.name}-events", "Markers", 1, pylsl.IRREGULAR_RATE,
+                                pylsl.cf_string, f"{spec.source_id}-events")
+        d = info.desc()
+        d.append_child_value("imu_stream", spec.name)
+        d.append_child_value("imu_source_id", spec.source_id)
+        d.append_child_value("format", "one JSON object per marker; key 'event' names it")
+        self._outlet: pylsl.StreamOutlet | None = pylsl.StreamOutlet(info)
+        self.pushed = 0
+
+    def push(self, record: dict, timestamp: float | None = None) -> None:
+        """Push one JSON marker at ``timestamp`` (LSL seconds; now when None)."""
+        if self._outlet is None:
+            return
+        self._outlet.push_sample([json.dumps(record, separators=(",", ":"))],
+                                 timestamp if timestamp is not None else pylsl.local_clock())
+        self.pushed += 1
+
+    def close(self) -> None:
+        """Destroy the outlet; idempotent."""
+        if self._outlet is not None:
+            del self._outlet
+            self._outlet = None
+
+    def __enter__(self) -> EventOutlet:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
