@@ -1,0 +1,284 @@
+"""The face window: one or two ICT faces in an Open3D legacy ``Visualizer``.
+
+Open3D's Filament renderer takes seconds per frame in software GL, so the viewer uses the
+legacy OpenGL ``VisualizerWithKeyCallback`` in a non-blocking loop: each frame rewrites the
+mesh vertices in place, recomputes smooth normals and calls ``update_geometry``; the caller
+polls events and renders. All GLFW calls must come from the thread that made the window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hardware.face import FaceModel
+from viewer.colors import BACKGROUND, DEFAULT_ERROR_SCALE_MM, SKIN, error_colors, vertex_error
+from viewer.markers import MarkerSet, MarkerSite
+
+FACE_GROUPS: tuple[str, ...] = (
+    "face", "head_neck", "eye_socket_left", "eye_socket_right", "eyeball_left", "eyeball_right",
+)
+"""Default parts: the skin of face and neck, eye sockets and eyeballs (about 30k triangles)."""
+
+SIDE_BY_SIDE_GAP_M = 0.30
+"""Distance between the centres of two faces shown side by side."""
+
+
+CAMERAS: dict[str, float] = {"front": 0.0, "three-quarter": 40.0, "profile": 90.0}
+"""Camera presets by name: how far (degrees) each head is turned to its left about its own
+vertical axis, seen by a fixed front camera. Turning the heads rather than orbiting the camera
+keeps two faces side by side the same size (keys 1, 2, 3; ``--camera``)."""
+
+CAMERA_ZOOM = 0.55
+
+
+def yaw_matrix(degrees: float) -> np.ndarray:
+    """Rotation about the head's vertical (y) axis; positive turns the face to its left."""
+    a = np.deg2rad(degrees)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+@dataclass(frozen=True)
+class MeshSelection:
+    """A subset of the face model: which vertices are drawn and their re-indexed triangles."""
+
+    vertex_ids: np.ndarray     # (v,) indices into the full model's vertices
+    triangles: np.ndarray      # (f, 3) indices into vertex_ids
+
+    @classmethod
+    def of_groups(cls, face: FaceModel, groups: Sequence[str] | None) -> "MeshSelection":
+        """The vertices of ``groups`` (all groups when None) and the triangles inside them."""
+        names = list(face.groups) if groups is None else list(groups)
+        unknown = [g for g in names if g not in face.groups]
+        if unknown:
+            raise ValueError(f"unknown face groups {unknown}; known: {sorted(face.groups)}")
+        keep = np.zeros(face.n_vertices, bool)
+        for g in names:
+            keep[face.groups[g]] = True
+        ids = np.flatnonzero(keep)
+        remap = np.full(face.n_vertices, -1, np.int64)
+        remap[ids] = np.arange(len(ids))
+        tris = face.triangles[keep[face.triangles].all(axis=1)]
+        return cls(ids, remap[tris].astype(np.int32))
+
+    def position_of(self, vertex: int) -> int:
+        """Row of a full-model vertex id in this selection (ValueError if not drawn)."""
+        hit = np.flatnonzero(self.vertex_ids == vertex)
+        if len(hit) == 0:
+            raise ValueError(f"vertex {vertex} is not part of the drawn mesh")
+        return int(hit[0])
+
+
+class FaceSlot:
+    """One face in the scene: its mesh, identity and horizontal offset."""
+
+    def __init__(self, face: FaceModel, selection: MeshSelection, identity: int | None,
+                 offset_x: float, markers: list[MarkerSite] | None = None):
+        import open3d as o3d
+
+        self.face, self.selection, self.identity = face, selection, identity
+        self.offset = np.array([offset_x, 0.0, 0.0])
+        self.vertices = face.vertex_subset(np.zeros((1, 52)), selection.vertex_ids, identity)[0]
+        # Heads turn about the centre of their rest shape's bounding box.
+        self.pivot = ((self.vertices.min(0) + self.vertices.max(0)) / 2).astype(np.float64)
+        self.turn = np.eye(3)
+        self.weights = np.zeros(52, np.float32)
+        self.mesh = o3d.geometry.TriangleMesh(
+            o3d.utility.Vector3dVector(self.to_scene(self.vertices)),
+            o3d.utility.Vector3iVector(selection.triangles))
+        self.mesh.paint_uniform_color(SKIN)
+        self.mesh.compute_vertex_normals()
+        self.markers = MarkerSet(face, markers, identity, self.to_scene) if markers else None
+
+    def to_scene(self, points: np.ndarray) -> np.ndarray:
+        """Head-frame points to scene coordinates (turned by the camera preset, offset)."""
+        p = np.asarray(points, np.float64) - self.pivot
+        return p @ self.turn.T + self.pivot + self.offset
+
+    def pose(self, weights: np.ndarray) -> np.ndarray:
+        """Drawn vertices ``(v, 3)`` for one frame of 52 weights (head coordinates, metres)."""
+        # Real ARKit values may leave 0..1 slightly and face-lost rows are NaN: clip for display.
+        w = np.clip(np.nan_to_num(np.asarray(weights, np.float32)[:52], nan=0.0), 0.0, 1.0)
+        self.weights = w
+        return self.face.vertex_subset(w[None], self.selection.vertex_ids, self.identity)[0]
+
+    def show(self, vertices: np.ndarray, colors: np.ndarray | None = None) -> None:
+        """Write new vertices (and optionally per-vertex colours) into the mesh."""
+        import open3d as o3d
+
+        self.vertices = vertices
+        self.mesh.vertices = o3d.utility.Vector3dVector(self.to_scene(vertices))
+        if colors is not None:
+            self.mesh.vertex_colors = o3d.utility.Vector3dVector(colors)
+        self.mesh.compute_vertex_normals()
+
+
+def _title(base: str, keys: dict[str, str]) -> str:
+    listed = "  ".join(f"{k}: {v}" for k, v in keys.items())
+    return f"{base}  |  {listed}" if listed else base
+
+
+class FaceWindow:
+    """An Open3D window with one face, or two side by side (the second coloured by error).
+
+    >>> with FaceWindow(n_faces=2) as win:           # doctest: +SKIP
+    ...     win.set_frame(truth_52, prediction_52)
+    ...     win.render()
+    ...     image = win.capture()
+    """
+
+    def __init__(self, n_faces: int = 1, identity: int | None = None, full_head: bool = False,
+                 width: int | None = None, height: int = 720, title: str = "imusic view",
+                 camera: str = "front", markers: list[MarkerSite] | None = None,
+                 show_markers: bool = True, error_scale_mm: float = DEFAULT_ERROR_SCALE_MM,
+                 keys: dict[str, str] | None = None, visible: bool = True):
+        import open3d as o3d
+
+        if n_faces not in (1, 2):
+            raise ValueError(f"the viewer shows 1 or 2 faces, not {n_faces}")
+        if camera not in CAMERAS:
+            raise ValueError(f"unknown camera {camera!r}; choose one of {list(CAMERAS)}")
+        self.face = FaceModel.load()
+        self.selection = MeshSelection.of_groups(self.face, None if full_head else FACE_GROUPS)
+        self.error_scale_mm = error_scale_mm
+        gap = SIDE_BY_SIDE_GAP_M
+        offsets = [0.0] if n_faces == 1 else [-gap / 2, gap / 2]
+        self.slots = [FaceSlot(self.face, self.selection, identity, x, markers)
+                      for x in offsets]
+        self.frames_drawn = 0
+        self.last_error_m: np.ndarray | None = None
+        width = width or (640 if n_faces == 1 else 1200)
+        self.vis = o3d.visualization.VisualizerWithKeyCallback()
+        self.title = _title(title, keys or {})
+        if not self.vis.create_window(self.title, width, height, visible=visible):
+            raise RuntimeError(
+                "Open3D could not open a window (no usable OpenGL on the X display "
+                f"{_display()!r}): run under Xvfb ('xvfb-run -a imusic view ...') or unset "
+                "DISPLAY so that the viewer starts its own Xvfb")
+        self._closed = False
+        for slot in self.slots:
+            self.vis.add_geometry(slot.mesh)
+        self.markers_on = False
+        if show_markers:
+            self.toggle_markers()
+        opt = self.vis.get_render_option()
+        opt.background_color = np.asarray(BACKGROUND)
+        opt.mesh_show_back_face = True
+        self.camera = camera
+        self.set_camera(camera)
+
+    # -- scene -------------------------------------------------------------------------------
+
+    def set_camera(self, name: str) -> None:
+        """Apply a camera preset (``front``, ``three-quarter``, ``profile``)."""
+        if name not in CAMERAS:
+            raise ValueError(f"unknown camera {name!r}; choose one of {list(CAMERAS)}")
+        self.camera = name
+        for slot in self.slots:
+            slot.turn = yaw_matrix(CAMERAS[name])
+            slot.show(slot.vertices)
+            self.vis.update_geometry(slot.mesh)
+            if slot.markers is not None and self.markers_on:
+                slot.markers.update(slot.weights)
+                self.vis.update_geometry(slot.markers.mesh)
+        centre = self.slots[0].pivot.copy()
+        centre[0] = np.mean([s.offset[0] for s in self.slots])
+        vc = self.vis.get_view_control()
+        vc.set_lookat(centre)
+        vc.set_front(np.array([0.0, 0.0, 1.0]))
+        vc.set_up(np.array([0.0, 1.0, 0.0]))
+        vc.set_zoom(CAMERA_ZOOM)
+
+    def toggle_markers(self) -> bool:
+        """Show or hide the sensor markers; returns whether they are now shown."""
+        sets = [s.markers for s in self.slots if s.markers is not None]
+        if not sets:
+            return False
+        self.markers_on = not self.markers_on
+        for slot in self.slots:
+            m = slot.markers
+            if m is None:
+                continue
+            if self.markers_on:
+                m.update(slot.weights)
+                self.vis.add_geometry(m.mesh, reset_bounding_box=False)
+            else:
+                self.vis.remove_geometry(m.mesh, reset_bounding_box=False)
+        return self.markers_on
+
+    def set_frame(self, weights_a: np.ndarray, weights_b: np.ndarray | None = None) -> None:
+        """Pose the faces for one frame (52 or 61 values each; extra pose values are ignored).
+
+        With two faces, the second is coloured by its per-vertex distance to the first.
+        """
+        weights_a = np.asarray(weights_a, np.float32)
+        verts_a = self.slots[0].pose(weights_a)
+        self.slots[0].show(verts_a)
+        if len(self.slots) == 2:
+            if weights_b is None:
+                raise ValueError("this window shows two faces: pass a second set of weights")
+            verts_b = self.slots[1].pose(np.asarray(weights_b, np.float32))
+            self.last_error_m = vertex_error(verts_a, verts_b)
+            self.slots[1].show(verts_b, error_colors(self.last_error_m, self.error_scale_mm))
+        for i, slot in enumerate(self.slots):
+            self.vis.update_geometry(slot.mesh)
+            if slot.markers is not None and self.markers_on:
+                slot.markers.update(slot.weights)
+                self.vis.update_geometry(slot.markers.mesh)
+
+    def render(self) -> bool:
+        """Process window events and draw; False once the user has closed the window."""
+        if self._closed:
+            return False
+        alive = self.vis.poll_events()
+        self.vis.update_renderer()
+        self.frames_drawn += 1
+        return bool(alive)
+
+    def capture(self) -> np.ndarray:
+        """The window's current picture as ``(H, W, 3)`` uint8 RGB (renders first)."""
+        buf = np.asarray(self.vis.capture_screen_float_buffer(do_render=True))
+        return (np.clip(buf, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+    def project(self, points: np.ndarray, face_index: int = 0) -> np.ndarray:
+        """Pixel coordinates ``(P, 2)`` (column, row) of head-frame points on one face."""
+        params = self.vis.get_view_control().convert_to_pinhole_camera_parameters()
+        k = np.asarray(params.intrinsic.intrinsic_matrix)
+        ext = np.asarray(params.extrinsic)
+        p = self.slots[face_index].to_scene(points)
+        cam = p @ ext[:3, :3].T + ext[:3, 3]
+        uvw = cam @ k.T
+        return uvw[:, :2] / uvw[:, 2:3]
+
+    def bind(self, key: int | str, action: Callable[[], Any]) -> None:
+        """Call ``action()`` when ``key`` (a character or a GLFW key code) is pressed."""
+        code = ord(key.upper()) if isinstance(key, str) else int(key)
+
+        def callback(_vis: Any) -> bool:
+            action()
+            return True   # redraw
+
+        self.vis.register_key_callback(code, callback)
+
+    def close(self) -> None:
+        """Destroy the window (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self.vis.clear_geometries()
+            self.vis.destroy_window()
+
+    def __enter__(self) -> "FaceWindow":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _display() -> str:
+    import os
+
+    return os.environ.get("DISPLAY", "")

@@ -1,0 +1,145 @@
+"""What the viewer replays: blendshape tracks loaded from sessions, predictions and takes.
+
+A ``Track`` is a (T, 52) blendshape sequence with its timeline. ``load_track`` reads:
+
+* a session ``.h5``: its ``aligned`` group when present (``capture.aligned.read_aligned``),
+  otherwise its recorded ``Blendshapes`` stream (``capture.session.SessionReader``);
+* a predictions file: ``.npy`` (T, 52) or (T, 61), or an ``.h5`` with a root dataset
+  ``predictions`` or ``blendshapes`` (optional ``rate_hz`` attribute, optional ``t``);
+* a Live Link Face ``.csv`` take (``capture.livelink_csv.read_take``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hardware.vocabulary import N_BLENDSHAPES
+
+DEFAULT_RATE_HZ = 60.0
+
+
+class SourceError(ValueError):
+    """A file the viewer cannot replay; the message names the file and the fix."""
+
+
+@dataclass
+class Track:
+    """A blendshape sequence: ``blendshapes`` (T, 52) float32 on timeline ``t`` (T,) s."""
+
+    name: str
+    rate_hz: float
+    t: np.ndarray
+    blendshapes: np.ndarray
+
+    def __post_init__(self) -> None:
+        b = np.asarray(self.blendshapes, np.float32)
+        if b.ndim != 2 or b.shape[1] < N_BLENDSHAPES:
+            raise SourceError(f"{self.name}: expected (T, 52) or (T, 61) blendshapes, "
+                              f"got shape {b.shape}")
+        if len(b) == 0:
+            raise SourceError(f"{self.name}: no frames to show")
+        self.blendshapes = b[:, :N_BLENDSHAPES]
+        self.t = np.asarray(self.t, np.float64)
+        if self.t.shape != (len(b),):
+            raise SourceError(f"{self.name}: timeline has {self.t.shape} entries for "
+                              f"{len(b)} frames")
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames."""
+        return len(self.blendshapes)
+
+    @classmethod
+    def from_array(cls, blendshapes: np.ndarray, rate_hz: float = DEFAULT_RATE_HZ,
+                   name: str = "array") -> "Track":
+        """A track from a bare (T, 52|61) array at a fixed rate."""
+        b = np.asarray(blendshapes)
+        return cls(name, float(rate_hz), np.arange(len(b)) / float(rate_hz), b)
+
+
+def _from_session(path: Path) -> Track:
+    import h5py
+
+    from capture.aligned import GROUP, read_aligned
+    from capture.session import SessionReader
+
+    with h5py.File(path, "r", swmr=True) as h5:
+        has_aligned = GROUP in h5
+    if has_aligned:
+        a = read_aligned(path)
+        return Track(f"{path.name} (aligned)", a.rate_hz, a.t, a.blendshapes)
+    with SessionReader(path) as session:
+        keys = session.keys_of_type("Blendshapes")
+        if not keys:
+            raise SourceError(
+                f"{path} has neither an 'aligned' group nor a recorded Blendshapes stream "
+                f"(streams: {session.keys}): record one with 'imusic record' or run "
+                f"'imusic sync {path}'")
+        data = session.stream(keys[0])
+    values = np.asarray(data.time_series, np.float32)
+    if values.ndim != 2 or values.shape[1] < N_BLENDSHAPES:
+        raise SourceError(f"{path}: stream {keys[0]!r} has {values.shape[-1]} channels, "
+                          "a Blendshapes stream needs at least 52")
+    rate = data.spec.nominal_srate or DEFAULT_RATE_HZ
+    return Track(f"{path.name} ({data.spec.name})", rate, data.time_stamps, values)
+
+
+def _from_h5(path: Path, rate_hz: float) -> Track:
+    import h5py
+
+    with h5py.File(path, "r", swmr=True) as h5:
+        is_session = "aligned" in h5 or "streams" in h5 or "schema" in h5.attrs
+        if not is_session:
+            for name in ("predictions", "blendshapes"):
+                if name in h5 and isinstance(h5[name], h5py.Dataset):
+                    ds = h5[name]
+                    rate = float(ds.attrs.get("rate_hz", h5.attrs.get("rate_hz", rate_hz)))
+                    values = ds[()]
+                    t = h5["t"][()] if "t" in h5 else np.arange(len(values)) / rate
+                    return Track(f"{path.name} ({name})", rate, t, values)
+            raise SourceError(
+                f"{path}: not a session and no 'predictions' or 'blendshapes' dataset "
+                f"(found {list(h5)}); save predictions as a (T, 52) dataset named "
+                "'predictions'")
+    return _from_session(path)
+
+
+def load_track(path: str | Path, rate_hz: float = DEFAULT_RATE_HZ) -> Track:
+    """Load a blendshape track from a session, a predictions file or a Live Link Face take.
+
+    ``rate_hz`` is used only where the file does not say its rate (``.npy``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file (expected a session .h5, predictions "
+                          ".npy/.h5 or a Live Link Face .csv)")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        values = np.load(path, allow_pickle=False)
+        return Track(path.name, rate_hz, np.arange(len(values)) / rate_hz, values)
+    if suffix in (".h5", ".hdf5"):
+        return _from_h5(path, rate_hz)
+    if suffix == ".csv":
+        from capture.livelink_csv import read_take
+
+        take = read_take(path)
+        return Track(path.name, float(take.fps), take.t, take.values)
+    raise SourceError(f"{path}: unknown file type {suffix!r}; the viewer reads session .h5, "
+                      "predictions .npy/.h5 and Live Link Face .csv")
+
+
+def pair_frames(a: Track, b: Track) -> np.ndarray:
+    """For each frame of ``a``, the index of the frame of ``b`` to show beside it.
+
+    Equal lengths pair by index (a model's predictions for a session); otherwise by time
+    since each track's first frame (nearest frame, clamped at the ends).
+    """
+    if a.n_frames == b.n_frames:
+        return np.arange(a.n_frames)
+    ta, tb = a.t - a.t[0], b.t - b.t[0]
+    idx = np.searchsorted(tb, ta).clip(1, b.n_frames - 1)
+    nearer_left = (ta - tb[idx - 1]) < (tb[idx] - ta)
+    return np.where(nearer_left, idx - 1, idx).clip(0, b.n_frames - 1)
