@@ -1,0 +1,226 @@
+"""Sensor physics: what each IMU of a rig reads while the face moves.
+
+``simulate(motion, rig)`` takes blendshape frames and a head pose trajectory (any frame rate,
+even irregular) and returns, per site and at the device rate, specific force (m/s^2, gravity
+included), angular rate (rad/s) and magnetic field (uT), each in the sensor's own frame,
+optionally with the sensor error model and device clock of ``hardware.sensors``.
+
+How (see TWIN.md):
+
+1. Skin point and skin frame of every site at every motion frame from the deformed mesh
+   (``FaceModel.surface_frames``; only the few vertices needed are computed), turned into the
+   sensor frame by the site's mounting rotation (plus a random mounting error).
+2. Composed with the head pose: sensor orientation ``R_ws = R_wh R_hs`` and position
+   ``p_w = x_h + R_wh p_h`` at the motion frames.
+3. Derivatives from smooth interpolation, not frame differences: a cubic spline through the
+   world positions gives acceleration; a ``RotationSpline`` through the orientations gives
+   the angular rate (in the body frame, which is what a gyroscope reads).
+4. Specific force ``f = R_ws^T (a + g_up)``, rate ``w``, field ``m = R_ws^T B_world``.
+
+World frame = head frame at rest: +x the subject's left, +y up, +z forward; gravity -y.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hardware.face import FaceModel
+from hardware.motion import Motion
+from hardware.rig import Rig, load_rig, skin_frames_at_rest, skin_patch
+from hardware.sensors import (
+    STANDARD_GRAVITY,
+    DeviceClock,
+    ErrorModel,
+    corrupt,
+    from_counts,
+    part_spec,
+    random_rotation_small,
+    to_counts,
+)
+
+QUANTITIES = ("acc", "gyro", "mag")
+MAX_RATE_HZ = 1000.0
+
+
+@dataclass(frozen=True)
+class MagneticField:
+    """The world's magnetic field: total intensity (uT), inclination (deg, positive points
+    down) and the heading of magnetic north in the world's horizontal plane (deg from +z
+    toward +x)."""
+
+    total_ut: float = 50.0
+    inclination_deg: float = 60.0
+    north_heading_deg: float = 0.0
+
+    def vector(self) -> np.ndarray:
+        """The field in world coordinates (uT)."""
+        inc, hd = math.radians(self.inclination_deg), math.radians(self.north_heading_deg)
+        north = np.array([math.sin(hd), 0.0, math.cos(hd)])
+        down = np.array([0.0, -1.0, 0.0])
+        return self.total_ut * (math.cos(inc) * north + math.sin(inc) * down)
+
+
+@dataclass
+class ImuSignals:
+    """Simulated readings of a rig: ``(N, S, 3)`` arrays in each sensor's frame, SI units.
+
+    ``t`` are the true sample instants on the motion's timeline (s); ``device_time_us`` the
+    timestamps the device's own clock gives them. When quantised, ``acc/gyro/mag`` are exact
+    multiples of ``scales[q]`` and ``counts(q)`` returns the int16 values a device sends.
+    """
+
+    rate_hz: float
+    t: np.ndarray
+    acc: np.ndarray
+    gyro: np.ndarray
+    mag: np.ndarray
+    device_time_us: np.ndarray
+    site_names: list[str]
+    rig_id: str
+    reference: str
+    scales: dict[str, np.ndarray] = field(default_factory=dict)   # (S,) SI per count
+    ranges: dict[str, np.ndarray] = field(default_factory=dict)   # (S,) full scale SI
+    quantised: bool = False
+    clock: DeviceClock | None = None
+    mounting_error: np.ndarray | None = None                      # (S, 3, 3) applied
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples."""
+        return len(self.t)
+
+    def counts(self, quantity: str) -> np.ndarray:
+        """int16 ADC counts ``(N, S, 3)`` of ``acc``, ``gyro`` or ``mag``."""
+        return to_counts(getattr(self, quantity), self.scales[quantity])
+
+    def stacked(self) -> np.ndarray:
+        """``(N, S, 9)``: acc, gyro, mag per site (the LSL channel order per site)."""
+        return np.concatenate([self.acc, self.gyro, self.mag], axis=-1)
+
+
+PATCH_RADIUS_M = 0.005
+"""Radius of the skin patch under a sensor board whose triangles set its orientation."""
+
+
+def _sensor_orientations(motion: Motion, rig: Rig, identity: int | None,
+                         mount_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World positions ``(T, S, 3)`` and world-from-sensor rotations ``(T, S, 3, 3)`` at the
+    motion frames."""
+    from scipy.spatial.transform import Rotation
+
+    face = FaceModel.load()
+    patches = [skin_patch(s.anchor, PATCH_RADIUS_M) for s in rig.sites]
+    owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(patches)])
+    points = [pt for p in patches for pt in p]
+    # Each patch triangle carries the site's rest skin frame (offset fixed at neutral); the
+    # board's frame is their average, re-orthonormalised.
+    skin0 = skin_frames_at_rest(face, [p[0] for p in patches], identity)     # (S, 3, 3)
+    _, tri0 = face.surface_frames(np.zeros((1, 52)), points, identity)
+    offset = np.einsum("pji,pjk->pik", tri0[0], skin0[owner])                # tri -> skin
+    pos_all, rot_tri = face.surface_frames(motion.blendshapes, points, identity)
+    skin_t = rot_tri @ offset[None]                                          # (T, K, 3, 3)
+    first = np.cumsum([0] + [len(p) for p in patches[:-1]])
+    # Patches are contiguous in ``points``: sum each with reduceat, then orthonormalise.
+    rot_skin = _orthonormalise(np.add.reduceat(skin_t, first, axis=1))
+    pos_h = pos_all[:, first]                                                # anchor points
+    mount = np.stack([s.mounting for s in rig.sites]) @ mount_err            # sensor -> skin
+    rot_hs = rot_skin @ mount[None]                                          # sensor -> head
+    r_wh = Rotation.from_rotvec(motion.head_rotvec).as_matrix()              # (T, 3, 3)
+    rot_ws = np.einsum("tij,tsjk->tsik", r_wh, rot_hs)
+    pos_w = motion.head_position[:, None, :] + np.einsum("tij,tsj->tsi", r_wh, pos_h)
+    return pos_w, rot_ws
+
+
+def _orthonormalise(m: np.ndarray) -> np.ndarray:
+    """Nearest rotations (SVD) to matrices that float32 vertex data left slightly off."""
+    u, _, vt = np.linalg.svd(m)
+    return u @ vt
+
+
+def ideal_signals(motion: Motion, rig: Rig, t: np.ndarray, identity: int | None = None,
+                  mount_err: np.ndarray | None = None, gravity: float = STANDARD_GRAVITY,
+                  magnetic_field: MagneticField = MagneticField()
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Error-free specific force, angular rate and field ``(N, S, 3)`` at true times ``t``."""
+    from scipy.interpolate import CubicSpline
+    from scipy.spatial.transform import Rotation, RotationSpline
+
+    n_sites = rig.n_sites
+    if mount_err is None:
+        mount_err = np.broadcast_to(np.eye(3), (n_sites, 3, 3))
+    pos_w, rot_ws = _sensor_orientations(motion, rig, identity, mount_err)
+    acc_w = CubicSpline(motion.t, pos_w.reshape(len(motion.t), -1), axis=0)(t, 2)
+    acc_w = acc_w.reshape(len(t), n_sites, 3)
+    acc_w[..., 1] += gravity                          # specific force = a - g, g along -y
+    b_w = magnetic_field.vector()
+    acc = np.empty((len(t), n_sites, 3))
+    gyro = np.empty_like(acc)
+    mag = np.empty_like(acc)
+    for s in range(n_sites):
+        spline = RotationSpline(motion.t, Rotation.from_matrix(rot_ws[:, s]))
+        r = spline(t).as_matrix()                    # world-from-sensor at t
+        gyro[:, s] = spline(t, 1)                    # body-frame rate = gyro reading
+        acc[:, s] = np.einsum("nji,nj->ni", r, acc_w[:, s])
+        mag[:, s] = b_w @ r                          # R^T b for each sample
+    return acc, gyro, mag
+
+
+def simulate(motion: Motion, rig: Rig | str, rate_hz: float = 100.0,
+             identity: int | None = None, seed: int = 0,
+             errors: bool | ErrorModel = True, clock: DeviceClock | None = None,
+             gravity: float = STANDARD_GRAVITY,
+             magnetic_field: MagneticField = MagneticField()) -> ImuSignals:
+    """Simulate the rig's IMUs for a motion.
+
+    ``rate_hz`` is the device output rate (up to 1 kHz; the real device runs 100-400 Hz).
+    ``identity`` picks one of the face model's 20 head shapes (None: the generic head).
+    ``errors``: True for the full error model, False for ideal float signals on an ideal
+    clock, or an ``ErrorModel`` to choose. ``clock``: the device clock (default: ideal when
+    errors are off, ``DeviceClock.random(seed)`` when the model's ``clock`` is on).
+    The same arguments give the same bytes.
+    """
+    if isinstance(rig, str):
+        rig = load_rig(rig)
+    if not 0 < rate_hz <= MAX_RATE_HZ:
+        raise ValueError(f"rate_hz must be in (0, {MAX_RATE_HZ:g}], got {rate_hz}")
+    model = ErrorModel() if errors is True else ErrorModel.none() if errors is False else errors
+    root = np.random.SeedSequence(seed)
+    seq_mount, seq_err = root.spawn(2)
+    if clock is None:
+        clock = DeviceClock.random(seed) if model.clock else DeviceClock()
+    n_sites = rig.n_sites
+    rng_mount = np.random.default_rng(seq_mount)
+    mount_err = np.stack([random_rotation_small(rng_mount, model.mounting_deg)
+                          if model.mounting_deg > 0 else np.eye(3) for _ in range(n_sites)])
+
+    t0, t1 = float(motion.t[0]), float(motion.t[-1])
+    n = int(math.floor((t1 - t0) * rate_hz * (1.0 + clock.drift_ppm * 1e-6) + 1e-9)) + 1
+    t, stamps = clock.sample_times(n, rate_hz, t0)
+    keep = t <= t1 + 1e-12
+    t, stamps = t[keep], stamps[keep]
+
+    ideal = ideal_signals(motion, rig, t, identity, mount_err, gravity, magnetic_field)
+
+    out: dict[str, np.ndarray] = {}
+    scales: dict[str, np.ndarray] = {}
+    ranges: dict[str, np.ndarray] = {}
+    err_seqs = seq_err.spawn(n_sites * len(QUANTITIES))
+    for qi, (q, x) in enumerate(zip(QUANTITIES, ideal)):
+        specs = [part_spec(s.part, q) for s in rig.sites]
+        rng_setting = rig.settings.get(q)
+        scales[q] = np.array([sp.scale(rng_setting) for sp in specs])
+        ranges[q] = np.array([sp.full_scale(rng_setting) for sp in specs])
+        y = np.empty_like(x)
+        for s, sp in enumerate(specs):
+            rng = np.random.default_rng(err_seqs[qi * n_sites + s])
+            y[:, s] = corrupt(x[:, s], sp, rate_hz, rng, model)
+        if model.quantise:
+            y = from_counts(to_counts(y, scales[q]), scales[q])
+        out[q] = y
+    return ImuSignals(rate_hz=float(rate_hz), t=t, acc=out["acc"], gyro=out["gyro"],
+                      mag=out["mag"], device_time_us=stamps, site_names=rig.site_names,
+                      rig_id=rig.id, reference=rig.reference, scales=scales, ranges=ranges,
+                      quantised=model.quantise, clock=clock, mounting_error=mount_err)
