@@ -181,3 +181,28 @@ def frame_time_fields(seconds: float, rate: float = 60.0) -> tuple[int, float, i
     frames = seconds * float(frac)
     n = math.floor(frames)
     return n, float(frames - n), frac.numerator, frac.denominator
+
+
+def read_llv_recording(path) -> list[bytes]:
+    """The raw packets of an LLV recording (think-biq/LLV's binary ``.gesichter`` container:
+    uint8 version 6, uint32 frame count, then per frame a uint32 size and the packet bytes,
+    all big-endian). Raises ``LiveLinkPacketError`` naming the file if it does not fit."""
+    from pathlib import Path
+
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < 5 or data[0] != VERSION:
+        raise LiveLinkPacketError(f"{path}: not an LLV v6 recording (expected version byte 6)")
+    (n,) = struct.unpack_from(">I", data, 1)
+    pos, out = 5, []
+    for k in range(n):
+        if pos + 4 > len(data):
+            raise LiveLinkPacketError(f"{path}: truncated at frame {k} of {n}")
+        (size,) = struct.unpack_from(">I", data, pos)
+        if pos + 4 + size > len(data):
+            raise LiveLinkPacketError(f"{path}: frame {k} of {size} bytes runs past the end")
+        out.append(data[pos + 4:pos + 4 + size])
+        pos += 4 + size
+    if pos != len(data):
+        raise LiveLinkPacketError(f"{path}: {len(data) - pos} bytes after the last frame")
+    return out

@@ -19,22 +19,9 @@ from capture.livelink import (
     build_packet,
     frame_time_fields,
     parse_packet,
+    read_llv_recording,
 )
 from hardware.vocabulary import LIVELINK_WIRE_NAMES
-
-
-def read_llv_container(path: Path) -> list[bytes]:
-    """The LLV binary container (layout in shared/data/livelink/PROVENANCE.md)."""
-    data = path.read_bytes()
-    assert data[0] == 6
-    (n,) = struct.unpack_from(">I", data, 1)
-    pos, out = 5, []
-    for _ in range(n):
-        (size,) = struct.unpack_from(">I", data, pos)
-        out.append(data[pos + 4:pos + 4 + size])
-        pos += 4 + size
-    assert pos == len(data)
-    return out
 
 
 def read_llv_json(path: Path) -> list[dict]:
@@ -44,7 +31,7 @@ def read_llv_json(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def llv(shared_data: Path) -> tuple[list[bytes], list[dict]]:
     d = shared_data / "livelink" / "llv"
-    return read_llv_container(d / "dao.6145a13.raw.gesichter"), read_llv_json(d / "dao.63cc41e.b64json.gesichter")
+    return read_llv_recording(d / "dao.6145a13.raw.gesichter"), read_llv_json(d / "dao.63cc41e.b64json.gesichter")
 
 
 def test_real_packets_decode_to_the_json_values(llv):
