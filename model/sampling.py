@@ -1,0 +1,64 @@
+"""Frame-by-frame sampling with the IMUSIC model: fixed noise across ticks and the previous
+output carried as a known prefix, so consecutive frames agree and the output does not tremble.
+
+Used by the live runtime (batch of one) and by evaluation (a batch of recordings side by side).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from model.diffusion import Schedule, ddim_sample
+from model.networks import IMUSIC
+
+
+class StreamingSampler:
+    """Emits the output frame (index ``past - 1`` of the window) for each new feature window.
+
+    ``carry`` frames right before the output frame are taken from what this sampler emitted on
+    earlier ticks (0 turns carrying off); ``fixed_noise`` keeps the DDIM start noise the same on
+    every tick (False draws new noise each tick: independent sampling).
+    """
+
+    def __init__(self, net: IMUSIC, schedule: Schedule, past: int, lookahead: int,
+                 steps: int = 4, carry: int = 12, batch: int = 1, seed: int = 0,
+                 fixed_noise: bool = True) -> None:
+        self.net, self.schedule = net, schedule
+        self.past, self.lookahead, self.window = past, lookahead, past + lookahead
+        self.steps, self.carry = steps, min(carry, past - 1)
+        self.fixed_noise = fixed_noise
+        self.gen = torch.Generator().manual_seed(seed)
+        n_out = net.cfg.n_out
+        self.noise = torch.randn(batch, self.window, n_out, generator=self.gen)
+        self.history = torch.zeros(batch, self.carry, n_out)   # emitted frames, oldest first
+        self.n_emitted = 0
+
+    def reset(self) -> None:
+        """Forget the emitted history (e.g. after a gap in the data)."""
+        self.history.zero_()
+        self.n_emitted = 0
+
+    @torch.no_grad()
+    def step(self, feat: torch.Tensor) -> torch.Tensor:
+        """Output frames (B, 52) for normalised feature windows (B, W, F)."""
+        b = feat.shape[0]
+        tokens, base = self.net.condition(feat)
+        known = torch.zeros_like(base)
+        mask = torch.zeros(b, self.window, 1, dtype=torch.bool)
+        k = min(self.carry, self.n_emitted)
+        if k > 0:
+            o = self.past - 1
+            known[:, o - k:o] = self.history[:b, self.carry - k:]
+            mask[:, o - k:o] = True
+        noise = self.noise[:b] if self.fixed_noise else torch.randn(
+            base.shape, generator=self.gen)
+
+        def x0_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.net.denoiser(x_t, t, tokens, base, known, mask)
+
+        out = ddim_sample(self.schedule, x0_fn, noise, self.steps, known, mask)
+        frame = out[:, self.past - 1]
+        if self.carry > 0:
+            self.history = torch.cat([self.history[:b, 1:], frame[:, None]], dim=1)
+        self.n_emitted += 1
+        return frame

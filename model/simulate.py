@@ -1,0 +1,214 @@
+"""Paired training sessions made by the digital twin (``imusic simulate``).
+
+Each virtual subject is one of the face model's 20 head shapes. Each session (one subject, one
+motion source) is a fresh donning of the rig: its own mounting errors, sensor biases and noise
+and device clock (``hardware.physics.simulate`` with a per-session seed), and its own head
+motion. Motion sources: real Live Link Face takes (30 fps, resampled to 60 Hz; face-lost rows
+become invalid frames) and procedural motion (``hardware.motion.procedural``).
+
+Each session file holds, in the session format (``capture.session``): the raw ``IMU`` stream
+at the device rate (labelled channels as the IMU LSL contract has them), the ground-truth
+``Blendshapes`` stream at 60 Hz, and the ``aligned`` group (the measured IMU signals linearly
+resampled onto the 60 Hz blendshape timeline). Every file says ``source = "twin"``.
+Everything is deterministic per seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import h5py
+import numpy as np
+
+from capture.aligned import Aligned, write_aligned
+from hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
+
+RATE_HZ = 60.0
+SESSION_T0 = 1000.0
+"""LSL time of every synthetic session's first motion frame (an arbitrary positive clock)."""
+
+
+@dataclass
+class MotionSource:
+    """60 Hz blendshapes of one source, with the frames on which the face was tracked."""
+
+    name: str
+    blendshapes: np.ndarray      # (T, 52) float64, NaN where lost
+    pose: np.ndarray             # (T, 9) eye/head pose (radians; NaN where lost)
+    valid: np.ndarray            # (T,) bool
+    procedural: bool = False
+
+
+def resample_take(t: np.ndarray, values: np.ndarray, found: np.ndarray,
+                  rate_hz: float = RATE_HZ) -> tuple[np.ndarray, np.ndarray]:
+    """Values (T, C) at irregular times ``t`` with a tracked mask -> a ``rate_hz`` grid.
+
+    Linear interpolation between tracked rows; a grid frame is valid only when the source rows
+    on both sides of it are tracked (so a face-lost stretch stays invalid, never bridged).
+    Returns (values (N, C) with NaN where invalid, valid (N,)).
+    """
+    grid = np.arange(0.0, t[-1] + 1e-9, 1.0 / rate_hz)
+    j = np.clip(np.searchsorted(t, grid), 1, len(t) - 1)
+    exact = np.isclose(t[np.minimum(j, len(t) - 1)], grid) | np.isclose(t[j - 1], grid)
+    valid = (found[j - 1] & found[j]) | (exact & (found[j - 1] | found[j]))
+    out = np.full((len(grid), values.shape[1]), np.nan)
+    if found.sum() >= 2:
+        tf = t[found]
+        for c in range(values.shape[1]):
+            out[:, c] = np.interp(grid, tf, values[found, c])
+    out[~valid] = np.nan
+    return out, valid
+
+
+def load_take(path: str | Path) -> MotionSource:
+    """A real Live Link Face CSV take at 60 Hz."""
+    from capture.livelink_csv import read_take
+
+    take = read_take(path)
+    vals, valid = resample_take(take.t, np.asarray(take.values, np.float64), take.face_found)
+    return MotionSource(Path(path).stem, vals[:, :N_BLENDSHAPES], vals[:, N_BLENDSHAPES:], valid)
+
+
+def _seed(*parts: object) -> int:
+    """A stable 32-bit seed from any parts (not Python's salted hash)."""
+    h = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(h[:4], "little")
+
+
+def _crop(src: MotionSource, seconds: float, rng: np.random.Generator) -> slice:
+    n = len(src.blendshapes)
+    want = min(n, int(round(seconds * RATE_HZ)))
+    start = int(rng.integers(0, n - want + 1))
+    return slice(start, start + want)
+
+
+def imu_channels(sites: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(label, unit, type) of the IMU stream's channels, as the IMU LSL contract has them."""
+    from firmware_bridge.outlet import channel_table
+
+    return channel_table(list(sites), has_mag=True, has_quat=False)
+
+
+def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identity: int,
+                  rig_name: str, seed: int, session_seed: int, device_rate_hz: float = 100.0,
+                  ) -> Path:
+    """Simulate one session and write it (raw streams + ``aligned``). Returns ``path``."""
+    from capture.session import SessionWriter, StreamSpec
+    from hardware.motion import Motion, procedural
+    from hardware.physics import simulate
+    from hardware.rig import load_rig
+
+    rig = load_rig(rig_name)
+    bs = src.blendshapes[sl]
+    valid = src.valid[sl].copy()
+    pose = src.pose[sl]
+    n = len(bs)
+    seconds = n / RATE_HZ
+    # head motion: the procedural generator's head for this session (real takes have none)
+    head = procedural(seconds + 1.0, fps=RATE_HZ, seed=session_seed)
+    if src.procedural:
+        motion = Motion(fps=RATE_HZ, blendshapes=bs, head_rotvec=head.head_rotvec[:n],
+                        head_position=head.head_position[:n])
+    else:
+        motion = Motion.from_blendshapes(RATE_HZ, bs, head.head_rotvec[:n],
+                                         head.head_position[:n])
+    sig = simulate(motion, rig, rate_hz=device_rate_hz, identity=identity, seed=session_seed)
+
+    t_motion = np.asarray(motion.t)
+    # the aligned timeline: motion frames inside the span the IMU covers
+    keep = (t_motion >= sig.t[0]) & (t_motion <= sig.t[-1])
+    t_al = t_motion[keep]
+
+    def resample(x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(len(x), -1)
+        out = np.stack([np.interp(t_al, sig.t, flat[:, c]) for c in range(flat.shape[1])], 1)
+        return out.reshape((len(t_al),) + x.shape[1:]).astype(np.float32)
+
+    truth = np.asarray(bs, np.float32)
+    truth[~valid] = np.nan
+    pose_al = np.asarray(pose, np.float32)
+    attrs = {"source": "twin", "subject": subject, "identity": int(identity), "take": src.name,
+             "motion": "procedural" if src.procedural else "livelink-face-take",
+             "crop_start_s": sl.start / RATE_HZ, "seed": int(seed),
+             "session_seed": int(session_seed), "rig": rig.id,
+             "device_rate_hz": float(device_rate_hz), "clock_drift_ppm":
+             float(sig.clock.drift_ppm) if sig.clock else 0.0,
+             "lsl_time": "ideal clock map: LSL time = true sample time + 1000 s"}
+    al = Aligned(rate_hz=RATE_HZ, t=SESSION_T0 + t_al, blendshapes=truth[keep],
+                 pose=pose_al[keep], acc=resample(sig.acc), gyro=resample(sig.gyro),
+                 mag=resample(sig.mag), valid_imu=np.ones(len(t_al), bool),
+                 valid_arkit=valid[keep], sites=list(rig.site_names), reference=rig.reference,
+                 rig_id=rig.id, attrs=attrs)
+
+    chans = imu_channels(rig.site_names) + []
+    imu_spec = StreamSpec(
+        name=f"imusic-twin-{subject}", type="IMU", channel_count=len(chans),
+        nominal_srate=device_rate_hz, channel_format="double64",
+        source_id=f"twin-{subject}-{session_seed:08x}", labels=[c[0] for c in chans],
+        units=[c[1] for c in chans], types=[c[2] for c in chans])
+    rows = np.concatenate([sig.stacked().reshape(sig.n_samples, -1),
+                           sig.device_time_us[:, None].astype(np.float64),
+                           np.arange(sig.n_samples, dtype=np.float64)[:, None]], axis=1)
+    bs_spec = StreamSpec(name=f"twin-truth-{subject}", type="Blendshapes",
+                         channel_count=len(STREAM_NAMES), nominal_srate=RATE_HZ,
+                         channel_format="float32", source_id=f"twin-truth-{subject}",
+                         labels=list(STREAM_NAMES))
+    gt = np.concatenate([truth, pose_al], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()   # simulate is deterministic: regenerate rather than refuse
+    with SessionWriter(path, subject=subject, attrs=attrs, swmr=False) as w:
+        k_imu = w.add_stream(imu_spec, "imu")
+        k_bs = w.add_stream(bs_spec, "blendshapes")
+        w.append(k_imu, rows, SESSION_T0 + sig.t)
+        w.append(k_bs, gt, SESSION_T0 + t_motion)
+    with h5py.File(path, "a") as h5:
+        write_aligned(h5, al)
+    return path
+
+
+def plan(subjects: int, minutes: float, takes: Sequence[MotionSource], use_procedural: bool,
+         seed: int) -> list[tuple[int, str, MotionSource, slice, int]]:
+    """(identity, subject name, source, crop, session seed) for every session to make."""
+    jobs = []
+    n_src = len(takes) + int(use_procedural)
+    if n_src == 0:
+        raise ValueError("nothing to simulate: give --motion takes and/or --procedural")
+    per = minutes * 60.0 / n_src
+    for s in range(subjects):
+        identity = s % 20
+        subject = f"id{identity:02d}" if subjects <= 20 else f"id{identity:02d}-{s // 20}"
+        for k, src in enumerate(takes):
+            sseed = _seed(seed, subject, src.name)
+            jobs.append((identity, subject, src, _crop(src, per, np.random.default_rng(sseed)),
+                         sseed))
+        if use_procedural:
+            sseed = _seed(seed, subject, "procedural")
+            from hardware.motion import procedural
+            m = procedural(per, fps=RATE_HZ, seed=sseed)
+            src = MotionSource("procedural", m.blendshapes, np.zeros((m.n_frames, 9)),
+                               np.ones(m.n_frames, bool), procedural=True)
+            jobs.append((identity, subject, src, slice(0, m.n_frames), sseed))
+    return jobs
+
+
+def simulate_dataset(out: str | Path, subjects: int = 20, minutes: float = 1.5,
+                     takes: Sequence[str | Path] = (), use_procedural: bool = True,
+                     rig: str = "imusic11", seed: int = 0, device_rate_hz: float = 100.0,
+                     progress: Callable[[int, int, str], None] | None = None) -> list[Path]:
+    """Make ``subjects`` x sources sessions under ``out`` (``<subject>_<take>.h5``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = [load_take(p) for p in takes]
+    jobs = plan(subjects, minutes, sources, use_procedural, seed)
+    paths = []
+    for i, (identity, subject, src, sl, sseed) in enumerate(jobs):
+        p = out / f"{subject}_{src.name}.h5"
+        paths.append(write_session(p, src, sl, subject, identity, rig, seed, sseed,
+                                   device_rate_hz))
+        if progress:
+            progress(i + 1, len(jobs), p.name)
+    return paths

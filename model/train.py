@@ -1,0 +1,380 @@
+"""Training: one readable loop for both stages (nanoGPT style).
+
+Stage 1 trains the IMU encoder and its regression head (L1 on the window). Stage 2 freezes
+them (or tunes them slowly, ``encoder_lr_mult``) and trains the denoiser to predict the clean
+window from a noisy one at a random timestep, with a random known prefix of ground truth (as the
+runtime will carry its own previous output). The mean face and ridge baselines are fitted on the
+same training split and saved in the same checkpoint, so ``imusic eval`` compares like with like.
+
+Runs on CPU by default; under ``torchrun`` (WORLD_SIZE set) each process trains on its shard
+with DistributedDataParallel and rank 0 writes the checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from model import checkpoint as ckpt
+from model.baselines import RIDGE_OFFSETS, Ridge, mean_face
+from model.data import Normaliser, Recording, Split, WindowDataset, load_recordings, split
+from model.diffusion import Schedule
+from model.features import FeatureSpec
+from model.networks import IMUSIC, NetConfig
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting, with the defaults of the bundled checkpoint."""
+
+    past: int = 60                   # frames up to and including the output frame (1 s)
+    lookahead: int = 4               # future frames (67 ms of latency)
+    d_model: int = 96
+    n_heads: int = 4
+    enc_layers: int = 3
+    den_layers: int = 3
+    dropout: float = 0.1
+    batch_size: int = 64
+    stage1_steps: int = 2500
+    stage2_steps: int = 2500
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 150
+    encoder_lr_mult: float = 0.0     # stage 2: 0 freezes the encoder and head
+    carry_max: int = 12              # longest known prefix shown in stage 2
+    p_no_prefix: float = 0.25        # fraction of stage-2 windows with no known prefix
+    prefix_noise: float = 0.03       # noise on the known prefix (the runtime's own errors)
+    vel_weight: float = 0.5          # stage-2 loss on frame-to-frame velocity
+    n_timesteps: int = 1000
+    schedule: str = "cosine"
+    sample_steps: int = 4            # DDIM steps the runtime uses by default
+    ahrs_gain: float = 0.5
+    ridge_lambda: float = 30.0
+    window_stride: int = 1
+    holdout_subjects: list[str] = field(default_factory=lambda: ["id16", "id17", "id18", "id19"])
+    holdout_takes: list[str] = field(default_factory=lambda: ["S07-001"])
+    eval_every: int = 500
+    save_every: int = 1000
+    final_eval: bool = True          # full streaming evaluation into the config at the end
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0                 # torch CPU threads (0: torch's default)
+
+    @classmethod
+    def from_json(cls, path: str | Path | None, **overrides: Any) -> "TrainConfig":
+        """Defaults, updated from a JSON file of some fields, then from ``overrides``."""
+        d: dict[str, Any] = {}
+        if path:
+            d.update(json.loads(Path(path).read_text()))
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ValueError(f"unknown training settings {bad} in {path or 'overrides'}; "
+                             f"known: {sorted(known)}")
+        return cls(**d)
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def _batches(ds: WindowDataset, cfg: TrainConfig, rank: int, world: int,
+             seed: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Endless shuffled batches (a DistributedSampler shard under torchrun)."""
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+    epoch = 0
+    while True:
+        if world > 1:
+            sampler = DistributedSampler(ds, world, rank, shuffle=True, seed=seed)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed + epoch))
+        yield from DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
+        epoch += 1
+
+
+class Stage1Loss(nn.Module):
+    """L1 of the stage-1 regression over the valid frames of the window."""
+
+    def __init__(self, net: IMUSIC) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        pred = self.net.regress(x)
+        w = m[..., None].float()
+        return ((pred - y).abs() * w).sum() / (w.sum() * y.shape[-1]).clamp_min(1)
+
+
+class Stage2Loss(nn.Module):
+    """x0 loss of the denoiser (L1 on values and on frame-to-frame velocity)."""
+
+    def __init__(self, net: IMUSIC, schedule: Schedule, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.net, self.schedule, self.cfg = net, schedule, cfg
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        cfg, b = self.cfg, x.shape[0]
+        with torch.set_grad_enabled(cfg.encoder_lr_mult > 0):
+            tokens, base = self.net.condition(x)
+        t = torch.randint(0, self.schedule.n_steps, (b,), device=x.device)
+        noise = torch.randn_like(y)
+        x_t = self.schedule.q_sample(y, t, noise)
+        # a known prefix of random length right before the output frame, slightly corrupted
+        o = cfg.past - 1
+        k = torch.randint(1, cfg.carry_max + 1, (b,), device=x.device)
+        k = torch.where(torch.rand(b, device=x.device) < cfg.p_no_prefix, 0, k)
+        pos = torch.arange(y.shape[1], device=x.device)[None]
+        mask = ((pos >= o - k[:, None]) & (pos < o))[..., None]
+        known = y + cfg.prefix_noise * torch.rand(b, 1, 1, device=x.device) * torch.randn_like(y)
+        pred = self.net.denoiser(x_t, t, tokens, base, known, mask)
+        w = m[..., None].float()
+        l_val = ((pred - y).abs() * w).sum() / (w.sum() * y.shape[-1]).clamp_min(1)
+        wv = w[:, 1:] * w[:, :-1]
+        dv = (pred.diff(dim=1) - y.diff(dim=1)).abs()
+        l_vel = (dv * wv).sum() / (wv.sum() * y.shape[-1]).clamp_min(1)
+        return l_val + cfg.vel_weight * l_vel
+
+
+def _lr(step: int, total: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, total - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def _optim_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, torch.Tensor]:
+    """AdamW state as flat named tensors (so resume needs no pickle)."""
+    out = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if not st:
+                continue
+            for k, v in st.items():
+                out[f"optim.{names[id(p)]}.{k}"] = torch.as_tensor(v).reshape(-1) if k == "step" \
+                    else v
+    return out
+
+
+def _load_optim(opt: torch.optim.Optimizer, names: dict[int, str],
+                tensors: dict[str, torch.Tensor]) -> None:
+    for group in opt.param_groups:
+        for p in group["params"]:
+            key = f"optim.{names[id(p)]}."
+            st = {k[len(key):]: v for k, v in tensors.items() if k.startswith(key)}
+            if st:
+                if "step" in st:
+                    st["step"] = st["step"].reshape(())
+                opt.state[p] = st
+
+
+@torch.no_grad()
+def quick_eval(net: IMUSIC, schedule: Schedule, ds: WindowDataset, cfg: TrainConfig,
+               max_windows: int = 512) -> dict[str, float]:
+    """Stage-1 and one-shot DDIM MAE x100 on the output frames of up to ``max_windows``
+    held-out windows (fast; the full streaming evaluation is in model.evaluate)."""
+    from model.diffusion import ddim_sample
+
+    if len(ds) == 0:
+        return {}
+    net.eval()
+    idx = np.linspace(0, len(ds) - 1, min(max_windows, len(ds))).astype(int)
+    x, y, m = (torch.stack(t) for t in zip(*(ds[i] for i in idx)))
+    tokens, base = net.condition(x)
+    o = cfg.past - 1
+    known = torch.zeros_like(base)
+    mask = torch.zeros(len(idx), x.shape[1], 1, dtype=torch.bool)
+    noise = torch.randn(base.shape, generator=torch.Generator().manual_seed(0))
+    out = ddim_sample(schedule, lambda xt, t: net.denoiser(xt, t, tokens, base, known, mask),
+                      noise, cfg.sample_steps)
+    net.train()
+    return {"stage1_mae100": float((base[:, o] - y[:, o]).abs().mean() * 100),
+            "imusic_mae100": float((out[:, o] - y[:, o]).abs().mean() * 100)}
+
+
+def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
+          command: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train both stages on the sessions under ``data`` and write the checkpoint to ``out``.
+
+    Returns the checkpoint config (with metrics).
+    """
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    rank, world = _dist()
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device if cfg.device != "cuda" or torch.cuda.is_available()
+                          else "cpu")
+    t_start = time.perf_counter()
+
+    state: dict[str, Any] = {"stage": 1, "step": 0, "elapsed_s": 0.0}
+    tensors: dict[str, torch.Tensor] = {}
+    out = Path(out)
+    if resume:
+        if not (out / ckpt.WEIGHTS).is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {out} to resume from")
+        tensors, old = ckpt.load(out)
+        state = old.get("train_state", state)
+        spec = FeatureSpec.from_dict(old["features"])
+    else:
+        spec = None
+
+    if spec is None:
+        from capture.aligned import read_aligned
+        from model.data import session_files
+        al = read_aligned(session_files(data)[0])
+        spec = FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain)
+    recs = load_recordings(data, spec, progress=progress and rank == 0)
+    first = recs[0]
+    parts = split(recs, cfg.holdout_subjects, cfg.holdout_takes)
+    if not parts.train:
+        raise ValueError(f"no training sessions under {data} once held-out subjects "
+                         f"{cfg.holdout_subjects} and takes {cfg.holdout_takes} are removed")
+    norm = Normaliser.fit(parts.train) if not resume else Normaliser.from_dict(old["norm"])
+    train_ds = WindowDataset(parts.train, norm, cfg.past, cfg.lookahead, cfg.window_stride)
+    val_recs = parts.subjects or parts.takes or parts.train
+    val_ds = WindowDataset(val_recs, norm, cfg.past, cfg.lookahead, stride=8)
+
+    net_cfg = NetConfig(n_features=spec.n_features, window=cfg.past + cfg.lookahead,
+                        d_model=cfg.d_model, n_heads=cfg.n_heads, enc_layers=cfg.enc_layers,
+                        den_layers=cfg.den_layers, dropout=cfg.dropout,
+                        n_timesteps=cfg.n_timesteps)
+    net = IMUSIC(net_cfg).to(device)
+    if tensors:
+        net.load_state_dict(ckpt.split_prefix(tensors, "model"))
+    schedule = Schedule(cfg.n_timesteps, cfg.schedule)
+    names = {id(p): n for n, p in net.named_parameters()}
+
+    seeds = sorted({str(r.attrs.get("seed")) for r in recs if "seed" in r.attrs})
+    command = command or " ".join(shlex.quote(a) for a in sys.argv)
+    base_config: dict[str, Any] = {
+        "schema": "imusic.checkpoint", "schema_version": 1,
+        "net": net_cfg.to_dict(), "features": spec.to_dict(), "norm": norm.to_dict(),
+        "past": cfg.past, "lookahead": cfg.lookahead, "rate_hz": spec.rate_hz,
+        "schedule": {"n_steps": cfg.n_timesteps, "kind": cfg.schedule},
+        "sampling": {"steps": cfg.sample_steps, "carry": cfg.carry_max, "seed": 0},
+        "rig": {"id": first.rig_id, "sites": list(spec.sites), "reference": spec.reference},
+        "train": asdict(cfg), "command": command, "data_seed": seeds,
+        "data": {"path": str(data), **parts.summary()},
+        "baselines": {"ridge_offsets": list(RIDGE_OFFSETS), "ridge_lambda": cfg.ridge_lambda},
+    }
+
+    # baselines on the training split (cheap, closed form): fitted once, kept in the checkpoint
+    if "baseline.ridge" in tensors:
+        extra = {k: v for k, v in tensors.items() if k.startswith("baseline.")}
+    else:
+        extra = {"baseline.mean_face": torch.from_numpy(mean_face(parts.train)),
+                 "baseline.ridge": torch.from_numpy(
+                     Ridge.fit(parts.train, norm, cfg.ridge_lambda).weights)}
+
+    def save(opt: torch.optim.Optimizer | None, metrics: dict[str, Any] | None = None) -> None:
+        if rank != 0:
+            return
+        t = {f"model.{k}": v for k, v in net.state_dict().items()}
+        t.update(extra)
+        if opt is not None:
+            t.update(_optim_tensors(opt, names))
+        c = dict(base_config)
+        c["train_state"] = dict(state)
+        if metrics is not None:
+            c["metrics"] = metrics
+        ckpt.save(out, t, c)
+
+    history: list[dict[str, float]] = []
+    for stage in (1, 2):
+        if state["stage"] > stage:
+            continue
+        total = cfg.stage1_steps if stage == 1 else cfg.stage2_steps
+        if stage == 1:
+            params = [p for n, p in net.named_parameters() if not n.startswith("denoiser.")]
+            loss_mod: nn.Module = Stage1Loss(net)
+            groups = [{"params": params, "lr_mult": 1.0}]
+        else:
+            enc = [p for n, p in net.named_parameters() if not n.startswith("denoiser.")]
+            for p in enc:
+                p.requires_grad_(cfg.encoder_lr_mult > 0)
+            groups = [{"params": list(net.denoiser.parameters()), "lr_mult": 1.0}]
+            if cfg.encoder_lr_mult > 0:
+                groups.append({"params": enc, "lr_mult": cfg.encoder_lr_mult})
+            loss_mod = Stage2Loss(net, schedule, cfg)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if tensors and state["stage"] == stage and state["step"] > 0:
+            _load_optim(opt, names, tensors)
+        model_run: nn.Module = loss_mod
+        if world > 1:
+            model_run = nn.parallel.DistributedDataParallel(loss_mod)
+        batches = _batches(train_ds, cfg, rank, world, cfg.seed + 1000 * stage + state["step"])
+        net.train()
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                       TextColumn("{task.fields[info]}"),
+                       disable=not progress or rank != 0)
+        with bar:
+            task = bar.add_task(f"stage {stage}", total=total, completed=state["step"],
+                                info="")
+            for step in range(state["step"], total):
+                x, y, m = (t.to(device) for t in next(batches))
+                for g in opt.param_groups:
+                    g["lr"] = _lr(step, total, cfg) * g["lr_mult"]
+                loss = model_run(x, y, m)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+                opt.step()
+                state.update(stage=stage, step=step + 1)
+                bar.update(task, advance=1)
+                if (step + 1) % 20 == 0:
+                    bar.update(task, info=f"loss {loss.item():.4f}")
+                if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and rank == 0:
+                    ev = quick_eval(net, schedule, val_ds, cfg)
+                    history.append({"stage": stage, "step": step + 1, "loss": loss.item(), **ev})
+                    if progress:
+                        bar.console.print(f"stage {stage} step {step + 1}: loss {loss.item():.4f} "
+                                          + " ".join(f"{k} {v:.2f}" for k, v in ev.items()))
+                if cfg.save_every and (step + 1) % cfg.save_every == 0:
+                    now = time.perf_counter()
+                    state["elapsed_s"] = state.get("elapsed_s", 0.0) + now - t_start
+                    t_start = now
+                    save(opt)
+        state.update(stage=stage + 1, step=0)
+        tensors = {}
+    state["elapsed_s"] = state.get("elapsed_s", 0.0) + time.perf_counter() - t_start
+    state["done"] = True
+
+    metrics: dict[str, Any] = {"history": history, "train_time_s": state["elapsed_s"]}
+    if rank == 0:
+        save(None)   # weights first, so evaluation can load the checkpoint
+        if cfg.final_eval:
+            from model.evaluate import evaluate_parts, load_for_eval
+            trained = load_for_eval(out)
+            metrics["eval"] = evaluate_parts(
+                trained, {"heldout_subjects": parts.subjects, "heldout_takes": parts.takes},
+                steps=cfg.sample_steps)
+        save(None, metrics)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return {**base_config, "metrics": metrics}
