@@ -61,15 +61,20 @@ def sites_from_rig(face: FaceModel, rig: Any, identity: int | None = None) -> li
     """Marker sites for a ``hardware.rig.Rig`` (its ``.sites`` with ``.name``, ``.anchor``,
     ``.region``, ``.mounting``; ``.reference`` names the reference site).
 
-    The rig's mounting is sensor -> *skin* frame (y = head up in the tangent plane); the
-    face model's frames are triangle frames, so the constant skin -> triangle offset from
-    ``hardware.rig.skin_frame_offset`` is put in front of it.
+    The rig's mounting is sensor -> *skin* frame (y = head up in the tangent plane, from
+    ``hardware.rig.skin_frames_at_rest``); the face model's frames are triangle frames, so
+    the constant skin -> triangle rotation at rest is put in front of it and then carried
+    along with the triangle as the face moves.
     """
-    from hardware.rig import skin_frame_offset
+    from hardware.rig import skin_frames_at_rest
 
     reference = getattr(rig, "reference", None)
     points = [_as_point(face, site.anchor) for site in rig.sites]
-    offsets = skin_frame_offset(face, points, identity) if points else np.zeros((0, 3, 3))
+    offsets = np.zeros((0, 3, 3))
+    if points:
+        skin = skin_frames_at_rest(face, points, identity)                   # skin -> head
+        _, tri = face.surface_frames(np.zeros((1, 52)), points, identity)    # tri -> head
+        offsets = np.einsum("pji,pjk->pik", tri[0], skin)                   # skin -> tri
     out = []
     for site, point, skin in zip(rig.sites, points, offsets):
         ref = site.name == reference

@@ -135,11 +135,12 @@ def pair_frames(a: Track, b: Track) -> np.ndarray:
     """For each frame of ``a``, the index of the frame of ``b`` to show beside it.
 
     Equal lengths pair by index (a model's predictions for a session); otherwise by time
-    since each track's first frame (nearest frame, clamped at the ends).
+    since each track's first frame: the last frame of ``b`` at or before that time (what a
+    live display would be showing then), clamped at the ends.
     """
     if a.n_frames == b.n_frames:
         return np.arange(a.n_frames)
     ta, tb = a.t - a.t[0], b.t - b.t[0]
-    idx = np.searchsorted(tb, ta).clip(1, b.n_frames - 1)
-    nearer_left = (ta - tb[idx - 1]) < (tb[idx] - ta)
-    return np.where(nearer_left, idx - 1, idx).clip(0, b.n_frames - 1)
+    # A nanosecond of slack so that equal times computed two ways still count as equal.
+    idx = np.searchsorted(tb, ta + 1e-9, side="right") - 1
+    return idx.clip(0, b.n_frames - 1)
