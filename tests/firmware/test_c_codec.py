@@ -32,9 +32,10 @@ short_text = st.text(max_size=24).filter(lambda s: len(s.encode()) <= 255)
 
 @st.composite
 def samples(draw) -> p.Samples:
-    k = draw(st.integers(1, 8))
     n = draw(st.integers(1, 12))
     flags = draw(st.integers(0, 3))
+    per_instant = 4 + n * 2 * (6 + 3 * (flags & 1) + 2 * (flags & 2))
+    k = draw(st.integers(1, min(8, (p.MAX_PACKET - 10 - 15) // per_instant)))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
 
     def block(width: int) -> np.ndarray:
