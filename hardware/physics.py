@@ -105,10 +105,12 @@ PATCH_RADIUS_M = 0.005
 """Radius of the skin patch under a sensor board whose triangles set its orientation."""
 
 
-def _sensor_orientations(motion: Motion, rig: Rig, identity: int | None,
-                         mount_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """World positions ``(T, S, 3)`` and world-from-sensor rotations ``(T, S, 3, 3)`` at the
-    motion frames."""
+def sensor_frames(motion: Motion, rig: Rig, identity: int | None = None,
+                  mount_err: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """World positions ``(T, S, 3)`` (m) and world-from-sensor rotations ``(T, S, 3, 3)`` of
+    every site at the motion's frames (no interpolation): the mesh-derived truth that the
+    spline-interpolated signals follow. ``mount_err`` (S, 3, 3) rotates each chip on its
+    mounting (default none)."""
     from scipy.spatial.transform import Rotation
 
     face = FaceModel.load()
@@ -126,7 +128,9 @@ def _sensor_orientations(motion: Motion, rig: Rig, identity: int | None,
     # Patches are contiguous in ``points``: sum each with reduceat, then orthonormalise.
     rot_skin = _orthonormalise(np.add.reduceat(skin_t, first, axis=1))
     pos_h = pos_all[:, first]                                                # anchor points
-    mount = np.stack([s.mounting for s in rig.sites]) @ mount_err            # sensor -> skin
+    mount = np.stack([s.mounting for s in rig.sites])                        # sensor -> skin
+    if mount_err is not None:
+        mount = mount @ mount_err
     rot_hs = rot_skin @ mount[None]                                          # sensor -> head
     r_wh = Rotation.from_rotvec(motion.head_rotvec).as_matrix()              # (T, 3, 3)
     rot_ws = np.einsum("tij,tsjk->tsik", r_wh, rot_hs)
@@ -149,9 +153,7 @@ def ideal_signals(motion: Motion, rig: Rig, t: np.ndarray, identity: int | None 
     from scipy.spatial.transform import Rotation, RotationSpline
 
     n_sites = rig.n_sites
-    if mount_err is None:
-        mount_err = np.broadcast_to(np.eye(3), (n_sites, 3, 3))
-    pos_w, rot_ws = _sensor_orientations(motion, rig, identity, mount_err)
+    pos_w, rot_ws = sensor_frames(motion, rig, identity, mount_err)
     acc_w = CubicSpline(motion.t, pos_w.reshape(len(motion.t), -1), axis=0)(t, 2)
     acc_w = acc_w.reshape(len(t), n_sites, 3)
     acc_w[..., 1] += gravity                          # specific force = a - g, g along -y
