@@ -37,6 +37,9 @@ class Transport(abc.ABC):
     name: str = "transport"
     datagram: bool = False
     """True where read() returns whole datagrams that each start on a frame boundary (UDP)."""
+    persistent: bool = False
+    """True where the link outlives a device's silence (a bound UDP socket): a session re-runs
+    the handshake on it instead of closing and reopening it."""
 
     @abc.abstractmethod
     async def open(self) -> None:

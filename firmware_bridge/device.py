@@ -1,0 +1,462 @@
+"""A device session: one wearable, from handshake to LSL, surviving silences and reboots.
+
+``DeviceSession(factory, config).run(stop)`` opens the link from ``factory`` (a callable that
+makes a fresh Transport), runs the handshake (GET_INFO -> DEVICE_INFO, checked against the
+rig; SET_RATE; START), then turns every SAMPLES frame into LSL samples with timestamps from
+the clock map, until ``stop`` is set. Meanwhile it keeps ``health`` (rate achieved, loss from
+sequence gaps, CRC and other frame errors, reconnects, reboots, clock drift and fit residual,
+battery) and a watchdog: after ``silence_s`` without samples it records a gap, closes and
+reopens the link with exponential backoff (a persistent UDP socket stays bound) and re-sends
+the configuration and START. Samples are never invented: a gap stays a gap, marked in the
+events stream and visible in the ``device.seq`` channel.
+
+A reboot (DEVICE_INFO with a new ``boot_id``, or device time running backwards) restarts the
+clock fit and the sequence tracking, is recorded as an event, and is followed by the
+configuration and START again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pylsl
+
+from firmware_bridge import protocol as P
+from firmware_bridge.clock import ClockMap
+from firmware_bridge.outlet import EventOutlet, ImuOutlet, ImuStreamSpec, default_sites
+from firmware_bridge.transports.base import Transport, TransportError, TransportFactory
+
+log = logging.getLogger(__name__)
+
+EVENT_NAMES = {P.EVENT_TAP: "tap", P.EVENT_SYNC: "sync_pulse", P.EVENT_BUTTON: "button",
+               P.EVENT_BOOTED: "booted"}
+
+
+class DeviceError(RuntimeError):
+    """The device cannot be used as configured (wrong rig, refused rate...): no retry helps."""
+
+
+class _Silence(Exception):
+    """No frames for too long: reconnect."""
+
+
+@dataclass
+class SessionConfig:
+    """How to talk to the device and what to publish."""
+
+    rate_hz: int | None = None
+    """Ask for this sample rate (None: keep the device's)."""
+    rig: Any = None
+    """A ``hardware.rig.Rig`` (or anything with ``id``, ``site_names``, ``reference``) the device
+    must match; None: trust the device (sites named s00, s01, ...)."""
+    name: str | None = None
+    """LSL stream name (default ``imusic-<serial>``)."""
+    device_id: int | None = None
+    """Talk to this device id only (links with several devices); None: the first one heard."""
+    silence_s: float = 1.0
+    command_timeout_s: float = 0.3
+    command_retries: int = 3
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 5.0
+    health_every_s: float = 5.0
+    """Period of the ``health`` markers in the events stream."""
+    publish: bool = True
+    """Make the LSL outlets (False: decode and keep health only, e.g. for benchmarks)."""
+
+
+@dataclass
+class Health:
+    """Per-device health, updated as frames arrive."""
+
+    state: str = "connecting"
+    device: str = ""
+    transport: str = ""
+    samples: int = 0
+    lost: int = 0
+    frames: int = 0
+    frame_errors: int = 0
+    crc_errors: int = 0
+    reconnects: int = 0
+    reboots: int = 0
+    gaps: int = 0
+    rate_hz: float = 0.0
+    nominal_hz: float = 0.0
+    drift_ppm: float | None = None
+    residual_ms: float | None = None
+    battery_pct: int | None = None
+    battery_mv: int | None = None
+    temperature_c: float | None = None
+    device_errors: dict = field(default_factory=dict)
+    last_error: str = ""
+
+    @property
+    def loss(self) -> float:
+        """Fraction of sample instants lost (from sequence gaps)."""
+        total = self.samples + self.lost
+        return self.lost / total if total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything, JSON-friendly."""
+        d = {k: v for k, v in self.__dict__.items()}
+        d["loss"] = self.loss
+        return d
+
+    def line(self) -> str:
+        """A one-line summary for a live status display."""
+        drift = (f"{self.drift_ppm:+.1f} ppm (res {self.residual_ms:.2f} ms)"
+                 if self.drift_ppm is not None else "-")
+        batt = f"{self.battery_pct}%" if self.battery_pct not in (None, 255) else "-"
+        return (f"{self.device or '?'} {self.state} | {self.rate_hz:6.1f}/{self.nominal_hz:.0f} Hz"
+                f" | loss {100 * self.loss:.2f}% ({self.lost}) | crc {self.crc_errors}"
+                f" (bad frames {self.frame_errors}) | drift {drift} | batt {batt}"
+                f" | reconnects {self.reconnects} reboots {self.reboots}")
+
+
+class DeviceSession:
+    """One device over one link, published as an IMU LSL stream (see the module doc)."""
+
+    def __init__(self, factory: TransportFactory, config: SessionConfig | None = None,
+                 on_samples: Callable[[np.ndarray, np.ndarray], None] | None = None,
+                 clock: Callable[[], float] = pylsl.local_clock) -> None:
+        self.factory = factory
+        self.config = config or SessionConfig()
+        self.on_samples = on_samples
+        """Called with (rows (k, C) float64, timestamps (k,)) for every frame, after the push."""
+        self.now = clock
+        self.decoder = P.Decoder()
+        self.clock = ClockMap()
+        self.health = Health()
+        self.info: P.DeviceInfo | None = None
+        self.device_id: int | None = self.config.device_id
+        self.outlet: ImuOutlet | None = None
+        self.events: EventOutlet | None = None
+        self.event_log: list[dict] = []
+        """Every event record also pushed to the events stream (gaps, reboots, taps...)."""
+        self._link: Transport | None = None
+        self._waiters: list[tuple[Callable[[P.Message], bool], asyncio.Future]] = []
+        self._streaming = False
+        self._reconfigure = False
+        self._last_frame = 0.0          # monotonic time of the last frame from our device
+        self._last_sample = 0.0
+        self._last_ts: float | None = None
+        self._gap_open: dict | None = None
+        self._rate_window: deque[tuple[float, int]] = deque()
+        self._lost_seen = 0
+        self._last_health = 0.0
+
+    # ------------------------------------------------------------------ the main loop
+
+    async def run(self, stop: asyncio.Event | None = None) -> Health:
+        """Stream until ``stop`` is set; returns the final health. Raises DeviceError when the
+        device does not fit the configuration."""
+        stop = stop or asyncio.Event()
+        attempt = 0
+        link: Transport | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    if link is None or not link.is_open:
+                        self.health.state = "connecting"
+                        link = self.factory()
+                        self.health.transport = link.name
+                        await link.open()
+                        self.decoder.reset()
+                    self._link = link
+                    reader = asyncio.create_task(self._read_loop(link))
+                    try:
+                        await self._handshake(reader)
+                        attempt = 0
+                        await self._watch(stop, reader)
+                    finally:
+                        reader.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await reader
+                except DeviceError:
+                    raise
+                except (TransportError, _Silence, asyncio.TimeoutError) as err:
+                    if stop.is_set():
+                        break
+                    self.health.last_error = str(err) or type(err).__name__
+                    log.info("%s: %s", self.health.transport, self.health.last_error)
+                    self._open_gap(self.health.last_error)
+                    self._streaming = False
+                    if link is not None and not getattr(link, "persistent", False):
+                        await link.close()
+                        link = None
+                    self.health.reconnects += 1
+                    self.health.state = "reconnecting"
+                    delay = min(self.config.backoff_max_s,
+                                self.config.backoff_initial_s * 2 ** attempt)
+                    attempt += 1
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            await self._shutdown(link)
+        return self.health
+
+    async def _shutdown(self, link: Transport | None) -> None:
+        self.health.state = "stopped"
+        if link is not None:
+            if link.is_open and self.info is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(link.write(self._cmd(P.CmdStop())), 0.5)
+            await link.close()
+        self._close_gap()
+        if self.events is not None:
+            self._event({"event": "stopped", "health": self._health_record()})
+            self.events.close()
+        if self.outlet is not None:
+            self.outlet.close()
+
+    async def _watch(self, stop: asyncio.Event, reader: asyncio.Task) -> None:
+        """Wait for stop; raise _Silence when frames stop; re-configure after a reboot."""
+        silence = self.config.silence_s
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(0.1, silence / 4))
+            if reader.done():
+                reader.result()  # re-raise TransportClosed and friends
+                raise TransportError(f"{self.health.transport}: reader ended")
+            now = time.monotonic()
+            if self._reconfigure:
+                self._reconfigure = False
+                await self._configure_and_start()
+            if now - max(self._last_sample, self._last_frame if not self._streaming else 0) > silence:
+                raise _Silence(f"no samples for {now - self._last_sample:.1f} s")
+            if self.events is not None and now - self._last_health >= self.config.health_every_s:
+                self._last_health = now
+                self._event({"event": "health", "health": self._health_record()})
+
+    # ------------------------------------------------------------------ handshake
+
+    def _cmd(self, cmd: P.Command) -> bytes:
+        return P.encode(cmd, self.device_id or 0)
+
+    async def _request(self, cmd: P.Command, reader: asyncio.Task | None = None) -> P.Message:
+        """Send ``cmd`` and wait for its answer (DEVICE_INFO or ACK), with retries."""
+        want_info = isinstance(cmd, P.CmdGetInfo)
+
+        def match(m: P.Message) -> bool:
+            return isinstance(m, P.DeviceInfo) if want_info else (
+                isinstance(m, P.Ack) and m.command == cmd.TYPE)
+
+        assert self._link is not None
+        for _ in range(self.config.command_retries):
+            fut: asyncio.Future = asyncio.get_running_loop().create_future()
+            self._waiters.append((match, fut))
+            try:
+                await self._link.write(self._cmd(cmd))
+                waits = [fut] + ([reader] if reader is not None else [])
+                done, _ = await asyncio.wait(waits, timeout=self.config.command_timeout_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if fut in done:
+                    return fut.result()
+                if reader is not None and reader in done:
+                    reader.result()
+                    raise TransportError(f"{self.health.transport}: reader ended")
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove((match, fut))
+        raise asyncio.TimeoutError(
+            f"{self.health.transport}: no answer to {type(cmd).__name__} after "
+            f"{self.config.command_retries} tries (is the device on and on this link?)")
+
+    async def _handshake(self, reader: asyncio.Task) -> None:
+        self.health.state = "handshake"
+        self._reader = reader
+        info = await self._request(P.CmdGetInfo(), reader)
+        self._accept_info(info)
+        await self._configure_and_start()
+
+    async def _configure_and_start(self) -> None:
+        reader = getattr(self, "_reader", None)
+        cfg = self.config
+        if cfg.rate_hz and self.info is not None and self.info.rate_hz != cfg.rate_hz:
+            ack = await self._request(P.CmdSetRate(cfg.rate_hz), reader)
+            if not ack.ok:
+                raise DeviceError(
+                    f"device {self.info.name} refused rate {cfg.rate_hz} Hz (ACK result "
+                    f"{ack.result}); it takes {P.RATE_MIN_HZ}..{P.RATE_MAX_HZ} Hz and as much "
+                    f"as its link carries: choose another --rate")
+            self._accept_info(await self._request(P.CmdGetInfo(), reader))
+        ack = await self._request(P.CmdStart(), reader)
+        if not ack.ok:
+            raise DeviceError(f"device {self.info.name if self.info else '?'} refused START "
+                              f"(ACK result {ack.result})")
+        self._streaming = True
+        self._last_sample = self._last_frame = time.monotonic()
+        self.health.state = "streaming"
+
+    def _accept_info(self, info: P.DeviceInfo) -> None:
+        """Check DEVICE_INFO against the rig, notice reboots, make or refresh the outlets."""
+        rig = self.config.rig
+        if rig is not None:
+            sites = list(rig.site_names)
+            if info.sensor_count != len(sites):
+                raise DeviceError(
+                    f"device {info.name} ({info.serial:016x}) reports {info.sensor_count} "
+                    f"sensors but rig {rig.id!r} has {len(sites)}: pass the rig the device is "
+                    f"wired as (--rig {info.rig_id}) or re-flash the device")
+            if info.rig_id and info.rig_id != rig.id:
+                log.warning("device %s says rig %r, using rig %r (same sensor count)",
+                            info.name, info.rig_id, rig.id)
+        old = self.info
+        if old is not None and old.serial == info.serial and old.boot_id != info.boot_id:
+            self._on_reboot("boot_id changed")
+        self.info = info
+        self.health.device = info.name
+        self.health.nominal_hz = float(info.rate_hz)
+        if not self.config.publish:
+            return
+        layout = (info.serial, info.sensor_count, info.flags, info.rate_hz)
+        if self.outlet is not None and (old is None or layout != (
+                old.serial, old.sensor_count, old.flags, old.rate_hz)):
+            self.outlet.close()   # the layout changed: a new stream (same source_id)
+            self.outlet = None
+        if self.outlet is None:
+            spec = ImuStreamSpec(
+                info=info, name=self.config.name or f"imusic-{info.serial:016x}",
+                sites=list(rig.site_names) if rig is not None else default_sites(info.sensor_count),
+                reference=getattr(rig, "reference", None),
+                rig_description=getattr(rig, "description", ""), transport=self.health.transport,
+                clock={"window_s": self.clock.window_s, "bucket_s": self.clock.bucket_s,
+                       **(self.clock.fit.as_dict() if self.clock.ready else {})})
+            self.outlet = ImuOutlet(spec)
+            if self.events is None:
+                self.events = EventOutlet(spec)
+
+    def _on_reboot(self, why: str) -> None:
+        self.health.reboots += 1
+        self.clock.reset()
+        if self.device_id is not None:
+            self.decoder.reset_seq(self.device_id)
+        self._lost_seen = self.decoder.stats.lost_instants
+        self._event({"event": "reboot", "reason": why})
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _read_loop(self, link: Transport) -> None:
+        while True:
+            data = await link.read()
+            arrival = self.now()
+            for dev, msg in self.decoder.feed(data):
+                self._dispatch(dev, msg, arrival)
+            st = self.decoder.stats
+            self.health.crc_errors = st.crc_errors
+            self.health.frame_errors = st.errors
+
+    def _dispatch(self, dev: int, msg: P.Message, arrival: float) -> None:
+        if self.device_id is None:
+            if isinstance(msg, P.Samples) and self.info is None:
+                return  # wait for DEVICE_INFO to know who this is
+            self.device_id = dev
+        elif dev != self.device_id:
+            return
+        self._last_frame = time.monotonic()
+        self.health.frames += 1
+        for match, fut in list(self._waiters):
+            if not fut.done() and match(msg):
+                fut.set_result(msg)
+                return
+        if isinstance(msg, P.Samples):
+            self._on_samples(msg, arrival)
+        elif isinstance(msg, P.DeviceInfo):
+            # Unasked DEVICE_INFO: the device (re)booted and announces itself.
+            if self.info is not None and msg.boot_id != self.info.boot_id:
+                try:
+                    self._accept_info(msg)
+                except DeviceError as err:
+                    self.health.last_error = str(err)
+                    return
+                self._reconfigure = True
+        elif isinstance(msg, P.Status):
+            h = self.health
+            h.battery_pct, h.battery_mv = msg.battery_pct, msg.battery_mv
+            h.temperature_c = msg.temperature_c
+            h.device_errors = {"sensor_errors": msg.sensor_errors, "overruns": msg.overruns,
+                               "tx_dropped": msg.tx_dropped}
+        elif isinstance(msg, P.Event):
+            rec = {"event": EVENT_NAMES.get(msg.kind, f"kind{msg.kind}"), "sensor": msg.sensor,
+                   "value": msg.value, "device_time_us": msg.t_us}
+            ts = None
+            if self.clock.ready and msg.kind != P.EVENT_BOOTED:
+                ts = float(self.clock.map(msg.t_us))
+            self._event(rec, ts)
+
+    def _on_samples(self, s: P.Samples, arrival: float) -> None:
+        info = self.info
+        if info is None:
+            return
+        if s.n_sensors != info.sensor_count or s.flags != info.flags:
+            self.health.frame_errors += 1
+            self.health.last_error = (f"SAMPLES with {s.n_sensors} sensors/flags 0x{s.flags:02x} "
+                                      f"from a device that said {info.sensor_count}/0x{info.flags:02x}")
+            return
+        raw_t = s.t_us
+        if self.clock.observe(int(raw_t[-1]), arrival):
+            self._on_reboot("device time ran backwards")
+            self.clock.observe(int(raw_t[-1]), arrival)
+        t_us = self.clock.unwrap(raw_t)
+        ts = self.clock.map(t_us, unwrapped=True)
+        seqs = s.seqs
+        now = time.monotonic()
+        h = self.health
+        lost_total = self.decoder.stats.lost_instants
+        new_lost = lost_total - self._lost_seen
+        if new_lost < 0:
+            new_lost = 0  # a tracker was reset by a reboot
+        self._lost_seen = lost_total
+        if new_lost:
+            h.lost += new_lost
+            self._event({"event": "gap", "lost": new_lost, "seq_next": int(seqs[0]),
+                         "t_before": self._last_ts, "t_after": float(ts[0])}, float(ts[0]))
+        if self._gap_open is not None:
+            self._close_gap(float(ts[0]))
+        h.samples += s.n_instants
+        self._last_sample = now
+        self._last_ts = float(ts[-1])
+        rw = self._rate_window
+        rw.append((now, s.n_instants))
+        while rw and now - rw[0][0] > 2.0:
+            rw.popleft()
+        if len(rw) > 1 and now > rw[0][0]:
+            h.rate_hz = sum(n for _, n in list(rw)[1:]) / (now - rw[0][0])
+        fit = self.clock.fit
+        h.drift_ppm, h.residual_ms = fit.drift_ppm, fit.residual_ms
+        if self.outlet is not None:
+            self.outlet.push(s, ts, t_us, seqs)
+        if self.on_samples is not None:
+            from firmware_bridge.outlet import samples_to_rows
+            self.on_samples(samples_to_rows(s, info, t_us, seqs), ts)
+
+    # ------------------------------------------------------------------ events
+
+    def _health_record(self) -> dict:
+        d = self.health.as_dict()
+        if self.clock.ready:
+            d["clock"] = self.clock.fit.as_dict()
+        d["decoder"] = self.decoder.stats.as_dict()
+        return d
+
+    def _event(self, record: dict, ts: float | None = None) -> None:
+        self.event_log.append(record)
+        if self.events is not None:
+            self.events.push(record, ts)
+
+    def _open_gap(self, reason: str) -> None:
+        if self._gap_open is None and self._streaming:
+            self.health.gaps += 1
+            self._gap_open = {"event": "silence", "reason": reason, "t_start": self._last_ts}
+
+    def _close_gap(self, t_end: float | None = None) -> None:
+        if self._gap_open is not None:
+            rec, self._gap_open = self._gap_open, None
+            rec["t_end"] = t_end
+            self._event(rec, t_end)

@@ -1,0 +1,124 @@
+"""Wi-Fi UDP transport: the paper's ESP32 wearables send datagrams to the host.
+
+The host listens on a configurable address and port. Each datagram holds one or more whole
+frames; devices are told apart by the ``device_id`` in each frame (the Decoder's job), and the
+host learns each device's address from the datagrams it sends, to send commands back (to every
+device heard recently, or to a fixed ``peer``). A device that is not streaming still sends
+STATUS about once a second (PROTOCOL.md), which is how the host first hears it.
+
+The socket stays bound across device silences (``persistent``): a session re-runs its
+handshake instead of reopening it, so the device's target port never changes under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from firmware_bridge.transports.base import Transport, TransportClosed, TransportError
+
+MAX_DATAGRAM = 8192
+"""Datagrams longer than this are dropped and counted (a frame is at most ~2 kB)."""
+QUEUE_LIMIT = 4096
+"""Datagrams buffered for read(); beyond this the oldest are dropped and counted."""
+PEER_TIMEOUT_S = 30.0
+"""Commands go to peers heard within this many seconds."""
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: UdpTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.owner._received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.owner.errors += 1  # e.g. ICMP port unreachable after sending to a gone peer
+
+
+class UdpTransport(Transport):
+    """A bound UDP socket receiving frames from one or more devices."""
+
+    datagram = True
+    persistent = True
+
+    def __init__(self, port: int, host: str = "0.0.0.0", peer: tuple[str, int] | None = None,
+                 max_datagram: int = MAX_DATAGRAM) -> None:
+        self.host, self.port, self.peer = host, port, peer
+        self.max_datagram = max_datagram
+        self.name = f"udp:{host}:{port}"
+        self.peers: dict[tuple, float] = {}
+        """Address -> monotonic time last heard."""
+        self.oversize = 0
+        self.overflow = 0
+        self.errors = 0
+        self.datagrams = 0
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._transport: asyncio.DatagramTransport | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port) (the real port when 0 was asked)."""
+        if self._transport is None:
+            raise TransportError(f"{self.name} is not open")
+        return self._transport.get_extra_info("sockname")[:2]
+
+    async def open(self) -> None:
+        """Bind the socket (raises TransportError naming the address and the fix)."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=(self.host, self.port))
+        except OSError as err:
+            raise TransportError(
+                f"cannot listen on UDP {self.host}:{self.port}: {err}. Is another 'imusic "
+                f"stream' using the port? Pick another with --udp PORT and point the wearable "
+                f"at it") from err
+        host, port = self.address
+        self.name = f"udp:{host}:{port}"
+
+    def _received(self, data: bytes, addr: tuple) -> None:
+        if len(data) > self.max_datagram:
+            self.oversize += 1
+            return
+        self.datagrams += 1
+        self.peers[addr] = time.monotonic()
+        if self._queue.qsize() >= QUEUE_LIMIT:
+            self._queue.get_nowait()
+            self.overflow += 1
+        # A datagram starts on a frame boundary: the leading 0x00 makes sure a truncated frame
+        # at the end of the previous datagram cannot swallow this one's first frame.
+        self._queue.put_nowait(b"\x00" + data)
+
+    @property
+    def is_open(self) -> bool:
+        """The socket is bound."""
+        return self._transport is not None and not self._transport.is_closing()
+
+    async def read(self) -> bytes:
+        """The next datagram's bytes."""
+        if self._transport is None:
+            raise TransportClosed(f"{self.name} is not open")
+        data = await self._queue.get()
+        if data is None:
+            raise TransportClosed(f"{self.name} closed")
+        return data
+
+    async def write(self, data: bytes) -> None:
+        """Send a datagram to the configured peer, or to every device heard recently (a
+        command carries its device_id, so others ignore it). Without any, nothing is sent:
+        the session's handshake retries until the device has been heard."""
+        if self._transport is None or self._transport.is_closing():
+            raise TransportClosed(f"{self.name} is not open")
+        now = time.monotonic()
+        targets = [self.peer] if self.peer else [
+            a for a, t in self.peers.items() if now - t < PEER_TIMEOUT_S]
+        for addr in targets:
+            self._transport.sendto(data, addr)
+
+    async def close(self) -> None:
+        """Unbind; a pending read() raises TransportClosed. Idempotent."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+            self._queue.put_nowait(None)
