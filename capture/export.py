@@ -1,0 +1,296 @@
+"""Exports of a session's blendshapes: Live Link Face CSV, FACS action units, plain CSV.
+
+The source is the session's ``aligned`` group when it has one (``capture.aligned``), else its
+recorded ``Blendshapes`` LSL stream (``capture.session``), preferring the ground truth
+(``desc/source = "arkit"``). Formats (capture/ARKIT.md has the details):
+
+* ``livelink-csv``: what the Live Link Face app writes (header, timecode, ``BlendshapeCount``,
+  61 values with 10 decimals, ``Timecode,0`` face-lost rows), read back by
+  ``capture.livelink_csv.read_take`` and by third-party Live Link Face CSV tools;
+* ``au-csv``: FACS action-unit intensities in OpenFace 2.0's layout (``frame, face_id,
+  timestamp, confidence, success, AU01_r, ... , AU01_c, ...``) on OpenFace's 0..5 scale;
+* ``csv``: one plain table, ``time`` then named columns (blendshapes, pose, validity and, from
+  an aligned group, every IMU channel as ``site.acc.x`` ...); missing values are empty cells.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+
+from capture.livelink_csv import write_take
+from hardware.vocabulary import (
+    ACTION_UNITS,
+    N_BLENDSHAPES,
+    N_STREAM_CHANNELS,
+    STREAM_NAMES,
+    action_units,
+)
+
+FORMATS: tuple[str, ...] = ("livelink-csv", "au-csv", "csv")
+"""Export formats, as ``imusic export --format`` spells them."""
+
+SUFFIXES = {"livelink-csv": ".livelink.csv", "au-csv": ".au.csv", "csv": ".csv"}
+
+AU_SCALE = 5.0
+"""OpenFace's AU intensity scale is 0 (absent) .. 5 (maximum); ARKit weights are 0..1."""
+
+AU_PRESENT_THRESHOLD = 1.0
+"""An ``AUxx_c`` presence flag is 1 where the intensity reaches FACS level A (1 on 0..5)."""
+
+
+class ExportError(ValueError):
+    """A session that cannot be exported; the message names the file and what to do."""
+
+
+@dataclass
+class BlendshapeSeries:
+    """Blendshapes (and pose) of a session on their own timeline, ready to export."""
+
+    t: np.ndarray                # (N,) seconds (LSL clock of the source)
+    values: np.ndarray           # (N, 61) float32 stream order; NaN where not tracked
+    face_found: np.ndarray       # (N,) bool
+    origin: str                  # "aligned" or "stream:<key>"
+    path: Path
+    start_timecode_s: float = 0.0            # time of day of the first frame, for timecodes
+    imu_columns: list[str] = field(default_factory=list)
+    imu: np.ndarray | None = None            # (N, K) float32 (aligned only)
+    valid_imu: np.ndarray | None = None      # (N,) bool (aligned only)
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames."""
+        return len(self.t)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _time_of_day(created: object) -> float:
+    """Seconds of the UTC day from an ISO time string; 0 when it cannot be read."""
+    try:
+        text = created.decode() if isinstance(created, bytes) else str(created)
+        d = _dt.datetime.fromisoformat(text)
+    except (ValueError, TypeError):
+        return 0.0
+    return d.hour * 3600 + d.minute * 60 + d.second + d.microsecond / 1e6
+
+
+def _stream_source(xml: str) -> str:
+    try:
+        return (ET.fromstring(xml).findtext("./desc/source") or "").strip()
+    except ET.ParseError:
+        return ""
+
+
+def load_blendshapes(path: str | Path, stream: str | None = None) -> BlendshapeSeries:
+    """The blendshapes of a session: its aligned group, or (without one, or when ``stream``
+    names a stream key) a recorded ``Blendshapes`` stream.
+
+    Raises ``ExportError`` naming the file when there is neither.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such session file")
+    try:
+        with h5py.File(path, "r", swmr=True) as h5:
+            start = _time_of_day(h5.attrs.get("created", ""))
+            has_aligned = "aligned" in h5
+    except OSError as err:
+        raise ExportError(f"{path} is not a readable HDF5 session: {err}") from err
+    if has_aligned and stream is None:
+        return _from_aligned(path, start)
+    return _from_stream(path, stream, start)
+
+
+def _from_aligned(path: Path, start: float) -> BlendshapeSeries:
+    from capture.aligned import read_aligned
+
+    a = read_aligned(path)
+    values = np.hstack([a.blendshapes, a.pose]).astype(np.float32)
+    found = np.asarray(a.valid_arkit, bool) & np.isfinite(values).all(axis=1)
+    values[~found] = np.nan
+    cols, blocks = [], []
+    for quantity in ("acc", "gyro", "mag"):
+        arr = np.asarray(getattr(a, quantity), np.float32)
+        for s, site in enumerate(a.sites):
+            for k, axis in enumerate("xyz"):
+                cols.append(f"{site}.{quantity}.{axis}")
+                blocks.append(arr[:, s, k])
+    imu = np.stack(blocks, axis=1) if blocks else np.zeros((a.n_frames, 0), np.float32)
+    valid = np.asarray(a.valid_imu, bool)
+    imu[~valid] = np.nan
+    return BlendshapeSeries(
+        t=np.asarray(a.t, np.float64), values=values, face_found=found, origin="aligned",
+        path=path, start_timecode_s=start, imu_columns=cols, imu=imu, valid_imu=valid)
+
+
+def _from_stream(path: Path, key: str | None, start: float) -> BlendshapeSeries:
+    from capture.session import SessionError, SessionReader
+
+    try:
+        with SessionReader(path) as s:
+            keys = s.keys_of_type("Blendshapes")
+            if key is None:
+                if not keys:
+                    raise ExportError(
+                        f"{path} has no 'aligned' group and no Blendshapes stream: record one "
+                        "with 'imusic record' (with 'imusic arkit' running) or run 'imusic sync'")
+                # Prefer the ARKit ground truth over predictions.
+                sources = {k: _stream_source(s.spec(k).info_xml) for k in keys}
+                key = next((k for k in keys if sources[k] == "arkit"), keys[0])
+            elif key not in s.keys:
+                raise ExportError(f"{path}: no stream {key!r} (Blendshapes streams: {keys})")
+            data = s.stream(key)
+    except SessionError as err:
+        raise ExportError(str(err)) from err
+    labels = [lab.lower() for lab in data.spec.labels]
+    try:
+        idx = [labels.index(n.lower()) for n in STREAM_NAMES[:N_BLENDSHAPES]]
+    except ValueError:
+        raise ExportError(f"{path}: stream {key!r} lacks the 52 ARKit blendshape channels "
+                          f"(labels start {data.spec.labels[:4]})") from None
+    pose_idx = [labels.index(n.lower()) if n.lower() in labels else -1
+                for n in STREAM_NAMES[N_BLENDSHAPES:]]
+    ts = np.asarray(data.time_stamps, np.float64)
+    x = np.asarray(data.time_series, np.float32)
+    order = np.argsort(ts, kind="stable")
+    ts, x = ts[order], x[order]
+    values = np.zeros((len(ts), N_STREAM_CHANNELS), np.float32)
+    values[:, :N_BLENDSHAPES] = x[:, idx]
+    for j, i in enumerate(pose_idx):
+        values[:, N_BLENDSHAPES + j] = x[:, i] if i >= 0 else 0.0
+    found = np.isfinite(values).all(axis=1)
+    t, values, found = fill_gaps(ts, values, found, data.spec.nominal_srate)
+    return BlendshapeSeries(t=t, values=values, face_found=found, origin=f"stream:{key}",
+                            path=path, start_timecode_s=start)
+
+
+def fill_gaps(t: np.ndarray, values: np.ndarray, found: np.ndarray,
+              rate_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Insert face-lost rows (NaN, not found) on the nominal frame grid where consecutive
+    samples are more than 1.5 frame periods apart: the ARKit bridge pushes nothing while the
+    face is lost, and a Live Link Face take writes those frames as ``Timecode,0`` rows."""
+    if not rate_hz or rate_hz <= 0 or len(t) < 2:
+        return t, values, found
+    period = 1.0 / rate_hz
+    d = np.diff(t)
+    holes = np.flatnonzero(d > 1.5 * period)
+    if not len(holes):
+        return t, values, found
+    ts, vs, fs, last = [], [], [], 0
+    for h in holes:
+        ts.append(t[last:h + 1]); vs.append(values[last:h + 1]); fs.append(found[last:h + 1])
+        n = int(round(d[h] / period)) - 1
+        ts.append(t[h] + period * np.arange(1, n + 1))
+        vs.append(np.full((n, values.shape[1]), np.nan, np.float32))
+        fs.append(np.zeros(n, bool))
+        last = h + 1
+    ts.append(t[last:]); vs.append(values[last:]); fs.append(found[last:])
+    return np.concatenate(ts), np.vstack(vs), np.concatenate(fs)
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def au_intensities(blendshapes: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """ARKit weights ``(N, 52)`` to FACS AU intensities ``(N, A)`` on OpenFace's 0..5 scale
+    (``hardware.vocabulary.action_units`` times 5, clipped to 0..5)."""
+    aus, x = action_units(blendshapes)
+    return aus, np.clip(x * AU_SCALE, 0.0, AU_SCALE)
+
+
+def write_livelink_csv(series: BlendshapeSeries, out: str | Path) -> Path:
+    """Write the series as a Live Link Face CSV take."""
+    return write_take(out, series.t, series.values, series.face_found,
+                      start_timecode_s=series.start_timecode_s)
+
+
+def au_header(aus: Sequence[int] = ACTION_UNITS) -> list[str]:
+    """OpenFace 2.0 style column names: identity columns, then ``AUxx_r``, then ``AUxx_c``."""
+    return (["frame", "face_id", "timestamp", "confidence", "success"]
+            + [f"AU{au:02d}_r" for au in aus] + [f"AU{au:02d}_c" for au in aus])
+
+
+def write_au_csv(series: BlendshapeSeries, out: str | Path) -> Path:
+    """Write FACS action-unit intensities in OpenFace 2.0's CSV layout (", " separated).
+
+    Frames without a tracked face get ``success 0``, ``confidence 0`` and zero AUs, as
+    OpenFace writes its failed frames."""
+    out = Path(out)
+    bs = np.nan_to_num(series.values[:, :N_BLENDSHAPES], nan=0.0)
+    aus, r = au_intensities(bs)
+    found = series.face_found
+    r[~found] = 0.0
+    c = (r >= AU_PRESENT_THRESHOLD).astype(int)
+    ts = series.t - series.t[0] if series.n_frames else series.t
+    buf = io.StringIO()
+    buf.write(", ".join(au_header(aus)) + "\n")
+    for i in range(series.n_frames):
+        ok = bool(found[i])
+        row = [str(i + 1), "0", f"{ts[i]:.3f}", "1.00" if ok else "0.00", "1" if ok else "0"]
+        row += [f"{v:.2f}" for v in r[i]] + [str(v) for v in c[i]]
+        buf.write(", ".join(row) + "\n")
+    out.write_text(buf.getvalue(), encoding="utf-8")
+    return out
+
+
+def _fmt_column(x: np.ndarray, fmt: str) -> np.ndarray:
+    """Format a float column, NaN as an empty cell."""
+    s = np.char.mod(fmt, np.nan_to_num(x, nan=0.0))
+    return np.where(np.isnan(x), "", s)
+
+
+def write_plain_csv(series: BlendshapeSeries, out: str | Path) -> Path:
+    """Write ``time`` (s from the first frame), ``lsl_time``, the 61 named values,
+    ``face_found`` and, from an aligned group, ``imu_valid`` and every IMU channel."""
+    out = Path(out)
+    names = ["time", "lsl_time", *STREAM_NAMES, "face_found"]
+    cols = [_fmt_column(series.t - series.t[0], "%.6f"), _fmt_column(series.t, "%.6f")]
+    cols += [_fmt_column(series.values[:, j].astype(np.float64), "%.7g")
+             for j in range(N_STREAM_CHANNELS)]
+    cols.append(series.face_found.astype(int).astype(str))
+    if series.imu is not None:
+        names += ["imu_valid", *series.imu_columns]
+        cols.append(np.asarray(series.valid_imu, int).astype(str))
+        cols += [_fmt_column(series.imu[:, j].astype(np.float64), "%.7g")
+                 for j in range(series.imu.shape[1])]
+    table = np.stack(cols, axis=1) if series.n_frames else np.zeros((0, len(names)), str)
+    with open(out, "w", encoding="utf-8", newline="") as f:
+        f.write(",".join(names) + "\n")
+        for row in table:
+            f.write(",".join(row) + "\n")
+    return out
+
+
+_WRITERS = {"livelink-csv": write_livelink_csv, "au-csv": write_au_csv, "csv": write_plain_csv}
+
+
+def default_output(session: str | Path, fmt: str) -> Path:
+    """``SESSION.h5`` -> ``SESSION.livelink.csv`` / ``SESSION.au.csv`` / ``SESSION.csv``."""
+    session = Path(session)
+    return session.with_name(session.stem + SUFFIXES[fmt])
+
+
+def export_session(session: str | Path, fmt: str, out: str | Path | None = None, *,
+                   stream: str | None = None, overwrite: bool = False) -> tuple[Path, BlendshapeSeries]:
+    """Export a session in ``fmt`` (one of ``FORMATS``); returns the file written and the data.
+
+    Refuses to overwrite an existing file unless ``overwrite``.
+    """
+    if fmt not in _WRITERS:
+        raise ExportError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    out = Path(out) if out is not None else default_output(session, fmt)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists: pass -o with another name or --force")
+    series = load_blendshapes(session, stream)
+    if series.n_frames == 0:
+        raise ExportError(f"{session}: the {series.origin} data has no frames to export")
+    return _WRITERS[fmt](series, out), series
