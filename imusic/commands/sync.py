@@ -1,0 +1,58 @@
+"""``imusic sync``: clock offsets, dejitter, tap, lag, calibration -> the aligned group."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "synchronise a recorded session: calibrate, estimate the IMU/ARKit lag, write 'aligned'"
+EXAMPLE = "imusic sync session.h5 --max-lag 1.0"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``imusic sync``."""
+    parser.add_argument("session", metavar="SESSION.h5", help="recorded session (modified in place)")
+    parser.add_argument("--imu", default=None, metavar="KEY", help="IMU stream key (default: first)")
+    parser.add_argument("--blendshapes", default=None, metavar="KEY",
+                        help="Blendshapes stream key (default: first ground-truth stream)")
+    parser.add_argument("--rate", type=float, default=60.0, help="aligned rate, Hz (default 60)")
+    parser.add_argument("--max-lag", type=float, default=1.0, metavar="S",
+                        help="largest IMU/ARKit lag searched, seconds (default 1.0)")
+    parser.add_argument("--lag", type=float, default=None, metavar="S",
+                        help="use this lag instead of estimating it")
+    parser.add_argument("--dry-run", action="store_true", help="report only, write nothing")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Synchronise and print what was found."""
+    import json
+    import sys
+
+    from capture.session import SessionError
+    from capture.sync import describe, sync_session
+
+    try:
+        res = sync_session(args.session, imu_key=args.imu, bs_key=args.blendshapes,
+                           rate_hz=args.rate, max_lag=args.max_lag, lag=args.lag,
+                           write=not args.dry_run)
+    except (SessionError, KeyError, ValueError) as err:
+        print(f"imusic sync: {err}", file=sys.stderr)
+        return 2
+    d = describe(res)
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    print(f"{args.session}: {d['imu_stream']} + {d['blendshapes_stream']} -> aligned "
+          f"{d['frames']} frames ({d['seconds']:.1f} s at {args.rate:g} Hz)")
+    print(f"  lag {d['lag_s'] * 1e3:+.1f} ms (ARKit behind IMU; confidence "
+          f"{d['lag_confidence']:.2f})")
+    tap = ("not found" if d["tap_imu_s"] != d["tap_imu_s"]
+           else f"IMU at {d['tap_imu_s']:.3f} s" + (
+               f", blendshape twitch at {d['tap_blendshapes_s']:.3f} s"
+               if d["tap_blendshapes_s"] == d["tap_blendshapes_s"] else ", no blendshape twitch"))
+    print(f"  start-of-take tap: {tap}")
+    print(f"  calibration: still {d['still_fraction']:.0%} of the time, max gyro bias "
+          f"{d['gyro_bias_rad_s_max']:.4f} rad/s; reference {d['reference']}")
+    print(f"  valid: IMU {d['valid_imu']:.0%}, ARKit {d['valid_arkit']:.0%}"
+          + ("  (dry run: nothing written)" if args.dry_run else ""))
+    return 0
