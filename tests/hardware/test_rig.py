@@ -1,0 +1,198 @@
+"""Rig files: the shipped rigs, and exact errors for bad ones."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hardware.face import FaceModel
+from hardware.rig import RIGS_DIR, RigError, available_rigs, load_rig, parse_rig, skin_patch
+
+PAPER_MUSCLES = {"frontalis", "corrugator supercilii / procerus", "orbicularis oculi",
+                 "zygomaticus major", "buccinator", "orbicularis oris", "mentalis"}
+
+
+def _anchor_xyz(site) -> np.ndarray:
+    face = FaceModel.load()
+    return np.asarray(site.anchor.barycentric) @ face.neutral[face.triangles[site.anchor.triangle]]
+
+
+def _raw(name: str = "imusic11") -> dict:
+    return json.loads((RIGS_DIR / f"{name}.json").read_text())
+
+
+def test_shipped_rigs_are_listed_and_load():
+    assert {"imusic11", "imusic6"} <= set(available_rigs())
+    for name in available_rigs():
+        rig = load_rig(name)
+        assert rig.id == name
+        assert rig.reference in rig.site_names
+
+
+def test_imusic11_is_eleven_face_sensors_plus_a_reference():
+    rig = load_rig("imusic11")
+    assert rig.n_sites == 12
+    face_sites = [s for s in rig.sites if s.region != "rigid"]
+    assert len(face_sites) == 11
+    assert rig.site(rig.reference).region == "rigid"
+    assert {s.muscle for s in face_sites} == PAPER_MUSCLES
+    assert len(set(rig.site_names)) == 12
+    for s in rig.sites:
+        assert set(s.parts) == {"QMI8658C", "QMC5883P"}
+        np.testing.assert_allclose(s.mounting @ s.mounting.T, np.eye(3), atol=1e-9)
+        assert np.linalg.det(s.mounting) == pytest.approx(1.0)
+        assert s.anchor_note, f"{s.name} must say how its anchor was chosen"
+
+
+def test_sites_sit_on_their_side_of_the_face():
+    rig = load_rig("imusic11")
+    face = FaceModel.load()
+    lm = face.neutral[face.landmarks]
+    for s in rig.sites:
+        x = _anchor_xyz(s)
+        if s.side == "left":            # the subject's left is +x
+            assert x[0] > 0.01, s.name
+        elif s.side == "right":
+            assert x[0] < -0.01, s.name
+        else:
+            assert abs(x[0]) < 0.003, s.name
+        # on the front of the face, within the landmark box grown by 3 cm
+        assert np.all(x >= lm.min(axis=0) - 0.03) and np.all(x <= lm.max(axis=0) + 0.03)
+    # mirrored pairs really are mirror images
+    for left in [s for s in rig.sites if s.side == "left"]:
+        right = rig.site(left.name[:-2] + "_r")
+        np.testing.assert_allclose(_anchor_xyz(left) * [-1, 1, 1], _anchor_xyz(right), atol=2e-3)
+
+
+def test_chin_anchor_follows_its_note():
+    rig = load_rig("imusic11")
+    face = FaceModel.load()
+    chin = face.neutral[face.landmarks[8]]
+    x = _anchor_xyz(rig.site("mentalis"))
+    assert 0.008 < x[1] - chin[1] < 0.016            # "moved 1.2 cm up"
+    assert np.linalg.norm(x - chin) < 0.016
+
+
+def test_skin_patch_surrounds_the_anchor():
+    rig = load_rig("imusic11")
+    for s in rig.sites:
+        patch = skin_patch(s.anchor, 0.005)
+        assert patch[0].triangle == s.anchor.triangle
+        assert len(patch) >= 4
+
+
+def test_imusic6_is_a_subset():
+    small, big = load_rig("imusic6"), load_rig("imusic11")
+    assert small.n_sites == 6
+    assert set(small.site_names) <= set(big.site_names)
+    for s in small.sites:
+        assert s.anchor == big.site(s.name).anchor
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    p = tmp_path / "bad_rig.json"
+    p.write_text(json.dumps(data))
+    return p
+
+
+def _mutated(fn) -> dict:
+    data = copy.deepcopy(_raw())
+    fn(data)
+    return data
+
+
+BAD = [
+    ("unknown anchor landmark", lambda d: d["sites"][0]["anchor"].update(landmark=99),
+     "unknown anchor landmark 99"),
+    ("unknown anchor vertex", lambda d: d["sites"][0].update(anchor={"vertex": 10 ** 7}),
+     "unknown anchor vertex"),
+    ("anchor with two kinds", lambda d: d["sites"][0]["anchor"].update(vertex=5),
+     "exactly one of"),
+    ("duplicate name", lambda d: d["sites"][1].update(name=d["sites"][0]["name"]),
+     "duplicate site name 'frontalis_r'"),
+    ("not orthonormal", lambda d: d["sites"][0].update(mounting={"matrix": [[1, 0, 0], [0, 2, 0],
+                                                                           [0, 0, 1]]}),
+     "not orthonormal"),
+    ("reflection", lambda d: d["sites"][0].update(mounting={"matrix": [[-1, 0, 0], [0, 1, 0],
+                                                                      [0, 0, 1]]}),
+     "determinant -1"),
+    ("unknown part", lambda d: d["sites"][2].update(part="QMI8658C+HMC9999"),
+     "unknown part 'HMC9999'"),
+    ("part without magnetometer", lambda d: d["sites"][2].update(part="QMI8658C"),
+     "must measure acc, gyro and mag"),
+    ("missing reference", lambda d: d.pop("reference"), "missing 'reference'"),
+    ("reference not a site", lambda d: d.update(reference="temple"), "'temple' is not one of"),
+    ("reference not rigid", lambda d: d.update(reference="mentalis"), "must have region 'rigid'"),
+    ("unknown region", lambda d: d["sites"][0].update(region="forehead"), "unknown region"),
+    ("unknown key", lambda d: d["sites"][0].update(colour="red"), "unknown key"),
+    ("bad range", lambda d: d["settings"].update(gyro=300), "settings.gyro = 300"),
+    ("no sites", lambda d: d.update(sites=[]), "missing 'sites'"),
+    ("wrong schema", lambda d: d.update(schema="other"), "schema must be"),
+]
+
+
+@pytest.mark.parametrize("case,mutate,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_rig_files_say_exactly_what_is_wrong(tmp_path, case, mutate, message):
+    path = _write(tmp_path, _mutated(mutate))
+    with pytest.raises(RigError) as err:
+        load_rig(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value), "the error must name the file"
+
+
+def test_unknown_rig_name_lists_the_shipped_rigs():
+    with pytest.raises(RigError, match="imusic11"):
+        load_rig("imusic99")
+
+
+def test_invalid_json_names_the_file(tmp_path):
+    p = tmp_path / "broken.json"
+    p.write_text("{ not json")
+    with pytest.raises(RigError, match="broken.json.*not valid JSON"):
+        load_rig(p)
+
+
+def test_mounting_may_be_given_as_euler_angles():
+    data = _mutated(lambda d: d["sites"][0].update(mounting={"euler_deg": [0, 0, 90]}))
+    rig = parse_rig(data, "euler")
+    np.testing.assert_allclose(rig.sites[0].mounting, [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
+                               atol=1e-12)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10 ** 6, 10 ** 6) | st.floats(allow_nan=True)
+    | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8),
+                                                                       children, max_size=4),
+    max_leaves=10)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(site=st.integers(0, 11), key=st.sampled_from(["name", "muscle", "region", "side", "anchor",
+                                                     "part", "mounting", "extra"]),
+       value=json_values)
+def test_fuzzed_rigs_load_or_raise_rig_error(site, key, value):
+    data = copy.deepcopy(_raw())
+    data["sites"][site][key] = value
+    try:
+        rig = parse_rig(data, "fuzz")
+    except RigError as e:
+        assert "fuzz" in str(e)
+    else:
+        assert rig.n_sites == 12
+
+
+@settings(max_examples=60, deadline=None)
+@given(top=st.dictionaries(st.sampled_from(["schema", "id", "sites", "reference", "settings",
+                                            "default_part"]), json_values, max_size=6))
+def test_fuzzed_top_level_raises_rig_error(top):
+    try:
+        parse_rig(top, "fuzz-top")
+    except RigError as e:
+        assert "fuzz-top" in str(e)
