@@ -133,7 +133,8 @@ def c_decode(imp_tool, data: bytes) -> tuple[list[dict], list[str], dict]:
     proc = imp_tool.run("decode", data)
     assert proc.returncode == 0, proc.stderr.decode()
     msgs, errors, counters = [], [], None
-    for line in proc.stdout.decode().splitlines():
+    # split on "\n" only: names may hold U+2028 or U+0085, which splitlines() would cut at
+    for line in filter(None, proc.stdout.decode().split("\n")):
         obj = json.loads(line)
         if "counters" in obj:
             counters = obj["counters"]
