@@ -30,7 +30,8 @@ import pylsl
 
 from firmware_bridge import protocol as P
 from firmware_bridge.clock import ClockMap
-from firmware_bridge.outlet import EventOutlet, ImuOutlet, ImuStreamSpec, default_sites
+from firmware_bridge.outlet import (EventOutlet, ImuOutlet, ImuStreamSpec, default_sites,
+                                    samples_to_rows)
 from firmware_bridge.transports.base import Transport, TransportError, TransportFactory
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ class SessionConfig:
     """Ask for this sample rate (None: keep the device's)."""
     rig: Any = None
     """A ``hardware.rig.Rig`` (or anything with ``id``, ``site_names``, ``reference``) the device
-    must match; None: trust the device (sites named s00, s01, ...)."""
+    must match; ``"auto"``: the rig the device names in DEVICE_INFO, if it is a known one;
+    None: trust the device (sites named s00, s01, ...)."""
     name: str | None = None
     """LSL stream name (default ``imusic-<serial>``)."""
     device_id: int | None = None
@@ -84,6 +86,7 @@ class Health:
     frame_errors: int = 0
     crc_errors: int = 0
     reconnects: int = 0
+    connect_failures: int = 0
     reboots: int = 0
     gaps: int = 0
     rate_hz: float = 0.0
@@ -150,6 +153,8 @@ class DeviceSession:
         self._rate_window: deque[tuple[float, int]] = deque()
         self._lost_seen = 0
         self._last_health = 0.0
+        self._ever_streamed = False
+        self._heard = asyncio.Event()
 
     # ------------------------------------------------------------------ the main loop
 
@@ -190,8 +195,11 @@ class DeviceSession:
                     if link is not None and not getattr(link, "persistent", False):
                         await link.close()
                         link = None
-                    self.health.reconnects += 1
-                    self.health.state = "reconnecting"
+                    if self._ever_streamed:
+                        self.health.reconnects += 1
+                    else:
+                        self.health.connect_failures += 1
+                    self.health.state = "reconnecting" if self._ever_streamed else "connecting"
                     delay = min(self.config.backoff_max_s,
                                 self.config.backoff_initial_s * 2 ** attempt)
                     attempt += 1
@@ -228,7 +236,7 @@ class DeviceSession:
             if self._reconfigure:
                 self._reconfigure = False
                 await self._configure_and_start()
-            if now - max(self._last_sample, self._last_frame if not self._streaming else 0) > silence:
+            if self._streaming and now - self._last_sample > silence:
                 raise _Silence(f"no samples for {now - self._last_sample:.1f} s")
             if self.events is not None and now - self._last_health >= self.config.health_every_s:
                 self._last_health = now
@@ -271,6 +279,19 @@ class DeviceSession:
     async def _handshake(self, reader: asyncio.Task) -> None:
         self.health.state = "handshake"
         self._reader = reader
+        if getattr(self._link, "persistent", False) and not self._heard.is_set():
+            # A UDP wearable is addressed by where its datagrams come from: wait to hear it.
+            self.health.state = "listening"
+            waits = [asyncio.ensure_future(self._heard.wait()), reader]
+            done, _ = await asyncio.wait(waits, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+            waits[0].cancel()
+            if reader in done:
+                reader.result()
+            if not self._heard.is_set():
+                raise asyncio.TimeoutError(
+                    f"no device heard on {self.health.transport} in 5 s: is the wearable on, "
+                    f"on this network and sending to this port?")
+            self.health.state = "handshake"
         info = await self._request(P.CmdGetInfo(), reader)
         self._accept_info(info)
         await self._configure_and_start()
@@ -291,12 +312,15 @@ class DeviceSession:
             raise DeviceError(f"device {self.info.name if self.info else '?'} refused START "
                               f"(ACK result {ack.result})")
         self._streaming = True
+        self._ever_streamed = True
         self._last_sample = self._last_frame = time.monotonic()
         self.health.state = "streaming"
 
     def _accept_info(self, info: P.DeviceInfo) -> None:
         """Check DEVICE_INFO against the rig, notice reboots, make or refresh the outlets."""
         rig = self.config.rig
+        if isinstance(rig, str):
+            rig = self._auto_rig(info)
         if rig is not None:
             sites = list(rig.site_names)
             if info.sensor_count != len(sites):
@@ -323,7 +347,8 @@ class DeviceSession:
         if self.outlet is None:
             spec = ImuStreamSpec(
                 info=info, name=self.config.name or f"imusic-{info.serial:016x}",
-                sites=list(rig.site_names) if rig is not None else default_sites(info.sensor_count),
+                sites=(list(rig.site_names) if rig is not None
+                       else default_sites(info.sensor_count)),
                 reference=getattr(rig, "reference", None),
                 rig_description=getattr(rig, "description", ""), transport=self.health.transport,
                 clock={"window_s": self.clock.window_s, "bucket_s": self.clock.bucket_s,
@@ -331,6 +356,23 @@ class DeviceSession:
             self.outlet = ImuOutlet(spec)
             if self.events is None:
                 self.events = EventOutlet(spec)
+
+    def _auto_rig(self, info: P.DeviceInfo) -> Any:
+        """The rig the device says it is wired as, or None (generic site names) if unknown."""
+        if getattr(self, "_auto", None) is not None and self._auto[0] == info.rig_id:
+            return self._auto[1]
+        rig = None
+        try:
+            from hardware.rig import load_rig
+
+            rig = load_rig(info.rig_id)
+            if len(rig.site_names) != info.sensor_count:
+                rig = None
+        except Exception as err:  # unknown rig id, or hardware/ unavailable
+            log.warning("device %s names rig %r, which cannot be loaded (%s): sites will be "
+                        "named s00..; pass --rig", info.name, info.rig_id, err)
+        self._auto = (info.rig_id, rig)
+        return rig
 
     def _on_reboot(self, why: str) -> None:
         self.health.reboots += 1
@@ -360,6 +402,7 @@ class DeviceSession:
         elif dev != self.device_id:
             return
         self._last_frame = time.monotonic()
+        self._heard.set()
         self.health.frames += 1
         for match, fut in list(self._waiters):
             if not fut.done() and match(msg):
@@ -433,7 +476,6 @@ class DeviceSession:
         if self.outlet is not None:
             self.outlet.push(s, ts, t_us, seqs)
         if self.on_samples is not None:
-            from firmware_bridge.outlet import samples_to_rows
             self.on_samples(samples_to_rows(s, info, t_us, seqs), ts)
 
     # ------------------------------------------------------------------ events

@@ -17,6 +17,8 @@ import time
 
 from firmware_bridge.transports.base import Transport, TransportClosed, TransportError
 
+DEFAULT_PORT = 9000
+"""The host port wearables send to unless configured otherwise."""
 MAX_DATAGRAM = 8192
 """Datagrams longer than this are dropped and counted (a frame is at most ~2 kB)."""
 QUEUE_LIMIT = 4096

@@ -333,9 +333,9 @@ async def test_missing_port_backs_off_and_names_the_port(unique_name: str) -> No
                             SessionConfig(name=unique_name, backoff_initial_s=0.05))
     task = asyncio.create_task(session.run(stop))
     t0 = time.monotonic()
-    while session.health.reconnects < 3 and time.monotonic() - t0 < 10:
+    while session.health.connect_failures < 3 and time.monotonic() - t0 < 10:
         await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(task, 10)
-    assert session.health.reconnects >= 3
+    assert session.health.connect_failures >= 3 and session.health.reconnects == 0
     assert "/dev/does-not-exist-imusic" in session.health.last_error

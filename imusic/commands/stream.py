@@ -1,0 +1,154 @@
+"""``imusic stream``: one wearable (serial, BLE or Wi-Fi UDP) to an IMU LSL stream."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "stream a wearable (serial, BLE or Wi-Fi UDP) to an IMU LSL stream, with live health"
+EXAMPLE = "imusic stream --serial /dev/ttyACM0 --rig imusic11 --rate 100"
+
+
+def _int(text: str) -> int:
+    return int(text, 0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``imusic stream``."""
+    link = parser.add_mutually_exclusive_group(required=True)
+    link.add_argument("--serial", metavar="PATH", help="serial port (/dev/ttyACM0, COM3, a pty)")
+    link.add_argument("--ble", metavar="ADDRESS", help="BLE address or name as 'imusic devices' shows")
+    link.add_argument("--udp", metavar="PORT", type=int,
+                      help="listen for a Wi-Fi wearable on this UDP port (e.g. 9000)")
+    parser.add_argument("--udp-host", default="0.0.0.0", metavar="HOST",
+                        help="address to listen on with --udp (default all interfaces)")
+    parser.add_argument("--device-id", type=_int, default=None, metavar="ID",
+                        help="with several devices on one link (UDP): the device id to stream "
+                             "(low 32 bits of the serial; default the first one heard)")
+    parser.add_argument("--baud", type=int, default=921600, help="serial baud rate (default 921600)")
+    parser.add_argument("--rig", default="auto", metavar="NAME|PATH",
+                        help="rig the device must match (default: the rig the device names)")
+    parser.add_argument("--rate", type=int, default=None, metavar="HZ",
+                        help="ask the device for this sample rate (25..400; default: keep)")
+    parser.add_argument("--name", default=None,
+                        help="LSL stream name (default imusic-<serial>); events go to NAME-events")
+    parser.add_argument("--seconds", type=float, default=None, metavar="N",
+                        help="stop after N seconds (default: until Ctrl-C or SIGTERM)")
+    parser.add_argument("--silence", type=float, default=1.0, metavar="S",
+                        help="seconds without samples before reconnecting (default 1)")
+    parser.add_argument("--summary-json", default=None, metavar="PATH",
+                        help="write the final health summary here as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no live health line")
+
+
+def _factory(args: argparse.Namespace):
+    """A callable making a fresh transport for the chosen link."""
+    if args.serial:
+        from firmware_bridge.transports.serial import SerialTransport
+
+        return lambda: SerialTransport(args.serial, args.baud)
+    if args.ble:
+        try:
+            from firmware_bridge.transports.ble import BleTransport
+        except ImportError as err:
+            raise SystemExit(f"imusic stream: BLE is not available here ({err}); "
+                             "install bleak, or use --serial / --udp") from err
+        return lambda: BleTransport(args.ble)
+    from firmware_bridge.transports.udp import UdpTransport
+
+    link = UdpTransport(args.udp, args.udp_host)
+    return lambda: link  # persistent: one socket for the whole session
+
+
+def summary(health, seconds: float) -> str:
+    """The lines printed when streaming stops."""
+    h = health
+    drift = f"{h.drift_ppm:+.1f} ppm, residual {h.residual_ms:.2f} ms" if h.drift_ppm is not None else "-"
+    return "\n".join([
+        f"stopped after {seconds:.1f} s: {h.device or 'no device'} on {h.transport}",
+        f"  samples {h.samples}  lost {h.lost} ({100 * h.loss:.2f}%)  gaps {h.gaps}",
+        f"  crc errors {h.crc_errors}  bad frames {h.frame_errors}  reconnects {h.reconnects}"
+        f"  reboots {h.reboots}",
+        f"  clock drift {drift}",
+        f"  battery {h.battery_pct if h.battery_pct not in (None, 255) else '-'}%"
+        + (f"  last error: {h.last_error}" if h.last_error else ""),
+    ])
+
+
+async def stream(args: argparse.Namespace, stop=None) -> int:
+    """The async body of ``imusic stream`` (also callable in-process with a ``stop`` event)."""
+    import asyncio
+    import contextlib
+    import json
+    import signal
+    import sys
+    import threading
+    import time
+
+    from firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
+
+    rig = args.rig
+    if rig and rig != "auto":
+        from hardware.rig import RigError, load_rig
+
+        try:
+            rig = load_rig(rig)
+        except (RigError, OSError, KeyError, ValueError) as err:
+            print(f"imusic stream: cannot load rig {args.rig!r}: {err}", file=sys.stderr)
+            return 2
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    config = SessionConfig(rate_hz=args.rate, rig=rig, name=args.name, device_id=args.device_id,
+                           silence_s=args.silence)
+    session = DeviceSession(_factory(args), config)
+    t0 = time.monotonic()
+    task = asyncio.create_task(session.run(stop))
+    tty = sys.stderr.isatty()
+    last_plain = 0.0
+    code = 0
+    try:
+        while not task.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), 0.5)
+            now = time.monotonic()
+            if args.seconds is not None and now - t0 >= args.seconds:
+                stop.set()
+            if not args.quiet and not task.done():
+                if tty:
+                    print("\r" + session.health.line()[:160].ljust(160), end="", file=sys.stderr,
+                          flush=True)
+                elif now - last_plain >= 5.0:
+                    last_plain = now
+                    print(session.health.line(), file=sys.stderr, flush=True)
+        await task
+    except DeviceError as err:
+        print(f"\nimusic stream: {err}", file=sys.stderr)
+        code = 1
+    finally:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await task
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    elapsed = time.monotonic() - t0
+    if tty and not args.quiet:
+        print(file=sys.stderr)
+    print(summary(session.health, elapsed))
+    if args.summary_json:
+        record = {"seconds": elapsed, "health": session.health.as_dict(),
+                  "decoder": session.decoder.stats.as_dict(),
+                  "clock": session.clock.fit.as_dict() if session.clock.ready else None,
+                  "events": session.event_log}
+        with open(args.summary_json, "w") as f:
+            json.dump(record, f, indent=1, default=str)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Stream until --seconds, Ctrl-C or SIGTERM; the outlet is always closed."""
+    import asyncio
+
+    return asyncio.run(stream(args))
