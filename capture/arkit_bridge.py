@@ -170,7 +170,6 @@ class LiveLinkReceiver(asyncio.DatagramProtocol):
         self.port: int | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._device: str | None = None
-        self.frame_event = asyncio.Event()
 
     # -- lifecycle
     async def start(self) -> int:
@@ -257,7 +256,6 @@ class LiveLinkReceiver(asyncio.DatagramProtocol):
         self.stats.pushed += 1
         if self.on_frame is not None:
             self.on_frame(packet, ts)
-        self.frame_event.set()
         return ts
 
     def _make_outlet(self, packet: LiveLinkPacket):
@@ -346,6 +344,7 @@ async def replay_take(
     device_id: str = "IMUSIC-REPLAY",
     subject: str = "replay",
     stats: ReplayStats | None = None,
+    stamp_offset_s: float = 0.0,
 ) -> ReplayStats:
     """Play ``take`` in real time divided by ``speed``, to an LSL ``outlet`` (a
     ``pylsl.StreamOutlet`` made with ``blendshapes_info``) and/or as Live Link Face packets to
@@ -354,8 +353,9 @@ async def replay_take(
     LSL samples are stamped with their scheduled play time on ``local_clock()``; face-lost
     rows push nothing. UDP packets carry the take's timecode as the frame time (at 60/1, as the
     app does) and face-lost rows become no-face packets. With ``loop`` the take repeats (the
-    frame time keeps counting up) until ``stop`` is set. Returns the counters (``stats`` may
-    be passed in to watch progress).
+    frame time keeps counting up) until ``stop`` is set. ``stamp_offset_s`` is added to every
+    LSL timestamp (tests use it to inject a known ARKit/IMU lag). Returns the counters
+    (``stats`` may be passed in to watch progress).
     """
     import pylsl
 
@@ -390,7 +390,7 @@ async def replay_take(
                     return stats
                 found = bool(take.face_found[i])
                 if outlet is not None and found:
-                    outlet.push_sample(values[i], due)
+                    outlet.push_sample(values[i], due + stamp_offset_s)
                 if sender is not None:
                     n, sub, num, den = frame_time_fields(take.start_timecode_s + offset)
                     sender.send(LiveLinkPacket(device_id, subject, n, sub, num, den,

@@ -180,8 +180,10 @@ async def test_replay_to_lsl_keeps_values_gaps_and_timing(shared_data, unique_na
     assert 0 < lost < 50
     outlet = pylsl.StreamOutlet(blendshapes_info(unique_name, "arkit", unique_name, rate_hz=120))
     inlet = await asyncio.to_thread(_inlet, unique_name)
-    stats = await replay_take(take, outlet=outlet, speed=4.0)
+    before = pylsl.local_clock()
+    stats = await replay_take(take, outlet=outlet, speed=4.0, stamp_offset_s=0.137)
     data, stamps = await asyncio.to_thread(_pull, inlet, 50 - lost)
+    assert 0.137 <= stamps[0] - before < 0.137 + 0.5   # the injected lag is in the stamps
     assert (stats.frames, stats.no_face, stats.loops) == (50 - lost, lost, 1)
     assert len(data) == 50 - lost
     assert np.array_equal(data, take.values[take.face_found])
