@@ -214,6 +214,11 @@ def parse_take(lines: Iterable[str] | str, path: str | Path = "<string>") -> Liv
                 vals = np.array([float(row[i]) for i in idx], dtype=np.float32)
             except ValueError as err:
                 raise LiveLinkCSVError(f"{where}: value is not a number ({err})") from None
+            if not np.isfinite(vals).all():
+                bad = [h for h, v in zip(np.array(header)[idx], vals) if not np.isfinite(v)]
+                raise LiveLinkCSVError(
+                    f"{where}: {bad[0]} is not a finite number (a face-lost row is "
+                    "'Timecode,0', not NaN values)")
             times.append(tod)
             rows.append(vals)
             found.append(True)

@@ -248,9 +248,11 @@ def test_cli_replay_stops_cleanly_on_sigterm(shared_data, tmp_path, unique_name)
 def test_cli_listen_receives_and_stops_on_sigint(real_packets, unique_name):
     proc = _imusic("--listen", "0", "--host", "127.0.0.1", "--name", unique_name)
     try:
-        line = proc.stdout.readline()
-        m = re.search(r"udp port (\d+)", line)
-        assert m, line
+        m, seen = None, []
+        while m is None and len(seen) < 50:   # skip liblsl's log lines, if any come first
+            seen.append(proc.stdout.readline())
+            m = re.search(r"udp port (\d+)", seen[-1])
+        assert m, seen
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             tx.sendto(real_packets[0], ("127.0.0.1", int(m.group(1))))
             inlet = _inlet(unique_name, timeout=20)

@@ -128,6 +128,7 @@ def test_timecode_parse_and_format():
         ("HEADER\n00:00:01:00.000,0\n00:00:00:00.000,0\n", ":3:"),
         ("HEADER\n00:00:00:00.000,x\n", "not an integer"),
         ("HEADER\n", "no frames"),
+        ("HEADER\n00:00:00:00.000,61," + ",".join(["0.5"] * 60 + ["nan"]) + "\n", "RightEyeRoll is not a finite"),
     ],
 )
 def test_bad_input_names_file_and_line(text: str, fragment: str):
