@@ -716,7 +716,9 @@ class Emulator:
         from hardware.vocabulary import STREAM_NAMES
 
         name = self.config.truth_name or f"imusic-twin-{self.device_id:08x}"
-        info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), TRUTH_FPS,
+        take = self._twin.take if self._twin is not None else None
+        fps = float(take.fps) if take is not None else TRUTH_FPS
+        info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), fps,
                                 pylsl.cf_float32, f"twin-{self.serial:016x}")
         desc = info.desc()
         desc.append_child_value("source", "twin")
