@@ -242,31 +242,26 @@ def write_au_csv(series: BlendshapeSeries, out: str | Path) -> Path:
     return out
 
 
-def _fmt_column(x: np.ndarray, fmt: str) -> np.ndarray:
-    """Format a float column, NaN as an empty cell."""
-    s = np.char.mod(fmt, np.nan_to_num(x, nan=0.0))
-    return np.where(np.isnan(x), "", s)
-
-
 def write_plain_csv(series: BlendshapeSeries, out: str | Path) -> Path:
     """Write ``time`` (s from the first frame), ``lsl_time``, the 61 named values,
-    ``face_found`` and, from an aligned group, ``imu_valid`` and every IMU channel."""
+    ``face_found`` and, from an aligned group, ``imu_valid`` and every IMU channel.
+    Missing values (NaN) are empty cells."""
     out = Path(out)
+    t0 = series.t[0] if series.n_frames else 0.0
     names = ["time", "lsl_time", *STREAM_NAMES, "face_found"]
-    cols = [_fmt_column(series.t - series.t[0], "%.6f"), _fmt_column(series.t, "%.6f")]
-    cols += [_fmt_column(series.values[:, j].astype(np.float64), "%.7g")
-             for j in range(N_STREAM_CHANNELS)]
-    cols.append(series.face_found.astype(int).astype(str))
+    cols = [series.t - t0, series.t, series.values.astype(np.float64), series.face_found]
+    fmts = ["%.6f", "%.6f"] + ["%.7g"] * N_STREAM_CHANNELS + ["%d"]
     if series.imu is not None:
         names += ["imu_valid", *series.imu_columns]
-        cols.append(np.asarray(series.valid_imu, int).astype(str))
-        cols += [_fmt_column(series.imu[:, j].astype(np.float64), "%.7g")
-                 for j in range(series.imu.shape[1])]
-    table = np.stack(cols, axis=1) if series.n_frames else np.zeros((0, len(names)), str)
+        cols += [np.asarray(series.valid_imu), series.imu.astype(np.float64)]
+        fmts += ["%d"] + ["%.7g"] * series.imu.shape[1]
+    table = np.column_stack([np.asarray(c, np.float64) for c in cols])
+    row_fmt = ",".join(fmts)
     with open(out, "w", encoding="utf-8", newline="") as f:
         f.write(",".join(names) + "\n")
-        for row in table:
-            f.write(",".join(row) + "\n")
+        for row in table.tolist():
+            # "%g" writes NaN as "nan": a missing value is an empty cell instead.
+            f.write((row_fmt % tuple(row)).replace("nan", "") + "\n")
     return out
 
 

@@ -279,11 +279,11 @@ def write_take(
     t0 = t[0] if len(t) else 0.0
     out = io.StringIO()
     out.write(",".join(("Timecode", count_column) + LIVELINK_CSV_NAMES) + "\n")
-    fmt = f"{{:.{DECIMALS}f}}"
-    for ti, row, ok_i in zip(t, csv_values, found):
+    row_fmt = ",".join([f"%.{DECIMALS}f"] * N_STREAM_CHANNELS)
+    for ti, row, ok_i in zip(t, csv_values.tolist(), found):
         tc = format_timecode(start_timecode_s + (ti - t0))
         if ok_i:
-            out.write(f"{tc},{N_STREAM_CHANNELS}," + ",".join(fmt.format(v) for v in row) + "\n")
+            out.write(f"{tc},{N_STREAM_CHANNELS},{row_fmt % tuple(row)}\n")
         else:
             out.write(f"{tc},0\n")
     path.write_text(out.getvalue(), encoding="utf-8", newline="")
