@@ -32,7 +32,9 @@ CAMERAS: dict[str, float] = {"front": 0.0, "three-quarter": 40.0, "profile": 90.
 vertical axis, seen by a fixed front camera. Turning the heads rather than orbiting the camera
 keeps two faces side by side the same size (keys 1, 2, 3; ``--camera``)."""
 
-CAMERA_ZOOM = 0.55
+FIELD_OF_VIEW_DEG = 15.0
+CAMERA_ZOOM = {1: 0.55, 2: 0.4}
+"""Open3D view zoom by number of faces (smaller is closer)."""
 
 
 def yaw_matrix(degrees: float) -> np.ndarray:
@@ -82,7 +84,12 @@ class FaceSlot:
 
         self.face, self.selection, self.identity = face, selection, identity
         self.offset = np.array([offset_x, 0.0, 0.0])
-        self.vertices = face.vertex_subset(np.zeros((1, 52)), selection.vertex_ids, identity)[0]
+        # The blend basis of the drawn vertices only, gathered once: per frame the blend is
+        # then one (52) x (52, 3v) product instead of a gather over the whole head.
+        ids = selection.vertex_ids
+        self._rest = face.vertex_subset(np.zeros((1, 52)), ids, identity)[0]
+        self._basis = (face.vertex_subset(np.eye(52), ids, identity) - self._rest).reshape(52, -1)
+        self.vertices = self._rest.copy()
         # Heads turn about the centre of their rest shape's bounding box.
         self.pivot = ((self.vertices.min(0) + self.vertices.max(0)) / 2).astype(np.float64)
         self.turn = np.eye(3)
@@ -104,7 +111,7 @@ class FaceSlot:
         # Real ARKit values may leave 0..1 slightly and face-lost rows are NaN: clip for display.
         w = np.clip(np.nan_to_num(np.asarray(weights, np.float32)[:52], nan=0.0), 0.0, 1.0)
         self.weights = w
-        return self.face.vertex_subset(w[None], self.selection.vertex_ids, self.identity)[0]
+        return (w @ self._basis).reshape(-1, 3) + self._rest
 
     def show(self, vertices: np.ndarray, colors: np.ndarray | None = None) -> None:
         """Write new vertices (and optionally per-vertex colours) into the mesh."""
@@ -188,10 +195,14 @@ class FaceWindow:
         centre = self.slots[0].pivot.copy()
         centre[0] = np.mean([s.offset[0] for s in self.slots])
         vc = self.vis.get_view_control()
+        # A narrow field of view (a long lens) so that two faces side by side are seen from
+        # the same angle, not each from its own side of a wide perspective.
+        # (Open3D moves the field of view in steps of 5 degrees; 5 itself means orthographic.)
+        vc.change_field_of_view(step=(FIELD_OF_VIEW_DEG - vc.get_field_of_view()) / 5.0)
         vc.set_lookat(centre)
         vc.set_front(np.array([0.0, 0.0, 1.0]))
         vc.set_up(np.array([0.0, 1.0, 0.0]))
-        vc.set_zoom(CAMERA_ZOOM)
+        vc.set_zoom(CAMERA_ZOOM[len(self.slots)])
 
     def toggle_markers(self) -> bool:
         """Show or hide the sensor markers; returns whether they are now shown."""

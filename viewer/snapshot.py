@@ -43,11 +43,12 @@ def add_error_legend(image: np.ndarray, scale_mm: float, path: Path | str,
 
     h, w = image.shape[:2]
     dpi = 100
-    fig = plt.figure(figsize=(w / dpi, (h + 70) / dpi), dpi=dpi)
-    ax = fig.add_axes((0.0, 70 / (h + 70), 1.0, h / (h + 70)))
+    pad = 90                      # pixels below the picture for the colour bar and its label
+    fig = plt.figure(figsize=(w / dpi, (h + pad) / dpi), dpi=dpi)
+    ax = fig.add_axes((0.0, pad / (h + pad), 1.0, h / (h + pad)))
     ax.imshow(image)
     ax.axis("off")
-    cax = fig.add_axes((0.55, 38 / (h + 70), 0.4, 14 / (h + 70)))
+    cax = fig.add_axes((0.55, 55 / (h + pad), 0.4, 14 / (h + pad)))
     bar = fig.colorbar(plt.cm.ScalarMappable(Normalize(0, scale_mm), colormap), cax=cax,
                        orientation="horizontal")
     bar.set_label("per-vertex error of the right face (mm)", fontsize=9)

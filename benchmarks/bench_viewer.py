@@ -1,0 +1,108 @@
+"""Viewer speed: update-and-render frames per second of the Open3D face window.
+
+Cases: one face or two side by side; face+neck (default) or the full head; with and without
+sensor markers. Per frame it times the blend (52 weights -> vertices), the mesh update with
+smooth normals, and the draw (poll_events + update_renderer, which blocks until the frame is
+rendered in software GL). Runs under its own Xvfb when DISPLAY is unset.
+
+    python benchmarks/bench_viewer.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import print_table, save  # noqa: E402
+
+CASES = [
+    # name, faces, full head, markers
+    ("one face, face+neck", 1, False, False),
+    ("one face, face+neck, sensors", 1, False, True),
+    ("one face, full head", 1, True, False),
+    ("side by side, face+neck", 2, False, False),
+    ("side by side, full head", 2, True, False),
+]
+
+
+def motion(n: int, seed: int = 0) -> np.ndarray:
+    """Smooth random blendshape frames (so every frame differs, like real motion)."""
+    rng = np.random.default_rng(seed)
+    knots = rng.uniform(0, 0.8, (n // 10 + 2, 52))
+    x = np.linspace(0, len(knots) - 1, n)
+    return np.stack([np.interp(x, np.arange(len(knots)), knots[:, j]) for j in range(52)], 1)
+
+
+def run_case(faces: int, full_head: bool, markers: bool, frames: int) -> dict:
+    """Time ``frames`` update-and-render passes of one window configuration."""
+    from hardware.face import FaceModel
+    from hardware.rig import available_rigs, load_rig
+    from viewer.face_view import FaceWindow
+    from viewer.markers import sites_from_rig
+
+    face = FaceModel.load()
+    sites = sites_from_rig(face, load_rig(available_rigs()[0])) if markers else None
+    a, b = motion(frames + 5, 0), motion(frames + 5, 1)
+    t_update, t_draw = [], []
+    with FaceWindow(n_faces=faces, full_head=full_head, markers=sites) as win:
+        tris = len(win.selection.triangles) * faces
+        for i in range(frames + 5):
+            t0 = time.perf_counter()
+            win.set_frame(a[i], b[i] if faces == 2 else None)
+            t1 = time.perf_counter()
+            win.render()
+            t2 = time.perf_counter()
+            if i >= 5:                                   # skip warm-up frames
+                t_update.append(t1 - t0)
+                t_draw.append(t2 - t1)
+        # Parts of the update, measured on their own: the blend and the normals.
+        slot = win.slots[0]
+        t0 = time.perf_counter()
+        for i in range(frames):
+            slot.pose(a[i])
+        blend = (time.perf_counter() - t0) / frames
+        t0 = time.perf_counter()
+        for _ in range(frames):
+            slot.mesh.compute_vertex_normals()
+        normals = (time.perf_counter() - t0) / frames
+    total = np.array(t_update) + np.array(t_draw)
+    return {
+        "triangles": tris,
+        "fps": float(1.0 / total.mean()),
+        "fps_p10": float(1.0 / np.percentile(total, 90)),
+        "update_ms": float(np.mean(t_update) * 1e3),
+        "draw_ms": float(np.mean(t_draw) * 1e3),
+        "blend_ms_per_face": float(blend * 1e3),
+        "normals_ms_per_face": float(normals * 1e3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every case and print/save the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="30 frames per case, not 200")
+    args = parser.parse_args(argv)
+    frames = 30 if args.quick else 200
+
+    from viewer.display import ensure_display
+
+    rows = []
+    with ensure_display() as display:
+        for name, faces, full, markers in CASES:
+            r = run_case(faces, full, markers, frames)
+            rows.append({"case": name, **r})
+    print_table(rows, f"viewer update+render, {frames} frames per case, "
+                      f"window 640x720 (1200x720 side by side), DISPLAY {display}")
+    save("viewer", rows, frames=frames, renderer="Open3D legacy Visualizer, Mesa (software GL) "
+         "when under Xvfb")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
