@@ -8,7 +8,6 @@ void imd_device_init(imd_device *dev, const imp_device_info *info)
     memset(dev, 0, sizeof *dev);
     dev->info = *info;
     dev->device_id = (uint32_t)info->serial;
-    dev->pending_rate = info->rate_hz;
 }
 
 static imd_action ack(imd_device *dev, uint8_t command, uint8_t result, imd_action action,
@@ -39,7 +38,7 @@ imd_action imd_handle(imd_device *dev, const imp_message *msg, imp_result r, uin
     case IMP_CMD_START:
         if (dev->streaming)
             return ack(dev, msg->type, IMP_ACK_OK, IMD_ACTION_NONE, out, cap, out_len);
-        dev->info.rate_hz = dev->pending_rate;
+        dev->running_rate_hz = dev->info.rate_hz;
         dev->streaming = true;
         return ack(dev, msg->type, IMP_ACK_OK, IMD_ACTION_START, out, cap, out_len);
     case IMP_CMD_STOP: {
@@ -50,9 +49,7 @@ imd_action imd_handle(imd_device *dev, const imp_message *msg, imp_result r, uin
     case IMP_CMD_SET_RATE:
         if (msg->u.rate_hz < IMP_MIN_RATE_HZ || msg->u.rate_hz > IMP_MAX_RATE_HZ)
             return ack(dev, msg->type, IMP_ACK_BAD_ARGUMENT, IMD_ACTION_NONE, out, cap, out_len);
-        dev->pending_rate = msg->u.rate_hz;
-        if (!dev->streaming)
-            dev->info.rate_hz = msg->u.rate_hz;
+        dev->info.rate_hz = msg->u.rate_hz;
         return ack(dev, msg->type, IMP_ACK_OK, IMD_ACTION_NONE, out, cap, out_len);
     case IMP_CMD_IDENTIFY:
         dev->identify_seconds = msg->u.seconds;

@@ -5,10 +5,10 @@
  * The firmware owns the hardware (timer, buses, radio); this module owns the decisions, so the
  * same rules run on the ESP32-S3 and in the host tests:
  *   - commands addressed to another device_id (not 0, not ours) are ignored, with no answer;
- *   - START: ACK ok, apply the pending rate, start streaming (again: ACK ok, nothing changes);
+ *   - START: ACK ok, start streaming at info.rate_hz (again: ACK ok, nothing changes);
  *   - STOP: ACK ok, stop (the firmware flushes the half-full frame);
- *   - SET_RATE 25..400: ACK ok, effective at the next START (at once when stopped, so that
- *     GET_INFO shows it); out of range: ACK bad_argument;
+ *   - SET_RATE 25..400: ACK ok, effective at the next START; DEVICE_INFO reports it at once
+ *     ("the rate that will be used", PROTOCOL.md); out of range: ACK bad_argument, no change;
  *   - IDENTIFY: ACK ok, blink for the given seconds;
  *   - GET_INFO: DEVICE_INFO instead of an ACK;
  *   - a command type the device does not know: ACK unknown; a known command with a bad body
@@ -25,15 +25,15 @@ extern "C" {
 
 typedef enum {
     IMD_ACTION_NONE = 0,
-    IMD_ACTION_START,    /* start the sample timer at dev->info.rate_hz */
+    IMD_ACTION_START,    /* start the sample timer at dev->running_rate_hz */
     IMD_ACTION_STOP,     /* stop the timer, flush the packer */
     IMD_ACTION_IDENTIFY, /* blink the LED for dev->identify_seconds */
 } imd_action;
 
 typedef struct {
-    imp_device_info info; /* what DEVICE_INFO says; info.rate_hz is the rate in force */
-    uint32_t device_id;   /* low 32 bits of info.serial */
-    uint16_t pending_rate;
+    imp_device_info info;     /* what DEVICE_INFO says; info.rate_hz: the rate of the next START */
+    uint32_t device_id;       /* low 32 bits of info.serial */
+    uint16_t running_rate_hz; /* the rate of the current run (0 before the first START) */
     bool streaming;
     uint8_t identify_seconds;
     uint32_t commands, ignored;

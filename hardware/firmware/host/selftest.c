@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "imusic_datagram.h"
 #include "imusic_device.h"
 #include "imusic_packer.h"
 #include "imusic_protocol.h"
@@ -399,14 +400,15 @@ static void test_device(void)
     CHECK(imd_handle(&dev, &m, r, out, sizeof out, &len) == IMD_ACTION_NONE && len == 0);
     r = SEND(IMP_CMD_START, 0, 0);
     CHECK(imd_handle(&dev, &m, r, out, sizeof out, &len) == IMD_ACTION_START && dev.streaming);
-    r = SEND(IMP_CMD_SET_RATE, 0, 50); /* while streaming: pending */
+    CHECK(dev.running_rate_hz == 100);
+    r = SEND(IMP_CMD_SET_RATE, 0, 50); /* while streaming: for the next run */
     imd_handle(&dev, &m, r, out, sizeof out, &len);
-    CHECK(dev.info.rate_hz == 100 && dev.pending_rate == 50);
+    CHECK(dev.info.rate_hz == 50 && dev.running_rate_hz == 100);
     r = SEND(IMP_CMD_STOP, 0, 0);
     CHECK(imd_handle(&dev, &m, r, out, sizeof out, &len) == IMD_ACTION_STOP);
     r = SEND(IMP_CMD_START, 0, 0);
     CHECK(imd_handle(&dev, &m, r, out, sizeof out, &len) == IMD_ACTION_START &&
-          dev.info.rate_hz == 50);
+          dev.running_rate_hz == 50);
     r = SEND(IMP_CMD_GET_INFO, 0, 0);
     imd_handle(&dev, &m, r, out, sizeof out, &len);
     CHECK(decode_one(&dec, out, len, &reply) == IMP_OK && reply.type == IMP_DEVICE_INFO &&
@@ -440,8 +442,49 @@ static void test_device(void)
     CHECK(monotonic);
 }
 
+static void test_datagrams(void)
+{
+    /* Frames of 600, 600 and 900 bytes: [600+600] then [900] within 1472. */
+    static uint8_t buf[4000];
+    static uint8_t body[2000];
+    memset(body, 0x11, sizeof body);
+    size_t sizes[3], n = 0;
+    const size_t bodies[3] = {600 - 17, 600 - 17, 900 - 17};
+    for (int i = 0; i < 3; i++) {
+        sizes[i] = imp_encode_raw(0x7F, 1, body, bodies[i], buf + n, sizeof buf - n);
+        n += sizes[i];
+    }
+    CHECK(sizes[0] + sizes[1] <= IMD_MAX_DATAGRAM &&
+          sizes[0] + sizes[1] + sizes[2] > IMD_MAX_DATAGRAM);
+    size_t a = imd_next_datagram(buf, n, IMD_MAX_DATAGRAM);
+    CHECK(a == sizes[0] + sizes[1]);
+    size_t b = imd_next_datagram(buf + a, n - a, IMD_MAX_DATAGRAM);
+    CHECK(b == sizes[2]);
+    /* A frame longer than max goes alone; everything that fits goes at once. */
+    CHECK(imd_next_datagram(buf, n, 500) == sizes[0]);
+    CHECK(imd_next_datagram(buf, n, n) == n);
+    /* Every datagram cut from a stream decodes to whole frames only. */
+    imp_decoder_init(&dec);
+    for (size_t off = 0; off < n;) {
+        size_t len = imd_next_datagram(buf + off, n - off, 1300);
+        imp_decoder d2;
+        imp_decoder_init(&d2);
+        size_t used = 0;
+        int frames = 0;
+        while (used < len) {
+            imp_message m;
+            imp_result r;
+            used += imp_decoder_feed(&d2, buf + off + used, len - used, &m, &r);
+            frames += r == IMP_ERR_TYPE; /* type 0x7F: whole, checked, unknown */
+        }
+        CHECK(frames >= 1 && d2.len == 0);
+        off += len;
+    }
+}
+
 int imp_selftest(void)
 {
+    test_datagrams();
     test_crc();
     test_cobs();
     test_roundtrip();
