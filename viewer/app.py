@@ -102,9 +102,11 @@ def run_replay(window: FaceWindow, track: Track, second: Track | None = None,
 
 
 def run_live(window: FaceWindow, sources: list[Any], on_frame: FrameCallback | None = None,
-             max_seconds: float | None = None, max_frames: int | None = None) -> int:
+             max_seconds: float | None = None, max_frames: int | None = None,
+             until: Callable[[], bool] | None = None) -> int:
     """Show the newest frame of each ``LslSource`` (one, or two side by side) until the window
-    closes, Q, ``max_seconds`` or ``max_frames`` new frames; returns frames drawn."""
+    closes, Q, ``max_seconds``, ``max_frames`` new frames or ``until()`` is true; returns
+    frames drawn."""
     from viewer.live import wait_any_newer
 
     quit_flag = [False]
@@ -124,6 +126,8 @@ def run_live(window: FaceWindow, sources: list[Any], on_frame: FrameCallback | N
         if not window.render():
             break
         if max_frames is not None and drawn >= max_frames:
+            break
+        if until is not None and until():
             break
         if max_seconds is not None and time.perf_counter() - start >= max_seconds:
             break

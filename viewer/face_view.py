@@ -44,6 +44,10 @@ def yaw_matrix(degrees: float) -> np.ndarray:
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
+class WindowError(RuntimeError):
+    """Open3D could not open its window (no usable X display or OpenGL)."""
+
+
 @dataclass(frozen=True)
 class MeshSelection:
     """A subset of the face model: which vertices are drawn and their re-indexed triangles."""
@@ -162,7 +166,7 @@ class FaceWindow:
         self.vis = o3d.visualization.VisualizerWithKeyCallback()
         self.title = _title(title, keys or {})
         if not self.vis.create_window(self.title, width, height, visible=visible):
-            raise RuntimeError(
+            raise WindowError(
                 "Open3D could not open a window (no usable OpenGL on the X display "
                 f"{_display()!r}): run under Xvfb ('xvfb-run -a imusic view ...') or unset "
                 "DISPLAY so that the viewer starts its own Xvfb")

@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     from viewer.app import LIVE_KEYS, REPLAY_KEYS, keys_help, run_live, run_replay
     from viewer.display import DisplayError, ensure_display
+    from viewer.face_view import WindowError
     from viewer.live import LslSource, StreamNotFound, resolve_blendshapes
     from viewer.player import Player
     from viewer.snapshot import parse_blendshapes, snapshot
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
 
         with ensure_display():
-            from viewer.face_view import FaceWindow
+            from viewer.face_view import FaceWindow  # noqa: F811 - heavy import kept late
 
             if lsl:
                 infos = [resolve_blendshapes(name or None, args.timeout) for name in lsl]
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             with FaceWindow(n_faces, title=title, keys=REPLAY_KEYS, **options) as win:
                 run_replay(win, track, second, player, max_seconds=args.duration)
         return 0
-    except (SourceError, StreamNotFound, DisplayError, KeyError) as err:
+    except (SourceError, StreamNotFound, DisplayError, WindowError, KeyError) as err:
         print(f"imusic view: {err}", file=sys.stderr)
         return 1
 
