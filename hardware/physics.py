@@ -102,7 +102,17 @@ class ImuSignals:
 
 
 PATCH_RADIUS_M = 0.005
-"""Radius of the skin patch under a sensor board whose triangles set its orientation."""
+"""Radius of the skin patch under a sensor board: the board turns with this patch."""
+
+
+def _patch_vertices(face: FaceModel, rig: Rig) -> list[np.ndarray]:
+    """Vertex ids of the skin patch under each site's board (triangles within
+    ``PATCH_RADIUS_M`` of the anchor)."""
+    out = []
+    for s in rig.sites:
+        tris = [p.triangle for p in skin_patch(s.anchor, PATCH_RADIUS_M)]
+        out.append(np.unique(face.triangles[tris].ravel()))
+    return out
 
 
 def sensor_frames(motion: Motion, rig: Rig, identity: int | None = None,
@@ -110,28 +120,39 @@ def sensor_frames(motion: Motion, rig: Rig, identity: int | None = None,
     """World positions ``(T, S, 3)`` (m) and world-from-sensor rotations ``(T, S, 3, 3)`` of
     every site at the motion's frames (no interpolation): the mesh-derived truth that the
     spline-interpolated signals follow. ``mount_err`` (S, 3, 3) rotates each chip on its
-    mounting (default none)."""
+    mounting (default none).
+
+    A board glued on the skin is rigid while the skin under it stretches: it takes the
+    best-fit rotation (Kabsch) of the patch of skin vertices under it from rest to the
+    current frame, which is steadier than one small triangle's frame. Its position is the
+    anchor point on the deformed mesh.
+    """
     from scipy.spatial.transform import Rotation
 
     face = FaceModel.load()
-    patches = [skin_patch(s.anchor, PATCH_RADIUS_M) for s in rig.sites]
-    owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(patches)])
-    points = [pt for p in patches for pt in p]
-    # Each patch triangle carries the site's rest skin frame (offset fixed at neutral); the
-    # board's frame is their average, re-orthonormalised.
-    skin0 = skin_frames_at_rest(face, [p[0] for p in patches], identity)     # (S, 3, 3)
-    _, tri0 = face.surface_frames(np.zeros((1, 52)), points, identity)
-    offset = np.einsum("pji,pjk->pik", tri0[0], skin0[owner])                # tri -> skin
-    pos_all, rot_tri = face.surface_frames(motion.blendshapes, points, identity)
-    skin_t = rot_tri @ offset[None]                                          # (T, K, 3, 3)
+    anchors = [s.anchor for s in rig.sites]
+    skin0 = skin_frames_at_rest(face, anchors, identity)                     # (S, 3, 3)
+    pos_h, _ = face.surface_frames(motion.blendshapes, anchors, identity)    # (T, S, 3)
+    patches = _patch_vertices(face, rig)
     first = np.cumsum([0] + [len(p) for p in patches[:-1]])
-    # Patches are contiguous in ``points``: sum each with reduceat, then orthonormalise.
-    rot_skin = _orthonormalise(np.add.reduceat(skin_t, first, axis=1))
-    pos_h = pos_all[:, first]                                                # anchor points
+    verts = face.vertex_subset(motion.blendshapes, np.concatenate(patches), identity)
+    rest = face.rest_shape(identity)
+    n_sites = rig.n_sites
+    cov = np.empty((len(motion.t), n_sites, 3, 3))
+    for s, (ids, k0) in enumerate(zip(patches, first)):
+        q0 = rest[ids].astype(np.float64)
+        q0 -= q0.mean(axis=0)
+        q = verts[:, k0:k0 + len(ids)].astype(np.float64)
+        q -= q.mean(axis=1, keepdims=True)
+        cov[:, s] = np.einsum("kc,tkd->tcd", q0, q)                          # sum q0 q^T
+    u, _, vt = np.linalg.svd(cov)
+    d = np.sign(np.linalg.det(np.swapaxes(vt, -1, -2) @ np.swapaxes(u, -1, -2)))
+    vt[..., 2, :] *= d[..., None]
+    rot_patch = np.swapaxes(vt, -1, -2) @ np.swapaxes(u, -1, -2)             # rest -> now
     mount = np.stack([s.mounting for s in rig.sites])                        # sensor -> skin
     if mount_err is not None:
         mount = mount @ mount_err
-    rot_hs = rot_skin @ mount[None]                                          # sensor -> head
+    rot_hs = rot_patch @ (skin0 @ mount)[None]                               # sensor -> head
     r_wh = Rotation.from_rotvec(motion.head_rotvec).as_matrix()              # (T, 3, 3)
     rot_ws = np.einsum("tij,tsjk->tsik", r_wh, rot_hs)
     pos_w = motion.head_position[:, None, :] + np.einsum("tij,tsj->tsi", r_wh, pos_h)
