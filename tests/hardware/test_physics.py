@@ -117,6 +117,15 @@ def test_jaw_open_ramp_turns_the_mentalis_by_the_mesh_angle(rig):
     _, frames = sensor_frames(motion, rig)
     mesh_turn = Rotation.from_matrix(frames[0, s].T @ frames[-1, s])  # in the sensor frame
     assert mesh_turn.magnitude() > np.radians(3.0), "jawOpen should visibly turn the chin"
+    # The board's turn (best fit of its skin patch) agrees with the anchor triangle's own
+    # frame from FaceModel.surface_frames, and is a pitch about the jaw's hinge axis (x).
+    from hardware.face import FaceModel
+
+    _, tri = FaceModel.load().surface_frames(w[[0, -1]], [rig.site("mentalis").anchor])
+    tri_turn = Rotation.from_matrix(tri[1, 0] @ tri[0, 0].T).as_rotvec()      # head frame
+    board_turn = Rotation.from_matrix(frames[-1, s] @ frames[0, s].T).as_rotvec()
+    assert np.linalg.norm(tri_turn - board_turn) < np.radians(2.5)
+    assert abs(board_turn[0]) > 0.95 * np.linalg.norm(board_turn)
     rate = 400.0
     sig = simulate(motion, rig, rate_hz=rate, errors=False)
     turned = _integrate_body_rates(sig.gyro[:, s], 1.0 / rate)
