@@ -8,6 +8,7 @@ void imd_device_init(imd_device *dev, const imp_device_info *info)
     memset(dev, 0, sizeof *dev);
     dev->info = *info;
     dev->device_id = (uint32_t)info->serial;
+    dev->max_rate_hz = IMP_MAX_RATE_HZ;
 }
 
 static imd_action ack(imd_device *dev, uint8_t command, uint8_t result, imd_action action,
@@ -47,7 +48,8 @@ imd_action imd_handle(imd_device *dev, const imp_message *msg, imp_result r, uin
         return ack(dev, msg->type, IMP_ACK_OK, a, out, cap, out_len);
     }
     case IMP_CMD_SET_RATE:
-        if (msg->u.rate_hz < IMP_MIN_RATE_HZ || msg->u.rate_hz > IMP_MAX_RATE_HZ)
+        if (msg->u.rate_hz < IMP_MIN_RATE_HZ || msg->u.rate_hz > IMP_MAX_RATE_HZ ||
+            msg->u.rate_hz > dev->max_rate_hz)
             return ack(dev, msg->type, IMP_ACK_BAD_ARGUMENT, IMD_ACTION_NONE, out, cap, out_len);
         dev->info.rate_hz = msg->u.rate_hz;
         return ack(dev, msg->type, IMP_ACK_OK, IMD_ACTION_NONE, out, cap, out_len);

@@ -7,8 +7,9 @@
  *   - commands addressed to another device_id (not 0, not ours) are ignored, with no answer;
  *   - START: ACK ok, start streaming at info.rate_hz (again: ACK ok, nothing changes);
  *   - STOP: ACK ok, stop (the firmware flushes the half-full frame);
- *   - SET_RATE 25..400: ACK ok, effective at the next START; DEVICE_INFO reports it at once
- *     ("the rate that will be used", PROTOCOL.md); out of range: ACK bad_argument, no change;
+ *   - SET_RATE 25..max_rate_hz (400, or less where the sensor buses cannot keep up): ACK ok,
+ *     effective at the next START; DEVICE_INFO reports it at once ("the rate that will be
+ *     used", PROTOCOL.md); out of range: ACK bad_argument, no change;
  *   - IDENTIFY: ACK ok, blink for the given seconds;
  *   - GET_INFO: DEVICE_INFO instead of an ACK;
  *   - a command type the device does not know: ACK unknown; a known command with a bad body
@@ -34,6 +35,7 @@ typedef struct {
     imp_device_info info;     /* what DEVICE_INFO says; info.rate_hz: the rate of the next START */
     uint32_t device_id;       /* low 32 bits of info.serial */
     uint16_t running_rate_hz; /* the rate of the current run (0 before the first START) */
+    uint16_t max_rate_hz;     /* highest rate SET_RATE accepts (IMP_MAX_RATE_HZ after init) */
     bool streaming;
     uint8_t identify_seconds;
     uint32_t commands, ignored;

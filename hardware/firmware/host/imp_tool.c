@@ -6,6 +6,8 @@
  *   imp_tool encode   < lines    text message descriptions -> frame bytes on stdout
  *   imp_tool device   < bytes    act as a wearable's command handler: host frames in, answers out
  *   imp_tool selftest            the C unit tests (selftest.c)
+ *   imp_tool bench S FLAGS K N   time N encodes and decodes of a SAMPLES frame of K instants x
+ *                                S sensors; prints one JSON line (benchmarks/bench_firmware.py)
  *
  * encode lines (integers in decimal, floats as C strtod reads them, strings as hex or "-"):
  *   device_info DEVICE_ID MAJ MIN PATCH SERIAL BOOT_ID RATE SENSORS FLAGS ASCALE GSCALE MSCALE
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "imusic_device.h"
 #include "imusic_protocol.h"
@@ -435,6 +438,71 @@ static int cmd_encode(void)
     return 0;
 }
 
+/* ---- bench ------------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    if (argc != 6) {
+        fprintf(stderr, "usage: imp_tool bench SENSORS FLAGS INSTANTS ITERATIONS\n");
+        return 2;
+    }
+    const uint8_t s = (uint8_t)atoi(argv[2]), flags = (uint8_t)atoi(argv[3]);
+    const uint8_t k = (uint8_t)atoi(argv[4]);
+    const long iters = atol(argv[5]);
+    uint32_t dt[IMP_MAX_INSTANTS];
+    uint32_t x = 12345;
+    size_t count = (size_t)k * s * imp_values_per_sensor(flags);
+    for (size_t i = 0; i < count; i++) { /* realistic small counts: few zero bytes */
+        x = x * 1664525u + 1013904223u;
+        enc_values[i] = (int16_t)((x >> 16) % 4001) - 2000;
+    }
+    for (unsigned i = 0; i < k; i++)
+        dt[i] = i * 5000u;
+    size_t n = 0;
+    volatile size_t sink = 0;
+    double t = now_s();
+    for (long it = 0; it < iters; it++) {
+        n = imp_encode_samples(1, (uint32_t)it, 1000000, k, s, flags, dt, enc_values, enc_out,
+                               sizeof enc_out);
+        sink += n;
+    }
+    const double enc = (now_s() - t) / (double)iters;
+    if (n == 0) {
+        fprintf(stderr, "imp_tool bench: %u instants x %u sensors do not fit a frame\n", k, s);
+        return 2;
+    }
+    imp_decoder_init(&decoder);
+    long good = 0;
+    t = now_s();
+    for (long it = 0; it < iters; it++) {
+        size_t off = 0;
+        while (off < n) {
+            imp_message m;
+            imp_result r;
+            off += imp_decoder_feed(&decoder, enc_out + off, n - off, &m, &r);
+            if (r == IMP_OK) {
+                imp_sensor_sample v;
+                imp_samples_sensor(&m.u.samples, (unsigned)k - 1u, (unsigned)s - 1u, &v);
+                sink += (size_t)v.acc[0];
+                good++;
+            }
+        }
+    }
+    const double dec = (now_s() - t) / (double)iters;
+    printf("{\"sensors\":%u,\"flags\":%u,\"instants\":%u,\"frame_bytes\":%zu,"
+           "\"encode_us\":%.4f,\"decode_us\":%.4f,\"decoded\":%ld,\"iterations\":%ld}\n",
+           s, flags, k, n, enc * 1e6, dec * 1e6, good, iters);
+    (void)sink;
+    return good == iters ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -446,7 +514,9 @@ int main(int argc, char **argv)
         return cmd_device();
     if (strcmp(mode, "selftest") == 0)
         return imp_selftest();
-    fprintf(stderr, "usage: %s decode|encode|device|selftest (see the comment in imp_tool.c)\n",
+    if (strcmp(mode, "bench") == 0)
+        return cmd_bench(argc, argv);
+    fprintf(stderr, "usage: %s decode|encode|device|selftest|bench (see imp_tool.c)\n",
             argv[0]);
     return 2;
 }

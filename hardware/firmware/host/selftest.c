@@ -9,6 +9,7 @@
 
 #include "imusic_datagram.h"
 #include "imusic_device.h"
+#include "imusic_i2c_budget.h"
 #include "imusic_packer.h"
 #include "imusic_protocol.h"
 #include "imusic_tap.h"
@@ -482,8 +483,37 @@ static void test_datagrams(void)
     }
 }
 
+static void test_i2c_budget(void)
+{
+    CHECK(IMD_I2C_CLOCKS_PER_SITE == 242u);
+    /* 12 sites on one 400 kHz bus: 7.26 ms of wire time per instant, too slow for 200 Hz */
+    float one_bus = imd_i2c_instant_us(12, 400000, 0.0f);
+    CHECK(one_bus > 7259.0f && one_bus < 7261.0f);
+    CHECK(imd_i2c_max_rate_hz(12, 400000, 0.0f, 1.0f) == 137);
+    /* 6 per bus on two buses, with driver overhead: 200 Hz fits, 400 Hz does not */
+    uint16_t two = imd_i2c_max_rate_hz(6, 400000, IMD_I2C_OVERHEAD_US, IMD_I2C_MAX_LOAD);
+    CHECK(two >= 200 && two < 400);
+    CHECK(imd_i2c_max_rate_hz(1, 400000, 0.0f, 1.0f) == 400); /* capped */
+    CHECK(imd_i2c_max_rate_hz(0, 400000, 0.0f, 1.0f) == 400);
+    /* the device refuses a rate its buses cannot carry */
+    imp_device_info info;
+    fill_info(&info);
+    imd_device dev;
+    imd_device_init(&dev, &info);
+    dev.max_rate_hz = two;
+    static uint8_t out[IMP_MAX_FRAME];
+    size_t len, n = imp_encode_command(IMP_CMD_SET_RATE, 0, 400, frame, sizeof frame);
+    imp_message m, reply;
+    imp_decoder_init(&dec);
+    imp_result r = decode_one(&dec, frame, n, &m);
+    imd_handle(&dev, &m, r, out, sizeof out, &len);
+    CHECK(decode_one(&dec, out, len, &reply) == IMP_OK &&
+          reply.u.ack.result == IMP_ACK_BAD_ARGUMENT && dev.info.rate_hz == 200);
+}
+
 int imp_selftest(void)
 {
+    test_i2c_budget();
     test_datagrams();
     test_crc();
     test_cobs();

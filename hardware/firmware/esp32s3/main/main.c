@@ -24,6 +24,7 @@
 #include "freertos/semphr.h"
 #include "freertos/task.h"
 #include "imusic_device.h"
+#include "imusic_i2c_budget.h"
 #include "imusic_packer.h"
 #include "imusic_protocol.h"
 #include "imusic_tap.h"
@@ -283,6 +284,19 @@ void app_main(void)
         info.boot_id = esp_random();
     } while (info.boot_id == 0);
     imd_device_init(&dev, &info);
+    /* Refuse rates the busiest bus cannot read in time (README, "I2C budget"). */
+    unsigned per_bus[BOARD_N_BUSES] = {0}, busiest = 0;
+    for (int i = 0; i < board_rig.n_sites; i++)
+        per_bus[board_rig.sites[i].bus]++;
+    for (int b = 0; b < BOARD_N_BUSES; b++)
+        busiest = per_bus[b] > busiest ? per_bus[b] : busiest;
+    dev.max_rate_hz = imd_i2c_max_rate_hz(busiest, CONFIG_IMUSIC_I2C_HZ, IMD_I2C_OVERHEAD_US,
+                                          IMD_I2C_MAX_LOAD);
+    if (dev.info.rate_hz > dev.max_rate_hz) {
+        ESP_LOGW(TAG, "boot rate %u Hz is over what %u sites per bus allow (%u Hz): using that",
+                 dev.info.rate_hz, busiest, dev.max_rate_hz);
+        dev.info.rate_hz = dev.max_rate_hz;
+    }
     inputs_init();
 
     xTaskCreatePinnedToCore(command_task, "command", 4096, NULL, 6, NULL, 0);
