@@ -74,16 +74,21 @@ static int gap_event(struct ble_gap_event *event, void *arg);
 
 static void advertise(void)
 {
-    /* Advertising data: flags + the 128-bit service UUID (21 of 31 bytes); the name goes in
-     * the scan response, where it fits whole. */
+    /* Advertising data (BLE.md): flags 0x06, the 128-bit service UUID and the name shortened
+     * to 8 bytes: 3 + 18 + 10 = 31 bytes. The complete name goes in the scan response. */
+    const char *name = ble_svc_gap_device_name();
     struct ble_hs_adv_fields fields = {0};
     fields.flags = BLE_HS_ADV_F_DISC_GEN | BLE_HS_ADV_F_BREDR_UNSUP;
     fields.uuids128 = (ble_uuid128_t *)&service_uuid;
     fields.num_uuids128 = 1;
     fields.uuids128_is_complete = 1;
-    ble_gap_adv_set_fields(&fields);
+    fields.name = (const uint8_t *)name;
+    fields.name_len = (uint8_t)(strlen(name) < 8 ? strlen(name) : 8);
+    fields.name_is_complete = strlen(name) <= 8;
+    int rc = ble_gap_adv_set_fields(&fields);
+    if (rc != 0)
+        ESP_LOGE(TAG, "advertising data rejected: %d", rc);
     struct ble_hs_adv_fields rsp = {0};
-    const char *name = ble_svc_gap_device_name();
     rsp.name = (const uint8_t *)name;
     rsp.name_len = (uint8_t)strlen(name);
     rsp.name_is_complete = 1;
@@ -92,7 +97,7 @@ static void advertise(void)
         .conn_mode = BLE_GAP_CONN_MODE_UND,
         .disc_mode = BLE_GAP_DISC_MODE_GEN,
     };
-    int rc = ble_gap_adv_start(own_addr_type, NULL, BLE_HS_FOREVER, &params, gap_event, NULL);
+    rc = ble_gap_adv_start(own_addr_type, NULL, BLE_HS_FOREVER, &params, gap_event, NULL);
     if (rc != 0)
         ESP_LOGE(TAG, "advertising failed: %d", rc);
 }
