@@ -127,12 +127,16 @@ class DeviceSession:
 
     def __init__(self, factory: TransportFactory, config: SessionConfig | None = None,
                  on_samples: Callable[[np.ndarray, np.ndarray], None] | None = None,
-                 clock: Callable[[], float] = pylsl.local_clock) -> None:
+                 clock: Callable[[], float] = pylsl.local_clock,
+                 on_arrival: Callable[[int, int, float], None] | None = None) -> None:
         self.factory = factory
         self.config = config or SessionConfig()
         self.on_samples = on_samples
         """Called with (rows (k, C) float64, timestamps (k,)) for every frame, after the push."""
         self.now = clock
+        self.on_arrival = on_arrival
+        """Called per SAMPLES frame with (seq of its newest instant, its raw device time µs, its
+        arrival time): the clock map's input, for diagnostics and tests."""
         self.decoder = P.Decoder()
         self.clock = ClockMap()
         self.health = Health()
@@ -443,6 +447,8 @@ class DeviceSession:
                                       f"from a device that said {info.sensor_count}/0x{info.flags:02x}")
             return
         raw_t = s.t_us
+        if self.on_arrival is not None:
+            self.on_arrival((s.seq + s.n_instants - 1) % P.SEQ_MOD, int(raw_t[-1]), arrival)
         if self.clock.observe(int(raw_t[-1]), arrival):
             self._on_reboot("device time ran backwards")
             self.clock.observe(int(raw_t[-1]), arrival)
