@@ -63,8 +63,9 @@ class EmulatorConfig:
     transport: str = "serial"
     """``serial`` (a new pty), ``udp`` (datagrams to ``udp_target``) or ``ble``."""
     rig: str = "imusic11"
-    motion: str = "procedural"
-    """``procedural`` or the path of a Live Link Face CSV take."""
+    motion: Any = "procedural"
+    """``procedural``, the path of a Live Link Face CSV take, or a ``hardware.motion.Motion``
+    (in-process: e.g. a motion with a ``tap`` event, sent as EVENT tap)."""
     rate_hz: int = 100
     seconds: float | None = 10.0
     """Streamed motion time; None runs until stopped."""
@@ -207,7 +208,10 @@ class _Twin:
         self.rate = int(rate_hz)
         self.rig = load_rig(cfg.rig)
         self.take = None
-        if cfg.motion != "procedural":
+        self.motion_obj = None
+        if not isinstance(cfg.motion, (str, Path)):
+            self.motion_obj = cfg.motion
+        elif cfg.motion != "procedural":
             path = Path(cfg.motion)
             if not path.is_file():
                 raise FileNotFoundError(
@@ -225,6 +229,8 @@ class _Twin:
     def _motion(self, k: int, seconds: float) -> tuple[Any, np.ndarray]:
         from hardware.motion import Motion, procedural
 
+        if self.motion_obj is not None:
+            return self._cut(self.motion_obj, None, seconds)
         if self.take is None:
             m = procedural(seconds, fps=TRUTH_FPS, seed=self.cfg.seed + k)
             pose = np.zeros((m.n_frames, 9))
@@ -233,9 +239,18 @@ class _Twin:
         take = self.take
         m = Motion.from_blendshapes(take.t, take.values)
         pose = np.nan_to_num(np.asarray(take.values[:, 52:61], dtype=np.float64))
-        if seconds < m.duration:  # cut the take to the run's length
-            n = int(np.searchsorted(m.t, m.t[0] + seconds, side="right"))
-            n = max(n, 4)
+        return self._cut(m, pose, seconds)
+
+    @staticmethod
+    def _cut(m: Any, pose: np.ndarray | None, seconds: float) -> tuple[Any, np.ndarray]:
+        """The motion up to ``seconds`` (all of it if shorter), with its 9 pose values."""
+        from hardware.motion import Motion
+
+        if pose is None:
+            pose = np.zeros((m.n_frames, 9))
+            pose[:, :3] = _pose_from_rotvec(m.head_rotvec)
+        if seconds < m.duration:  # cut to the run's length
+            n = max(int(np.searchsorted(m.t, m.t[0] + seconds, side="right")), 4)
             m = Motion(fps=m.fps, blendshapes=m.blendshapes[:n], head_rotvec=m.head_rotvec[:n],
                        head_position=m.head_position[:n], t=m.t[:n], events=m.events)
             pose = pose[:n]
@@ -333,6 +348,9 @@ class Emulator:
         self._next_disconnect: float | None = cfg.disconnect_every
         self._rebooted = False
         self._truth_i = 0
+        self._tap_i = 0
+        self.taps_sent: list[int] = []
+        """Device times (us) of the EVENT taps sent."""
         self._outlet: Any = None
         self._lsl_minus_mono = 0.0
         self._log: list[dict[str, Any]] = []
@@ -614,6 +632,7 @@ class Emulator:
             return False
         self._chunk, self._i = chunk, 0
         self._truth_i = 0
+        self._tap_i = 0
         self._prefetch()
         return True
 
@@ -695,11 +714,15 @@ class Emulator:
             self.stats.frames_lost += 1
         self.stats.frames += 1
         self.stats.instants += n
-        for tap in chunk.taps:
-            if float(chunk.t[i0]) <= tap <= float(chunk.t[i1 - 1]):
-                tap_us = t0 + int((tap - float(chunk.t[i0])) * 1e6)
-                await self._send(P.Event(t_us=tap_us, kind=P.EVENT_TAP, sensor=255, value=0))
-                self.stats.events_sent += 1
+        while self._tap_i < len(chunk.taps) and chunk.taps[self._tap_i] <= float(chunk.t[i1 - 1]):
+            # the tap happened by this frame's last instant: stamp it on the device clock
+            tap = chunk.taps[self._tap_i]
+            self._tap_i += 1
+            drift = 1.0 + cfg.drift_ppm * 1e-6
+            tap_us = max(0, t0 + int(round((tap - float(chunk.t[i0])) * 1e6 * drift)))
+            await self._send(P.Event(t_us=tap_us, kind=P.EVENT_TAP, sensor=255, value=0))
+            self.stats.events_sent += 1
+            self.taps_sent.append(tap_us)
         if cfg.keep_truth:
             self._log.append(dict(
                 seq=self._seq, n=n, stamps=stamps.astype(np.int64), t=chunk.t[i0:i1].copy(),
@@ -716,15 +739,18 @@ class Emulator:
         from hardware.vocabulary import STREAM_NAMES
 
         name = self.config.truth_name or f"imusic-twin-{self.device_id:08x}"
-        take = self._twin.take if self._twin is not None else None
-        fps = float(take.fps) if take is not None else TRUTH_FPS
+        twin = self._twin
+        source = (twin.take if twin.take is not None else twin.motion_obj) if twin else None
+        fps = float(source.fps) if source is not None else TRUTH_FPS
         info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), fps,
                                 pylsl.cf_float32, f"twin-{self.serial:016x}")
         desc = info.desc()
         desc.append_child_value("source", "twin")
         desc.append_child_value("rig", self.config.rig)
         desc.append_child_value("device_serial", f"{self.serial:016x}")
-        desc.append_child_value("motion", str(self.config.motion))
+        motion = self.config.motion
+        desc.append_child_value("motion", str(motion) if isinstance(motion, (str, Path))
+                                else "in-process Motion")
         channels = desc.append_child("channels")
         for label in STREAM_NAMES:
             ch = channels.append_child("channel")

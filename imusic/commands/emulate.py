@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stream without waiting for START (default: yes for udp, no otherwise)")
     f = p.add_argument_group("fault injection")
     f.add_argument("--drift-ppm", type=float, default=0.0, help="device clock error, ppm")
+    f.add_argument("--clock-offset-us", type=float, default=None,
+                   help="device time at the first sample (default 150000: just booted)")
     f.add_argument("--jitter-us", type=float, default=0.0, help="device timestamp jitter (std, us)")
     f.add_argument("--send-jitter-ms", type=float, default=0.0,
                    help="frames leave up to this late (uniform), like radio/USB bunching")
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         transport=args.transport, rig=args.rig, motion=args.motion, rate_hz=args.rate,
         seconds=args.seconds, seed=args.seed, udp_target=args.udp,
         instants_per_frame=args.instants_per_frame, drift_ppm=args.drift_ppm,
+        clock_offset_us=args.clock_offset_us,
         jitter_us=args.jitter_us, send_jitter_ms=args.send_jitter_ms, loss=args.loss,
         corrupt=args.corrupt, disconnect_every=args.disconnect_every,
         disconnect_for=args.disconnect_for, reboot_at=args.reboot_at,

@@ -393,3 +393,70 @@ def test_udp_packing_never_cuts_a_frame(bodies: list[bytes], limit: int) -> None
     assert [cobs.decode(p) for p in parts] == bodies
     for g in grams:
         assert len(g) <= limit or g.count(b"\x00") == 2  # an oversized frame goes alone
+
+
+async def test_unbounded_run_is_simulated_in_chunks_with_continuous_seq_and_clock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import firmware_bridge.emulator as emulator_mod
+
+    monkeypatch.setattr(emulator_mod, "CHUNK_SECONDS", 0.4)
+    sock = _udp_host()
+    try:
+        cfg = EmulatorConfig(transport="udp", udp_target=sock.getsockname(), rate_hz=100,
+                             seconds=None, seed=16)
+        async with Emulator(cfg) as emu:
+            dec, samples = P.Decoder(), []
+            deadline = time.monotonic() + 15
+            while sum(s.n_instants for s in samples) < 150 and time.monotonic() < deadline:
+                try:
+                    samples += [m for _, m in dec.feed(sock.recvfrom(65536)[0])
+                                if isinstance(m, P.Samples)]
+                except BlockingIOError:
+                    await asyncio.sleep(0.005)
+            assert emu._twin.k >= 4, "several chunks were simulated"
+            assert not emu._done.is_set()
+    finally:
+        sock.close()
+    t_us = np.concatenate([s.t_us for s in samples])
+    assert len(t_us) >= 150
+    assert np.all(np.diff(t_us) == 10_000), "device time ticks on across chunk seams"
+    assert dec.stats.lost_instants == 0 and dec.stats.errors == 0
+
+
+async def test_a_tap_in_the_motion_becomes_an_event_at_its_device_time() -> None:
+    from hardware.motion import Motion, MotionEvent
+
+    motion = Motion.still(1.5)
+    motion.events.append(MotionEvent("tap", 0.5, 0.52))
+    sock = _udp_host()
+    try:
+        cfg = EmulatorConfig(transport="udp", udp_target=sock.getsockname(), rate_hz=100,
+                             seconds=1.2, seed=17, motion=motion)
+        async with Emulator(cfg) as emu:
+            grams = await _recv_all(sock, emu, 10)
+    finally:
+        sock.close()
+    dec = P.Decoder()
+    msgs = [m for _, data, _ in grams for _, m in dec.feed(data)]
+    taps = [m for m in msgs if isinstance(m, P.Event) and m.kind == P.EVENT_TAP]
+    assert len(taps) == 1 and emu.taps_sent == [taps[0].t_us]
+    truth = emu.truth()
+    k = int(np.argmin(np.abs(truth.t - 0.5)))
+    assert abs(taps[0].t_us - truth.device_us[k]) <= 5_000  # within half a sample period
+
+
+def test_run_in_thread_for_synchronous_callers() -> None:
+    cfg = EmulatorConfig(transport="serial", rate_hz=50, seconds=1.0, seed=18)
+    with Emulator.run_in_thread(cfg) as emu:
+        port = serial.Serial(emu.link_info["path"], timeout=0.2)
+        try:
+            port.write(P.encode(P.CmdStart(), 0))
+            dec, samples = P.Decoder(), []
+            deadline = time.monotonic() + 10
+            while sum(s.n_instants for s in samples) < 50 and time.monotonic() < deadline:
+                samples += [m for _, m in dec.feed(port.read(4096)) if isinstance(m, P.Samples)]
+            assert emu.wait_done(5)
+        finally:
+            port.close()
+    assert sum(s.n_instants for s in samples) == 50
+    assert not emu._thread.is_alive()
