@@ -1,0 +1,117 @@
+"""Serial (real pty) and UDP (real sockets) transports: bytes both ways, end of link, errors
+that name the link, bounded datagrams, several devices on one UDP port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tty
+
+import pytest
+
+from firmware_bridge import protocol as P
+from firmware_bridge.transports.base import TransportClosed, TransportError
+from firmware_bridge.transports.serial import SerialTransport
+from firmware_bridge.transports.udp import MAX_DATAGRAM, UdpTransport
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def _read_until(link, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        buf += await asyncio.wait_for(link.read(), 5)
+    return buf
+
+
+async def test_serial_both_ways_and_unplug_over_a_pty() -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    try:
+        async with SerialTransport(path) as link:
+            assert link.is_open and link.name == f"serial:{path}"
+            frames = b"".join(P.encode(P.Status(i, 3800, 50, 0), 7) for i in range(50))
+            os.write(master, frames)
+            got = await _read_until(link, len(frames))
+            assert got == frames
+            await link.write(P.encode(P.CmdStart(), 7))
+            loop = asyncio.get_running_loop()
+            data = await loop.run_in_executor(None, os.read, master, 100)
+            assert P.decode_frame(data)[1] == P.CmdStart()
+            os.close(master)          # the device goes away
+            master = -1
+            os.close(slave)
+            slave = -1
+            with pytest.raises(TransportClosed, match=path):
+                for _ in range(10):
+                    await asyncio.wait_for(link.read(), 5)
+    finally:
+        for fd in (master, slave):
+            if fd >= 0:
+                os.close(fd)
+
+
+async def test_serial_open_error_names_port_and_fix() -> None:
+    with pytest.raises(TransportError, match="/dev/nope-imusic.*imusic devices"):
+        await SerialTransport("/dev/nope-imusic").open()
+
+
+async def test_udp_devices_told_apart_commands_to_each_peer() -> None:
+    async with UdpTransport(0, "127.0.0.1") as link:
+        host, port = link.address
+        devs = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        try:
+            for i, s in enumerate(devs):
+                s.bind(("127.0.0.1", 0))
+                s.settimeout(5)
+                # two whole frames in one datagram, as a device may pack them
+                s.sendto(P.encode(P.Status(1, 3700, 60, 0), 100 + i)
+                         + P.encode(P.Event(2, P.EVENT_TAP), 100 + i), (host, port))
+            dec = P.Decoder()
+            got = []
+            while len(got) < 4:
+                got += dec.feed(await asyncio.wait_for(link.read(), 5))
+            assert sorted(d for d, _ in got) == [100, 100, 101, 101]
+            assert len(link.peers) == 2
+            await link.write(P.encode(P.CmdGetInfo(), 101))
+            for s in devs:  # both hear it; the device id inside says whom it is for
+                assert P.decode_frame(s.recv(100)) == (101, P.CmdGetInfo())
+        finally:
+            for s in devs:
+                s.close()
+
+
+async def test_udp_truncated_datagram_cannot_swallow_the_next() -> None:
+    async with UdpTransport(0, "127.0.0.1") as link:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            frame = P.encode(P.Status(1, 3700, 60, 0), 5)
+            # a device that sends no leading 0x00, and a datagram cut short
+            s.sendto(frame[1:len(frame) // 2], link.address)
+            s.sendto(frame[1:], link.address)
+            s.sendto(b"\x01" * (MAX_DATAGRAM + 1), link.address)
+            s.sendto(frame, link.address)
+            dec = P.Decoder()
+            got = []
+            while len(got) < 2:
+                got += dec.feed(await asyncio.wait_for(link.read(), 5))
+            assert [m for _, m in got] == [P.Status(1, 3700, 60, 0)] * 2
+            assert dec.stats.errors == 1   # only the cut one
+            await asyncio.sleep(0.05)
+            assert link.oversize == 1
+
+
+async def test_udp_busy_port_is_a_clear_error_and_close_ends_reads() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        with pytest.raises(TransportError, match="cannot listen on UDP 127.0.0.1:.*--udp PORT"):
+            await UdpTransport(busy.getsockname()[1], "127.0.0.1").open()
+    link = UdpTransport(0, "127.0.0.1")
+    await link.open()
+    reader = asyncio.create_task(link.read())
+    await asyncio.sleep(0.05)
+    await link.close()
+    with pytest.raises(TransportClosed):
+        await asyncio.wait_for(reader, 5)
+    await link.close()  # idempotent
