@@ -131,3 +131,28 @@ async def test_connecting_to_an_absent_device_fails_clearly() -> None:
         await link.close()
     with pytest.raises(TransportError, match="IMUSIC_BLE_HCI"):
         await scan(0.2, hci="tcp-client:127.0.0.1:1")
+
+
+async def test_device_session_over_ble_reconnects_after_a_dropped_link() -> None:
+    """The core's DeviceSession (what ``imusic stream --ble`` runs) on the BLE transport:
+    handshake, samples, the link drop noticed, a reconnect, samples again."""
+    from firmware_bridge.device import DeviceSession, SessionConfig
+
+    cfg = EmulatorConfig(transport="ble", rate_hz=100, seconds=30, seed=26,
+                         disconnect_every=1.0)
+    async with Emulator(cfg) as emu:
+        session = DeviceSession(lambda: BleTransport(emu.ble_address, hci=emu.ble_hci),
+                                SessionConfig(publish=False, backoff_initial_s=0.05))
+        stop = asyncio.Event()
+        task = asyncio.create_task(session.run(stop))
+        try:
+            deadline = asyncio.get_running_loop().time() + 20
+            while (session.health.reconnects < 1 or session.health.samples < 250) and \
+                    asyncio.get_running_loop().time() < deadline and not task.done():
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    h = session.health
+    assert h.reconnects >= 1 and emu.stats.disconnects >= 1
+    assert h.samples >= 250 and h.crc_errors == 0 and h.frame_errors == 0
