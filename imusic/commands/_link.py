@@ -1,0 +1,33 @@
+"""Options shared by the commands that read a wearable (``live``, ``hybrid``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from imusic.pipelines import LinkOptions
+
+
+def add_link_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--serial PATH | --udp PORT | --ble ADDRESS | --lsl [NAME]`` and ``--rig``."""
+    link = parser.add_mutually_exclusive_group(required=True)
+    link.add_argument("--serial", metavar="PATH", help="wearable on a serial port (or a pty)")
+    link.add_argument("--udp", metavar="PORT", type=int, help="Wi-Fi wearable on this UDP port")
+    link.add_argument("--ble", metavar="ADDRESS", help="BLE wearable (address or name)")
+    link.add_argument("--lsl", metavar="NAME", nargs="?", const="",
+                      help="an IMU LSL stream already published ('imusic stream'); "
+                           "NAME or source_id, or the first one found")
+    parser.add_argument("--udp-host", default="0.0.0.0", help="address to listen on with --udp")
+    parser.add_argument("--rig", default="auto", metavar="NAME|PATH",
+                        help="rig the wearable must match (default: the rig it names)")
+    parser.add_argument("--model", default=None, metavar="CKPT",
+                        help="checkpoint folder (default: the bundled one)")
+    parser.add_argument("--steps", type=int, default=None, metavar="N",
+                        help="DDIM steps per frame (default: the checkpoint's)")
+    parser.add_argument("--seconds", type=float, default=None, metavar="N",
+                        help="stop after N seconds (default: Ctrl-C or SIGTERM)")
+
+
+def link_options(args: argparse.Namespace) -> LinkOptions:
+    """The ``LinkOptions`` the parsed arguments name."""
+    return LinkOptions(serial=args.serial, udp=args.udp, udp_host=args.udp_host, ble=args.ble,
+                       lsl=args.lsl, rig=args.rig)

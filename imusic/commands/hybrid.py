@@ -1,0 +1,90 @@
+"""``imusic hybrid``: occlusion-robust tracking, ARKit fused with the IMU estimate per region."""
+
+from __future__ import annotations
+
+import argparse
+
+from imusic.commands._link import add_link_arguments, link_options
+
+HELP = "hybrid tracking: ARKit when the face is visible, the IMUs when it is not (per region)"
+EXAMPLE = "imusic hybrid --arkit-listen 11111 --serial /dev/ttyACM0 --view"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``imusic hybrid``."""
+    arkit = parser.add_mutually_exclusive_group(required=True)
+    arkit.add_argument("--arkit-listen", metavar="PORT", type=int,
+                       help="receive Live Link Face packets from the phone on this UDP port")
+    arkit.add_argument("--arkit-lsl", metavar="NAME", nargs="?", const="",
+                       help="use an ARKit Blendshapes LSL stream ('imusic arkit'); NAME or the "
+                            "first with desc/source arkit")
+    add_link_arguments(parser)
+    parser.add_argument("--name", default="imusic-hybrid",
+                        help="name of the fused Blendshapes stream (state: NAME-state)")
+    parser.add_argument("--view", action="store_true", help="open the viewer on the fused stream")
+    parser.add_argument("--quiet", action="store_true", help="no live status line")
+
+
+def state_line(pipe) -> str:
+    """Which source each region is on right now."""
+    from model.fusion import REGION_NAMES
+
+    fuser = pipe.fuser
+    parts = []
+    for region, w in zip(REGION_NAMES, fuser._weight):  # noqa: SLF001 - read-only display
+        parts.append(f"{region} {'ARKit' if w >= 0.999 else 'IMU' if w <= 0.001 else f'{w:.0%} ARKit'}")
+    return f"fused {pipe.fused_frames} | " + ", ".join(parts)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    import asyncio
+    import sys
+
+    from imusic.pipelines import HybridPipeline, install_stop_signals, stop_after
+
+    try:
+        pipe = HybridPipeline(link_options(args), arkit_listen=args.arkit_listen,
+                              arkit_lsl=args.arkit_lsl, model=args.model, steps=args.steps,
+                              name=args.name)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"imusic hybrid: {err}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    undo = install_stop_signals(stop)
+    viewer = None
+    if args.view:
+        from viewer.launch import launch_view
+
+        viewer = launch_view(["--lsl", args.name])
+    print(f"imusic hybrid: ARKit from "
+          + (f"Live Link UDP {args.arkit_listen}" if args.arkit_listen is not None
+             else f"LSL {args.arkit_lsl or '(source arkit)'}")
+          + f" + IMU from {link_options(args).describe()} -> LSL '{args.name}' and "
+          f"'{args.name}-state'. Ctrl-C stops.", file=sys.stderr)
+    run = asyncio.create_task(pipe.run(stop))
+    timer = asyncio.create_task(stop_after(stop, args.seconds))
+    code = 0
+    try:
+        while not run.done():
+            await asyncio.wait({run}, timeout=1.0)
+            if not args.quiet and not run.done():
+                print(state_line(pipe), file=sys.stderr, flush=True)
+        await run
+    except (LookupError, OSError) as err:
+        print(f"imusic hybrid: {err}", file=sys.stderr)
+        code = 1
+    finally:
+        stop.set()
+        timer.cancel()
+        undo()
+        if viewer is not None:
+            viewer.terminate()
+    print(f"fused frames {pipe.fused_frames}")
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point."""
+    import asyncio
+
+    return asyncio.run(_main(args))

@@ -1,0 +1,119 @@
+"""``imusic live``: camera-free live capture, wearable -> model -> blendshapes."""
+
+from __future__ import annotations
+
+import argparse
+
+from imusic.commands._link import add_link_arguments, link_options
+
+HELP = "camera-free live capture: wearable -> model -> LSL blendshapes (+ Live Link, viewer, recording)"
+EXAMPLE = "imusic live --serial /dev/ttyACM0 --livelink 127.0.0.1:11111 --view --record take.h5 --no-raw"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``imusic live``."""
+    add_link_arguments(parser)
+    parser.add_argument("--name", default="imusic-model",
+                        help="name of the predictions' Blendshapes LSL stream")
+    parser.add_argument("--livelink", metavar="HOST:PORT", default=None,
+                        help="also send Live Link Face packets there (Unreal's Live Link Face "
+                             "source, or any Live Link receiver)")
+    parser.add_argument("--view", action="store_true", help="open the face viewer")
+    parser.add_argument("--record", metavar="SESSION.h5", default=None,
+                        help="record the session (predictions, health, and raw IMU unless --no-raw)")
+    parser.add_argument("--no-raw", action="store_true",
+                        help="with --record: keep only predicted blendshapes and health, no raw IMU")
+    parser.add_argument("--quiet", action="store_true", help="no live status line")
+
+
+def status_line(pipe, started: float) -> str:
+    """Frames, rate and latency so far, plus the device's health when there is one."""
+    import time
+
+    import numpy as np
+
+    st = pipe.stats
+    el = max(time.monotonic() - started, 1e-9)
+    lat = st.motion_to_output_ms[-120:]
+    p50 = f"{np.percentile(lat, 50):5.1f}" if lat else "  -  "
+    health = f" | {pipe.health.line()}" if pipe.health is not None else ""
+    return f"{el:6.1f} s | frames {st.frames} ({st.frames / el:4.1f}/s) | latency p50 {p50} ms{health}"
+
+
+async def _main(args: argparse.Namespace) -> int:
+    import asyncio
+    import sys
+    import time
+
+    from capture.arkit_bridge import parse_host_port
+    from imusic.pipelines import LivePipeline, install_stop_signals, mark_no_raw, stop_after
+
+    if args.no_raw and not args.record:
+        print("imusic live: --no-raw only applies with --record SESSION.h5", file=sys.stderr)
+        return 2
+    livelink = parse_host_port(args.livelink) if args.livelink else None
+    link = link_options(args)
+    try:
+        pipe = LivePipeline(link, model=args.model, steps=args.steps, name=args.name,
+                            livelink=livelink, imu_name=f"{args.name}-imu")
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"imusic live: cannot load the model: {err}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    undo = install_stop_signals(stop)
+    recorder = viewer = None
+    if args.record:
+        from capture.recorder import Recorder
+
+        names = [args.name, f"{args.name}-imu-events"] if args.no_raw else None
+        types = ("Blendshapes", "Markers") if args.no_raw else ("IMU", "Blendshapes", "Markers")
+        try:
+            recorder = Recorder(args.record, types=types,
+                                names=names or [args.name, f"{args.name}-imu",
+                                                f"{args.name}-imu-events"]).start()
+        except (FileExistsError, OSError) as err:
+            print(f"imusic live: {err}", file=sys.stderr)
+            return 2
+    if args.view:
+        from viewer.launch import launch_view
+
+        viewer = launch_view(["--lsl", args.name])
+    print(f"imusic live: {link.describe()} -> model ({pipe.runtime.steps} DDIM steps) -> LSL "
+          f"'{args.name}'" + (f" + Live Link to {args.livelink}" if livelink else "")
+          + (f" + recording {args.record}" + (" (no raw IMU)" if args.no_raw else "")
+             if args.record else "") + "; no camera is used. Ctrl-C stops.", file=sys.stderr)
+    started = time.monotonic()
+    run = asyncio.create_task(pipe.run(stop))
+    timer = asyncio.create_task(stop_after(stop, args.seconds))
+    code = 0
+    try:
+        while not run.done():
+            await asyncio.wait({run}, timeout=1.0)
+            if not args.quiet and not run.done():
+                print(status_line(pipe, started), file=sys.stderr, flush=True)
+        await run
+    except (LookupError, OSError) as err:
+        print(f"imusic live: {err}", file=sys.stderr)
+        code = 1
+    finally:
+        stop.set()
+        timer.cancel()
+        undo()
+        if recorder is not None:
+            recorder.stop()
+            if args.no_raw:
+                mark_no_raw(args.record)
+        if viewer is not None:
+            viewer.terminate()
+    s = pipe.stats.summary()
+    print(f"frames {s['frames']:.0f}  samples {s['samples']:.0f}  motion-to-output latency "
+          f"p50 {s['motion_to_output_p50_ms']:.1f} ms  p99 {s['motion_to_output_p99_ms']:.1f} ms"
+          f"  (model compute p50 {s['compute_p50_ms']:.1f} ms)")
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point."""
+    import asyncio
+
+    return asyncio.run(_main(args))

@@ -1,0 +1,430 @@
+"""The pipelines that compose the parts: live capture, hybrid tracking, the demo.
+
+``LivePipeline``: IMU samples (a wearable through a transport and a device session, or an IMU
+LSL stream) -> the streaming model runtime -> an LSL ``Blendshapes`` stream of predictions,
+and optionally Live Link Face packets out, a viewer, a recording. The model runs in its own
+thread fed by a queue, so a slow frame never holds up the device link; nothing in this path
+opens a camera.
+
+``HybridPipeline`` adds ARKit (Live Link Face packets or an LSL ``Blendshapes`` stream) and the
+per-region fuser (``model.fusion``), publishing the fused stream and a per-region state stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from hardware.vocabulary import N_BLENDSHAPES, N_STREAM_CHANNELS
+
+FUSION_STATE_TYPE = "FusionState"
+"""LSL type of the hybrid's per-region state stream."""
+
+
+@dataclass
+class LinkOptions:
+    """Where the IMU samples come from: exactly one of serial, udp, ble, lsl."""
+
+    serial: str | None = None
+    udp: int | None = None
+    udp_host: str = "0.0.0.0"
+    ble: str | None = None
+    lsl: str | None = None
+    """Name or source_id of an IMU LSL stream ('' for the first IMU stream found)."""
+    rig: str = "auto"
+    baud: int = 921600
+
+    def describe(self) -> str:
+        """The link in words, for messages."""
+        if self.serial:
+            return f"serial {self.serial}"
+        if self.udp is not None:
+            return f"UDP {self.udp_host}:{self.udp}"
+        if self.ble:
+            return f"BLE {self.ble}"
+        return f"LSL IMU stream {self.lsl or '(any)'}"
+
+
+@dataclass
+class LiveStats:
+    """What the live pipeline measured."""
+
+    frames: int = 0
+    samples: int = 0
+    compute_ms: list[float] = field(default_factory=list)
+    """Model compute time per frame."""
+    motion_to_output_ms: list[float] = field(default_factory=list)
+    """Publish time minus the time of the newest IMU sample used (LSL clock)."""
+    frame_delay_ms: list[float] = field(default_factory=list)
+    """Publish time minus the instant the frame describes (includes the look-ahead)."""
+
+    @staticmethod
+    def _pct(values: list[float], q: float) -> float:
+        return float(np.percentile(values, q)) if values else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        """p50/p99 of each latency, and counts."""
+        out: dict[str, float] = {"frames": self.frames, "samples": self.samples}
+        for name in ("compute_ms", "motion_to_output_ms", "frame_delay_ms"):
+            vals = getattr(self, name)
+            out[f"{name[:-3]}_p50_ms"] = self._pct(vals, 50)
+            out[f"{name[:-3]}_p99_ms"] = self._pct(vals, 99)
+        return out
+
+
+class LivePipeline:
+    """IMU in, predicted blendshapes out (see the module docstring).
+
+    ``on_frame(frame, publish_time)`` is called in the model thread for every output frame
+    (the hybrid and the demo hook in there).
+    """
+
+    def __init__(self, link: LinkOptions, model: str | Path | None = None,
+                 steps: int | None = None, name: str = "imusic-model",
+                 livelink: tuple[str, int] | None = None,
+                 on_frame: Callable[[Any, float], None] | None = None,
+                 publish: bool = True, imu_name: str | None = None) -> None:
+        from model.runtime import Runtime
+
+        self.link = link
+        self.runtime = Runtime.from_checkpoint(model, steps=steps)
+        self.name = name
+        self.imu_name = imu_name
+        self.livelink = livelink
+        self.on_frame = on_frame
+        self.publish = publish
+        self.stats = LiveStats()
+        self.health: Any = None
+        self.session: Any = None
+        self._queue: queue.Queue[tuple[np.ndarray, np.ndarray, Any] | None] = queue.Queue()
+        self._outlet: Any = None
+        self._sender: Any = None
+        self._layout: Any = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ model thread
+    def _open_outputs(self) -> None:
+        import pylsl
+
+        from capture.arkit_bridge import UdpSender, blendshapes_info
+
+        if self.publish:
+            info = blendshapes_info(self.name, "imusic-model", f"{self.name}-predictions",
+                                    rate_hz=self.runtime.rate,
+                                    extra={"checkpoint": str(self.runtime.trained.path),
+                                           "ddim_steps": self.runtime.steps,
+                                           "delay_s": f"{self.runtime.delay_s:.4f}",
+                                           "camera": "none"})
+            self._outlet = pylsl.StreamOutlet(info)
+        if self.livelink is not None:
+            self._sender = UdpSender(*self.livelink)
+
+    def _model_loop(self) -> None:
+        import pylsl
+
+        from capture.livelink import LiveLinkPacket, frame_time_fields
+        from model.runtime import stream_values
+
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            rows, ts, layout = item
+            self.runtime.push_rows(rows, ts, layout)
+            self.stats.samples += len(ts)
+            newest = float(ts[-1])
+            for frame in self.runtime.poll():
+                values = stream_values(frame.blendshapes)
+                if self._outlet is not None:
+                    self._outlet.push_sample(values, frame.t)
+                now = pylsl.local_clock()
+                if self._sender is not None:
+                    number, sub, num, den = frame_time_fields(frame.t)
+                    self._sender.send(LiveLinkPacket(
+                        device_id="imusic", subject=self.name, frame_number=number,
+                        sub_frame=sub, rate_numerator=num, rate_denominator=den,
+                        values=np.asarray(values, np.float32)))
+                self.stats.frames += 1
+                self.stats.compute_ms.append(frame.latency_s * 1000)
+                self.stats.motion_to_output_ms.append((now - newest) * 1000)
+                self.stats.frame_delay_ms.append((now - frame.t) * 1000)
+                if self.on_frame is not None:
+                    self.on_frame(frame, now)
+
+    def _feed(self, rows: np.ndarray, timestamps: np.ndarray, labels: list[str]) -> None:
+        if self._layout is None:
+            from model.runtime import ChannelLayout
+
+            self._layout = ChannelLayout(labels, self.runtime.sites)
+        self._queue.put((np.asarray(rows, np.float64), np.asarray(timestamps, np.float64),
+                         self._layout))
+
+    # ------------------------------------------------------------------ sources
+    def _transport_factory(self) -> Callable[[], Any]:
+        link = self.link
+        if link.serial:
+            from firmware_bridge.transports.serial import SerialTransport
+
+            return lambda: SerialTransport(link.serial, link.baud)
+        if link.ble:
+            from firmware_bridge.transports.ble import BleTransport
+
+            return lambda: BleTransport(link.ble)
+        from firmware_bridge.transports.udp import UdpTransport
+
+        udp = UdpTransport(link.udp, link.udp_host)
+        return lambda: udp
+
+    async def _run_device(self, stop: asyncio.Event) -> None:
+        from firmware_bridge.device import DeviceSession, SessionConfig
+
+        rig: Any = self.link.rig
+        if rig and rig != "auto":
+            from hardware.rig import load_rig
+
+            rig = load_rig(rig)
+        session = DeviceSession(self._transport_factory(),
+                                SessionConfig(rig=rig, name=self.imu_name))
+        self.session = session
+
+        def on_samples(rows: np.ndarray, ts: np.ndarray) -> None:
+            labels = [c[0] for c in session.outlet.spec.channels]
+            self._feed(rows, ts, labels)
+
+        session.on_samples = on_samples
+        self.health = session.health
+        await session.run(stop)
+
+    def _run_lsl(self, stop: threading.Event) -> None:
+        import pylsl
+
+        from model.runtime import imu_labels
+
+        want = self.link.lsl or ""
+        pred = "type='IMU'" + (f" and (name='{want}' or source_id='{want}')" if want else "")
+        found = pylsl.resolve_bypred(pred, 1, 10.0)
+        if not found:
+            raise LookupError(f"no IMU LSL stream {want!r} found in 10 s: start 'imusic stream' "
+                              "(or 'imusic emulate' + 'imusic stream') first, or check --lsl NAME")
+        inlet = pylsl.StreamInlet(found[0], max_buflen=5, recover=True,
+                                  processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
+        try:
+            labels = imu_labels(inlet.info(timeout=5.0))
+            while not stop.is_set():
+                rows, ts = inlet.pull_chunk(timeout=0.05, max_samples=1024)
+                if ts:
+                    self._feed(np.asarray(rows), np.asarray(ts), labels)
+        finally:
+            inlet.close_stream()
+
+    # ------------------------------------------------------------------ control
+    async def run(self, stop: asyncio.Event) -> LiveStats:
+        """Run until ``stop`` is set. Returns the measured statistics."""
+        self._open_outputs()
+        self._thread = threading.Thread(target=self._model_loop, name="imusic-model",
+                                        daemon=True)
+        self._thread.start()
+        try:
+            if self.link.lsl is not None:
+                halt = threading.Event()
+                task = asyncio.create_task(asyncio.to_thread(self._run_lsl, halt))
+                with contextlib.suppress(asyncio.CancelledError):
+                    done, _ = await asyncio.wait(
+                        {task, asyncio.create_task(stop.wait())},
+                        return_when=asyncio.FIRST_COMPLETED)
+                halt.set()
+                await task   # re-raises a resolve failure
+            else:
+                await self._run_device(stop)
+        finally:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join, 10.0)
+            if self._sender is not None:
+                self._sender.close()
+            self._outlet = None
+        return self.stats
+
+
+class FrameBuffer:
+    """The newest blendshape frames with their timestamps (thread-safe): ARKit for the fuser,
+    the twin's truth for the demo's live error."""
+
+    def __init__(self, span_s: float = 2.0) -> None:
+        self._frames: deque[tuple[float, np.ndarray]] = deque()
+        self._lock = threading.Lock()
+        self._span = span_s
+        self.lost_at: float | None = None
+
+    def add(self, t: float, values: np.ndarray | None) -> None:
+        """Add a frame captured at ``t``; ``values`` None is a face-lost packet."""
+        with self._lock:
+            if values is None:
+                self.lost_at = t
+                return
+            self._frames.append((t, np.asarray(values, np.float64)[:N_BLENDSHAPES]))
+            while self._frames and self._frames[-1][0] - self._frames[0][0] > self._span:
+                self._frames.popleft()
+
+    def at(self, t: float, tolerance_s: float) -> tuple[np.ndarray | None, float | None]:
+        """The frame nearest ``t`` (within ``tolerance_s``) and its time, or (None, None)
+        when there is none or the face was lost more recently than that frame."""
+        with self._lock:
+            if not self._frames:
+                return None, None
+            times = np.fromiter((f[0] for f in self._frames), float, len(self._frames))
+            k = int(np.argmin(np.abs(times - t)))
+            ft, values = self._frames[k]
+            if abs(ft - t) > tolerance_s:
+                return None, None
+            if self.lost_at is not None and ft < self.lost_at <= t + tolerance_s:
+                return None, None
+            return values, ft
+
+
+class HybridPipeline:
+    """ARKit + IMU -> fused blendshapes (see the module docstring)."""
+
+    def __init__(self, link: LinkOptions, arkit_listen: int | None = None,
+                 arkit_lsl: str | None = None, model: str | Path | None = None,
+                 steps: int | None = None, name: str = "imusic-hybrid",
+                 fusion: Any = None,
+                 on_fused: Callable[[float, Any], None] | None = None) -> None:
+        from model.fusion import FusionConfig, HybridFusion
+
+        if (arkit_listen is None) == (arkit_lsl is None):
+            raise ValueError("give exactly one ARKit source: --arkit-listen PORT or --arkit-lsl")
+        self.arkit_listen, self.arkit_lsl = arkit_listen, arkit_lsl
+        self.name = name
+        self.fuser = HybridFusion(fusion or FusionConfig())
+        self.arkit = FrameBuffer()
+        self.on_fused = on_fused
+        self.live = LivePipeline(link, model=model, steps=steps, name=f"{name}-imu",
+                                 on_frame=self._on_imu_frame)
+        self.receiver: Any = None
+        self.fused_frames = 0
+        self._fused_outlet: Any = None
+        self._state_outlet: Any = None
+
+    def _open_outlets(self) -> None:
+        import pylsl
+
+        from capture.arkit_bridge import blendshapes_info
+        from model.fusion import REGION_NAMES
+
+        self._fused_outlet = pylsl.StreamOutlet(blendshapes_info(
+            self.name, "imusic-hybrid", f"{self.name}-fused", rate_hz=60.0))
+        info = pylsl.StreamInfo(f"{self.name}-state", FUSION_STATE_TYPE, 2 * len(REGION_NAMES),
+                                60.0, pylsl.cf_float32, f"{self.name}-state")
+        chans = info.desc().append_child("channels")
+        for what, unit in (("arkit_weight", "share"), ("trusted", "bool")):
+            for region in REGION_NAMES:
+                ch = chans.append_child("channel")
+                ch.append_child_value("label", f"{region}.{what}")
+                ch.append_child_value("unit", unit)
+        self._state_outlet = pylsl.StreamOutlet(info)
+
+    def _on_imu_frame(self, frame: Any, now: float) -> None:
+        tolerance = 1.5 / 60.0
+        arkit, arkit_t = self.arkit.at(frame.t, tolerance)
+        fused = self.fuser.step(frame.t, frame.blendshapes, arkit, arkit_t)
+        values = list(map(float, fused.values)) + [0.0] * (N_STREAM_CHANNELS - N_BLENDSHAPES)
+        if self._fused_outlet is not None:
+            self._fused_outlet.push_sample(values, frame.t)
+            self._state_outlet.push_sample(
+                list(map(float, fused.arkit_weight)) + list(map(float, fused.trusted)), frame.t)
+        self.fused_frames += 1
+        if self.on_fused is not None:
+            self.on_fused(frame.t, fused)
+
+    async def _arkit_from_livelink(self, stop: asyncio.Event) -> None:
+        from capture.arkit_bridge import LiveLinkReceiver
+
+        def on_frame(packet: Any, ts: float) -> None:
+            self.arkit.add(ts, None if packet.values is None else packet.values)
+
+        # The receiver republishes ARKit on LSL too, so a recorder gets the ground truth.
+        async with LiveLinkReceiver(name=f"{self.name}-arkit", port=self.arkit_listen,
+                                    on_frame=on_frame) as rx:
+            self.receiver = rx
+            await stop.wait()
+
+    def _arkit_from_lsl(self, halt: threading.Event) -> None:
+        import pylsl
+
+        want = self.arkit_lsl or ""
+        pred = "type='Blendshapes'" + (f" and (name='{want}' or source_id='{want}')" if want
+                                       else " and desc/source='arkit'")
+        found = pylsl.resolve_bypred(pred, 1, 10.0)
+        if not found:
+            raise LookupError(f"no ARKit Blendshapes LSL stream {want!r} found in 10 s: start "
+                              "'imusic arkit --listen 11111' (or --replay TAKE.csv) first")
+        inlet = pylsl.StreamInlet(found[0], max_buflen=5, recover=True,
+                                  processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
+        try:
+            while not halt.is_set():
+                rows, ts = inlet.pull_chunk(timeout=0.05)
+                for row, t in zip(rows, ts):
+                    self.arkit.add(t, np.asarray(row))
+        finally:
+            inlet.close_stream()
+
+    async def run(self, stop: asyncio.Event) -> LiveStats:
+        """Run until ``stop`` is set."""
+        self._open_outlets()
+        if self.arkit_listen is not None:
+            arkit_task = asyncio.create_task(self._arkit_from_livelink(stop))
+            halt = None
+        else:
+            halt = threading.Event()
+            arkit_task = asyncio.create_task(asyncio.to_thread(self._arkit_from_lsl, halt))
+        try:
+            return await self.live.run(stop)
+        finally:
+            stop.set()
+            if halt is not None:
+                halt.set()
+            await arkit_task
+
+
+def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """Set ``stop`` on Ctrl-C and SIGTERM (main thread only). Returns an undo function."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def undo() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    return undo
+
+
+async def stop_after(stop: asyncio.Event, seconds: float | None) -> None:
+    """Set ``stop`` after ``seconds`` (never when None)."""
+    if seconds is None:
+        return
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    stop.set()
+
+
+def mark_no_raw(path: str | Path) -> None:
+    """Record in a session file that it holds no raw IMU signals (``--no-raw``)."""
+    import h5py
+
+    with h5py.File(path, "a") as h5:
+        h5.attrs["raw_imu"] = False
+        h5.attrs["privacy"] = ("recorded with --no-raw: predicted blendshapes and device health "
+                               "only; no raw IMU signals and no camera data")
