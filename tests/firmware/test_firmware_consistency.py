@@ -93,3 +93,26 @@ def test_build_lists_exactly_the_sources_on_disk():
     assert local == {s for s in listed if "/" not in s}
     portable = {p.name for p in (MAIN.parents[1] / "core").glob("*.c")}
     assert portable == {Path(s).name for s in listed if "/core/" in s}
+
+
+def test_esp_idf_sources_pass_a_syntax_and_type_check():
+    """gcc -fsyntax-only of every firmware source against tests/firmware/idf_stubs, our
+    declarations of the ESP-IDF/NimBLE API subset it calls (-Wall -Wextra -Werror, as strict
+    as ESP-IDF's own -Werror=all). Catches typos, wrong argument counts and types relative to
+    those declarations; it is not an ESP-IDF build (that needs idf.py and the toolchain)."""
+    import shutil
+    import subprocess
+
+    cc = shutil.which("gcc") or shutil.which("cc")
+    assert cc, "no C compiler (cc) on PATH: install gcc"
+    firmware = MAIN.parents[1]
+    stubs = Path(__file__).resolve().parent / "idf_stubs"
+    cmd = [cc, "-std=gnu11", "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
+           "-Wno-unused-parameter", f"-I{stubs}", f"-I{firmware / 'protocol'}",
+           f"-I{firmware / 'core'}", f"-I{MAIN}"]
+    failures = []
+    for src in sorted(MAIN.glob("*.c")):
+        proc = subprocess.run([*cmd, str(src)], capture_output=True, text=True, check=False)
+        if proc.returncode:
+            failures.append(f"{src.name}:\n{proc.stderr[-3000:]}")
+    assert not failures, "\n".join(failures)

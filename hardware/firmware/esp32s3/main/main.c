@@ -15,6 +15,7 @@
 
 #include "board.h"
 #include "driver/gpio.h"
+#include "esp_attr.h"
 #include "esp_log.h"
 #include "esp_mac.h"
 #include "esp_random.h"

@@ -15,7 +15,7 @@
 #include "esp_err.h"
 #include "sensor_bus.h"
 
-#define QMI8658_ACC_RANGE_G 4       /* rig setting (hardware/rigs/*.json "settings") */
+#define QMI8658_ACC_RANGE_G 4       /* the rig files' "settings" (hardware/rigs) */
 #define QMI8658_GYRO_RANGE_DPS 512
 #define QMI8658_ACC_LSB_PER_G 8192.0f  /* +-4 g: 2^15 / 4 */
 #define QMI8658_GYRO_LSB_PER_DPS 64.0f /* +-512 dps: 2^15 / 512 */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "driver/gptimer.h"
+#include "esp_attr.h"
 #include "esp_log.h"
 #include "esp_timer.h"
 #include "freertos/task.h"
