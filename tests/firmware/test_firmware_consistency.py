@@ -116,3 +116,12 @@ def test_esp_idf_sources_pass_a_syntax_and_type_check():
         if proc.returncode:
             failures.append(f"{src.name}:\n{proc.stderr[-3000:]}")
     assert not failures, "\n".join(failures)
+
+
+def test_assembly_guide_wiring_table_matches_the_board():
+    """hardware/README.md's wiring table is what board.c wires (imusic11)."""
+    text = (MAIN.parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| (\w+) \| [^|]+ \| \w+ \| (\d) \| (\d) \|", text, re.M)
+    sites, _ = _rig_tables()["imusic11"]
+    assert [(int(n), s, int(b), int(c)) for n, s, b, c in rows] == [
+        (i + 1, s, b, c) for i, (s, b, c) in enumerate(sites)]
