@@ -109,6 +109,7 @@ class LivePipeline:
         self._sender: Any = None
         self._layout: Any = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # ------------------------------------------------------------------ model thread
     def _open_outputs(self) -> None:
@@ -135,8 +136,8 @@ class LivePipeline:
 
         while True:
             item = self._queue.get()
-            if item is None:
-                return
+            if item is None or self._stopping.is_set():
+                return   # on stop, a backlog is dropped rather than computed late
             rows, ts, layout = item
             self.runtime.push_rows(rows, ts, layout)
             self.stats.samples += len(ts)
@@ -245,6 +246,7 @@ class LivePipeline:
             else:
                 await self._run_device(stop)
         finally:
+            self._stopping.set()
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join, 10.0)
             if self._sender is not None:

@@ -184,6 +184,7 @@ async def _main(args: argparse.Namespace) -> int:
         timer.cancel()
         undo()
         halt.set()
+        reader.join(5)     # close the truth inlet before its outlet goes away
         emulator.stop()
         if viewer is not None and viewer.poll() is None:
             viewer.terminate()

@@ -1,0 +1,24 @@
+"""Fixtures for the end-to-end pipeline tests: a running emulator on a real pty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from firmware_bridge.emulator import Emulator, EmulatorConfig
+
+
+@pytest.fixture
+def emulator(unique_name):
+    """A virtual imusic11 wearable on a new pseudo-terminal, procedural motion, publishing its
+    ground truth as the LSL stream ``<unique_name>-truth``."""
+    config = EmulatorConfig(transport="serial", rig="imusic11", rate_hz=100, seconds=60.0,
+                            seed=3, publish_truth=True, truth_name=f"{unique_name}-truth")
+    with Emulator.run_in_thread(config) as emu:
+        yield emu
+
+
+def truth_at(log, t: np.ndarray) -> np.ndarray:
+    """The emulator's ground-truth blendshapes (52) at LSL times ``t``, linearly interpolated."""
+    bt, values = np.asarray(log.blendshape_lsl), np.asarray(log.blendshapes)[:, :52]
+    return np.stack([np.interp(t, bt, values[:, k]) for k in range(52)], axis=1)

@@ -1,0 +1,126 @@
+"""``imusic live`` end to end: emulator on a real pty -> device session -> bundled model ->
+LSL predictions and Live Link Face packets; and ``--no-raw`` recordings."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import h5py
+import numpy as np
+import pylsl
+
+from capture.livelink import parse_packet
+from hardware.vocabulary import N_STREAM_CHANNELS
+from imusic.cli import main
+from model.checkpoint import load_model
+from tests.imusic.conftest import truth_at
+
+
+def _run_cli(argv: list[str]) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+
+    def target() -> None:
+        result["code"] = main(argv)
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    return th, result
+
+
+def _collect(inlet: pylsl.StreamInlet, until: threading.Thread) -> tuple[np.ndarray, np.ndarray]:
+    rows, stamps = [], []
+    while until.is_alive():
+        chunk, ts = inlet.pull_chunk(timeout=0.2)
+        rows += chunk
+        stamps += ts
+    chunk, ts = inlet.pull_chunk(timeout=0.5)
+    return np.asarray(rows + chunk), np.asarray(stamps + ts)
+
+
+def evaluated_mae_x100() -> float:
+    """The bundled model's held-out MAE x100 as its config records it."""
+    metrics = load_model(None).config.get("metrics", {})
+    for key in ("heldout_subjects", "held_out_subjects", "test"):
+        if key in metrics:
+            m = metrics[key]
+            return float(m.get("mae_x100", m.get("all", m)) if isinstance(m, dict) else m)
+    raise KeyError(f"bundled checkpoint config has no held-out MAE: {sorted(metrics)}")
+
+
+def test_live_predictions_follow_the_emulator_and_livelink_packets_parse(emulator, unique_name):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.2)
+    packets: list[bytes] = []
+    stop_rx = threading.Event()
+
+    def receive() -> None:
+        while not stop_rx.is_set():
+            try:
+                packets.append(udp.recv(2048))
+            except socket.timeout:
+                pass
+
+    rx = threading.Thread(target=receive, daemon=True)
+    rx.start()
+    name = f"{unique_name}-pred"
+    th, result = _run_cli(["live", "--serial", emulator.emulator.serial_path, "--seconds", "12",
+                           "--name", name, "--quiet",
+                           "--livelink", f"127.0.0.1:{udp.getsockname()[1]}"])
+    found = pylsl.resolve_byprop("name", name, 1, 30.0)
+    assert found, "imusic live published no predictions stream"
+    info = found[0]
+    assert info.type() == "Blendshapes" and info.channel_count() == N_STREAM_CHANNELS
+    inlet = pylsl.StreamInlet(info, processing_flags=pylsl.proc_clocksync)
+    assert inlet.info(5.0).desc().child_value("source") == "imusic-model"
+    rows, ts = _collect(inlet, th)
+    th.join(30)
+    stop_rx.set()
+    rx.join(2)
+    assert result.get("code") == 0
+    assert len(ts) > 60 * 5, f"only {len(ts)} predicted frames in 12 s"
+    assert np.all(np.diff(ts) > 0)
+
+    # Predictions follow the twin's ground truth within the model's evaluated error.
+    truth = truth_at(emulator.emulator.truth(), ts)
+    keep = ts > ts[0] + 1.0          # after the first second (AHRS settling)
+    live_mae = float(np.abs(rows[keep, :52] - truth[keep]).mean() * 100)
+    mean_face = float(np.abs(truth[keep] - truth[keep].mean(0)).mean() * 100)
+    assert live_mae < mean_face, (live_mae, mean_face)
+    assert live_mae <= 1.5 * evaluated_mae_x100(), (live_mae, evaluated_mae_x100())
+
+    # Live Link Face packets: the v6 layout of ../shared/data/livelink, values = predictions.
+    assert len(packets) > 60 * 5
+    parsed = [parse_packet(p) for p in packets]
+    for raw, pk in zip(packets[:5], parsed[:5]):
+        assert raw[0] == 6
+        l1 = int.from_bytes(raw[1:5], "big")
+        l2 = int.from_bytes(raw[5 + l1:9 + l1], "big")
+        assert len(raw) == 270 + l1 + l2 and raw[25 + l1 + l2] == 61
+        assert pk.values is not None and pk.rate == 60
+    sent = np.stack([p.values for p in parsed])
+    # every packet carries one of the published frames, bit for bit (float32 both ways)
+    published = {tuple(np.round(r, 6)) for r in rows.astype(np.float32)}
+    hits = sum(tuple(np.round(v, 6)) in published for v in sent[-50:])
+    assert hits >= 45
+
+
+def test_no_raw_recording_holds_no_raw_imu(emulator, unique_name, tmp_path):
+    path = tmp_path / "private.h5"
+    name = f"{unique_name}-pred"
+    code = main(["live", "--serial", emulator.emulator.serial_path, "--seconds", "6",
+                 "--name", name, "--quiet", "--record", str(path), "--no-raw"])
+    assert code == 0
+    with h5py.File(path, "r") as h5:
+        assert not bool(h5.attrs["raw_imu"]) and "no raw IMU" in h5.attrs["privacy"]
+        types = [str(g.attrs["type"]) for g in h5["streams"].values()]
+        assert "IMU" not in types and "Blendshapes" in types, types
+        n = sum(g["time_series"].shape[0] for g in h5["streams"].values()
+                if g.attrs["type"] == "Blendshapes")
+        assert n > 60 * 2
+        # Nothing else in the file holds the wearable's signals either.
+        names: list[str] = []
+        h5.visit(names.append)
+        assert not any(".acc." in n or "gyro" in n for n in names), names
