@@ -23,12 +23,12 @@ class NetConfig:
     """Architecture; stored in the checkpoint config."""
 
     n_features: int
-    window: int = 68                 # frames seen: past (incl. the output frame) + look-ahead
+    window: int = 52                 # frames seen: past (incl. the output frame) + look-ahead
     n_out: int = N_OUT
-    d_model: int = 96
+    d_model: int = 64
     n_heads: int = 4
-    enc_layers: int = 3
-    den_layers: int = 3
+    enc_layers: int = 2
+    den_layers: int = 2
     dropout: float = 0.1
     n_timesteps: int = 1000          # only to scale the timestep embedding
 

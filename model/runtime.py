@@ -101,7 +101,6 @@ class Runtime:
         self._buffer_s = buffer_s
         self.latencies: list[float] = []
         self.last: Frame | None = None
-        torch.set_grad_enabled(False)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kw: Any) -> "Runtime":

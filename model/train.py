@@ -38,16 +38,16 @@ from model.networks import IMUSIC, NetConfig
 class TrainConfig:
     """Every training setting, with the defaults of the bundled checkpoint."""
 
-    past: int = 60                   # frames up to and including the output frame (1 s)
+    past: int = 48                   # frames up to and including the output frame (0.8 s)
     lookahead: int = 4               # future frames (67 ms of latency)
-    d_model: int = 96
+    d_model: int = 64
     n_heads: int = 4
-    enc_layers: int = 3
-    den_layers: int = 3
+    enc_layers: int = 2
+    den_layers: int = 2
     dropout: float = 0.1
-    batch_size: int = 64
-    stage1_steps: int = 2500
-    stage2_steps: int = 2500
+    batch_size: int = 32
+    stage1_steps: int = 1500
+    stage2_steps: int = 1500
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 150
@@ -64,12 +64,12 @@ class TrainConfig:
     window_stride: int = 1
     holdout_subjects: list[str] = field(default_factory=lambda: ["id16", "id17", "id18", "id19"])
     holdout_takes: list[str] = field(default_factory=lambda: ["S07-001"])
-    eval_every: int = 500
-    save_every: int = 1000
+    eval_every: int = 250
+    save_every: int = 500
     final_eval: bool = True          # full streaming evaluation into the config at the end
     seed: int = 0
     device: str = "cpu"
-    threads: int = 0                 # torch CPU threads (0: torch's default)
+    threads: int = 1                 # torch CPU threads (1 suits a shared CPU; 0: torch's default)
 
     @classmethod
     def from_json(cls, path: str | Path | None, **overrides: Any) -> "TrainConfig":

@@ -55,14 +55,17 @@ def toy_session(path, subject: str, take: str, seconds: float = 20.0, seed: int 
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     t = np.arange(n) / rate
-    bs = np.zeros((n, 52), np.float32)
-    for k in range(52):
-        f = rng.uniform(0.1, 0.8)
-        bs[:, k] = np.clip(0.5 + 0.5 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)), 0, 1) ** 2
-    mix = np.random.default_rng(1234).normal(0, 0.02, (52, n_face, 3))  # same "anatomy" for all
+    # 6 latent "muscles" drive all 52 shapes (the same mix for every subject), so that the
+    # blendshapes are recoverable from a dozen skin rotations
+    latent = np.stack([0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 0.6) * t
+                                          + rng.uniform(0, 6)) for _ in range(6)], 1)
+    shape_mix = np.random.default_rng(4321).uniform(0, 1, (6, 52))
+    shape_mix /= shape_mix.sum(0, keepdims=True)
+    bs = (latent @ shape_mix).astype(np.float32)
+    mix = np.random.default_rng(1234).normal(0, 0.1, (52, n_face, 3))  # same "anatomy" for all
     skin = np.zeros((n, n_face + 1, 3))
     skin[:, 1:] = np.einsum("nk,ksc->nsc", bs, mix)
-    mount = np.random.default_rng(seed + 7).normal(0, 0.5, (n_face + 1, 3))
+    mount = np.random.default_rng(seed + 7).normal(0, 0.02, (n_face + 1, 3))
     hs = seed if head_seed is None else head_seed
     acc, gyro, mag = signals(head_rotvec(n, rate, hs, 0.2), skin, mount, rate)
     noise = np.random.default_rng(seed + 99)

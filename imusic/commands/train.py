@@ -1,0 +1,57 @@
+"""``imusic train``: train the IMUSIC model (both stages) and write a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train the two-stage IMU -> blendshape model on aligned sessions (CPU by default)"
+EXAMPLE = "imusic train --data data/twin --out runs/imusic11 [--config cfg.json] [--resume]"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``imusic train``."""
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="folder of session files with an 'aligned' group (real or twin)")
+    parser.add_argument("--out", required=True, metavar="CKPT",
+                        help="checkpoint folder to write (model.safetensors + config.json)")
+    parser.add_argument("--config", metavar="JSON",
+                        help="JSON file with training settings to change (see model/MODEL.md)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from the checkpoint in --out")
+    parser.add_argument("--stage1-steps", type=int, default=None, metavar="N")
+    parser.add_argument("--stage2-steps", type=int, default=None, metavar="N")
+    parser.add_argument("--device", default=None, help="cpu (default) or cuda")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip the final held-out evaluation written into the config")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, print where the checkpoint is and its held-out numbers."""
+    import shlex
+    import sys
+
+    from model.train import TrainConfig, train
+
+    try:
+        cfg = TrainConfig.from_json(args.config, stage1_steps=args.stage1_steps,
+                                    stage2_steps=args.stage2_steps, device=args.device,
+                                    seed=args.seed, final_eval=False if args.no_eval else None)
+        command = "imusic train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
+            if len(sys.argv) > 1 and sys.argv[1] == "train" else None
+        config = train(args.data, args.out, cfg, resume=args.resume, command=command,
+                       progress=not args.quiet)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"imusic train: {err}", file=sys.stderr)
+        return 2
+    m = config["metrics"]
+    print(f"checkpoint: {args.out} (trained in {m['train_time_s']:.0f} s)")
+    if "eval" in m:
+        from rich.console import Console
+
+        from model.evaluate import table
+        console = Console() if Console().is_terminal else Console(width=150)
+        for part, res in m["eval"].items():
+            console.print(table(res, f"{part} (MAE ×100)"))
+    return 0
