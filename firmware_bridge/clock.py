@@ -185,7 +185,10 @@ class ClockMap:
             last = b[-1]
             if arrival_s - x < last[2] - last[1]:
                 last[1], last[2] = x, arrival_s
-                self._dirty = True
+                # Refit at once while the fit is young; later, when the bucket closes (a
+                # refit costs a hull over the window, the fit moves little in one bucket).
+                if len(b) <= 8:
+                    self._dirty = True
         elif not b or idx > b[-1][0]:
             b.append([idx, x, arrival_s])
             self._dirty = True
