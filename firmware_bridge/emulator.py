@@ -33,27 +33,25 @@ import logging
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from firmware_bridge import protocol as P
+from firmware_bridge.emulator_truth import TruthLog, truth_outlet
+from firmware_bridge.emulator_twin import BOOT_US, CHUNK_SECONDS, TRUTH_FPS, TwinChunk, TwinSource
+
+__all__ = ["BOOT_US", "CHUNK_SECONDS", "Emulator", "EmulatorConfig", "EmulatorStats",
+           "ThreadedEmulator", "TruthLog", "ready_line"]
 
 log = logging.getLogger(__name__)
 
 FW_VERSION = (1, 0, 0)
 """Firmware version the emulator reports."""
-CHUNK_SECONDS = 30.0
-"""Unbounded runs simulate the twin in chunks of this much motion, one chunk ahead, in a
-worker thread (a fresh procedural motion per chunk, or the take again)."""
-BOOT_US = 150_000
-"""Device time (us since boot) at which a freshly (re)booted device takes its first sample."""
 STATUS_PERIOD_S = 1.0
 """STATUS about once a second."""
-TRUTH_FPS = 60.0
-"""Frame rate of the procedural motion, and of the ground-truth Blendshapes stream."""
 
 
 @dataclass
@@ -115,59 +113,6 @@ class EmulatorConfig:
 
 
 @dataclass
-class _Chunk:
-    t: np.ndarray            # (n,) true time since streaming began, s
-    stamp_us: np.ndarray     # (n,) int64 device timestamps (base clock, before reboots/pauses)
-    acc: np.ndarray          # (n, S, 3) int16 counts
-    gyro: np.ndarray
-    mag: np.ndarray
-    truth_t: np.ndarray      # (m,) true time of motion frames, s
-    truth: np.ndarray        # (m, 61) float32 blendshapes + pose
-    taps: list[float] = field(default_factory=list)
-
-
-@dataclass
-class TruthLog:
-    """Everything the emulator generated, one row per sample instant, in order.
-
-    ``sent`` is True where the instant left in a frame that was neither dropped (``lost``,
-    ``--loss``), nor ``corrupted``, nor refused by the link (``tx_dropped``). ``acc/gyro/mag``
-    are SI values in sensor frames exactly as the counts encode them (counts × scale).
-    ``blendshapes`` (F, 61) with ``blendshape_t`` (true s) and ``blendshape_lsl`` (LSL time
-    they were or would have been stamped with) are the twin's ground truth.
-    """
-
-    seq: np.ndarray
-    device_us: np.ndarray
-    t: np.ndarray
-    boot_id: np.ndarray
-    counts: dict[str, np.ndarray]
-    scales: dict[str, float]
-    sent: np.ndarray
-    lost: np.ndarray
-    corrupted: np.ndarray
-    tx_dropped: np.ndarray
-    blendshape_t: np.ndarray
-    blendshapes: np.ndarray
-    blendshape_lsl: np.ndarray
-
-    @property
-    def acc(self) -> np.ndarray:
-        """Specific force (N, S, 3) m/s²."""
-        return self.counts["acc"] * self.scales["acc"]
-
-    @property
-    def gyro(self) -> np.ndarray:
-        """Angular rate (N, S, 3) rad/s."""
-        return self.counts["gyro"] * self.scales["gyro"]
-
-    @property
-    def mag(self) -> np.ndarray:
-        """Magnetic field (N, S, 3) µT."""
-        return self.counts["mag"] * self.scales["mag"]
-
-
-@dataclass
 class EmulatorStats:
     """Counters of what the emulator did."""
 
@@ -188,118 +133,6 @@ class EmulatorStats:
     def as_dict(self) -> dict[str, int]:
         """Counters as a dict."""
         return dict(self.__dict__)
-
-
-def _pose_from_rotvec(rotvec: np.ndarray) -> np.ndarray:
-    """Head yaw, pitch, roll (rad, about y, x, z) from world-from-head rotation vectors."""
-    from scipy.spatial.transform import Rotation
-
-    ypr = Rotation.from_rotvec(rotvec).as_euler("YXZ")
-    return ypr
-
-
-class _Twin:
-    """Makes chunks of twin signals (quantised counts, device stamps) and ground truth."""
-
-    def __init__(self, cfg: EmulatorConfig, rate_hz: int) -> None:
-        from hardware.rig import load_rig
-
-        self.cfg = cfg
-        self.rate = int(rate_hz)
-        self.rig = load_rig(cfg.rig)
-        self.take = None
-        self.motion_obj = None
-        if not isinstance(cfg.motion, (str, Path)):
-            self.motion_obj = cfg.motion
-        elif cfg.motion != "procedural":
-            path = Path(cfg.motion)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"--motion {cfg.motion}: no such Live Link Face CSV take (or say 'procedural')")
-            from capture.livelink_csv import read_take
-
-            self.take = read_take(path)
-        self.n_done = 0          # instants produced so far
-        self.t_done = 0.0        # true time the next chunk starts at
-        self.k = 0
-        self.base_offset_us = float(BOOT_US if cfg.clock_offset_us is None else cfg.clock_offset_us)
-        self.scales: dict[str, float] = {}
-        self.ranges: dict[str, float] = {}
-
-    def _motion(self, k: int, seconds: float) -> tuple[Any, np.ndarray]:
-        from hardware.motion import Motion, procedural
-
-        if self.motion_obj is not None:
-            return self._cut(self.motion_obj, None, seconds)
-        if self.take is None:
-            m = procedural(seconds, fps=TRUTH_FPS, seed=self.cfg.seed + k)
-            pose = np.zeros((m.n_frames, 9))
-            pose[:, :3] = _pose_from_rotvec(m.head_rotvec)
-            return m, pose
-        take = self.take
-        m = Motion.from_blendshapes(take.t, take.values)
-        pose = np.nan_to_num(np.asarray(take.values[:, 52:61], dtype=np.float64))
-        return self._cut(m, pose, seconds)
-
-    @staticmethod
-    def _cut(m: Any, pose: np.ndarray | None, seconds: float) -> tuple[Any, np.ndarray]:
-        """The motion up to ``seconds`` (all of it if shorter), with its 9 pose values."""
-        from hardware.motion import Motion
-
-        if pose is None:
-            pose = np.zeros((m.n_frames, 9))
-            pose[:, :3] = _pose_from_rotvec(m.head_rotvec)
-        if seconds < m.duration:  # cut to the run's length
-            n = max(int(np.searchsorted(m.t, m.t[0] + seconds, side="right")), 4)
-            m = Motion(fps=m.fps, blendshapes=m.blendshapes[:n], head_rotvec=m.head_rotvec[:n],
-                       head_position=m.head_position[:n], t=m.t[:n], events=m.events)
-            pose = pose[:n]
-        return m, pose
-
-    def next_chunk(self) -> _Chunk | None:
-        """The next slab of signals, or None when ``seconds`` are done."""
-        from hardware.physics import simulate
-        from hardware.sensors import DeviceClock, to_counts
-
-        cfg = self.cfg
-        if cfg.seconds is not None:
-            left = cfg.seconds - self.t_done
-            if left <= 0.5 / self.rate:
-                return None
-            seconds = left  # a bounded run is simulated whole (a take: up to its end)
-        else:
-            seconds = CHUNK_SECONDS
-        seconds = max(seconds, 4.0 / TRUTH_FPS)
-        motion, pose = self._motion(self.k, seconds)
-        clock = DeviceClock(offset_us=self.base_offset_us + self.n_done * 1e6 / self.rate,
-                            drift_ppm=cfg.drift_ppm, jitter_us=cfg.jitter_us,
-                            seed=cfg.seed + self.k)
-        sig = simulate(motion, self.rig, rate_hz=self.rate, identity=cfg.identity,
-                       seed=cfg.seed, errors=cfg.errors, clock=clock)
-        t_shift = self.t_done - float(motion.t[0])
-        t = sig.t + t_shift
-        if cfg.seconds is not None:
-            keep = t < cfg.seconds - 1e-9
-            keep[0] = True
-        else:
-            keep = np.ones(len(t), bool)
-        counts = {}
-        for q in ("acc", "gyro", "mag"):
-            scale = float(np.max(sig.scales[q]))  # one scale per quantity on the wire
-            self.scales[q] = scale
-            self.ranges[q] = float(np.max(sig.ranges[q]))
-            counts[q] = to_counts(getattr(sig, q)[keep], scale)
-        n = int(keep.sum())
-        truth = np.concatenate([motion.blendshapes, pose], axis=1).astype(np.float32)
-        taps = [float(e.start) + t_shift for e in getattr(motion, "events", []) if e.kind == "tap"]
-        chunk = _Chunk(t=t[keep], stamp_us=sig.device_time_us[keep].astype(np.int64),
-                       acc=counts["acc"], gyro=counts["gyro"], mag=counts["mag"],
-                       truth_t=motion.t + t_shift, truth=truth, taps=taps)
-        # Next chunk starts one nominal sample period after this one's last true instant.
-        self.n_done += n
-        self.t_done = self.n_done / self.rate / (1.0 + cfg.drift_ppm * 1e-6)
-        self.k += 1
-        return chunk
 
 
 class Emulator:
@@ -328,8 +161,8 @@ class Emulator:
         self._pending_rate = self.rate_hz
         self.boot_id = 0
         self.link: Any = None
-        self._twin: _Twin | None = None
-        self._chunk: _Chunk | None = None
+        self._twin: TwinSource | None = None
+        self._chunk: TwinChunk | None = None
         self._next_chunk: asyncio.Future | None = None
         self._i = 0                      # next instant in the current chunk
         self._seq = 0
@@ -407,7 +240,7 @@ class Emulator:
         else:
             from firmware_bridge.emulator_links import BleLink
             self.link = BleLink(self.name, max_chunk=cfg.ble_max_chunk, cut=cfg.ble_cut)
-        self._twin = _Twin(cfg, self.rate_hz)
+        self._twin = TwinSource(cfg, self.rate_hz)
         self._chunk = await asyncio.to_thread(self._twin.next_chunk)
         if self._chunk is None:
             raise ValueError(f"--seconds {cfg.seconds}: nothing to stream")
@@ -596,7 +429,7 @@ class Emulator:
         self.rate_hz = self._pending_rate
         if self._next_chunk is not None:
             self._next_chunk.cancel()
-        self._twin = _Twin(self.config, self.rate_hz)
+        self._twin = TwinSource(self.config, self.rate_hz)
         self._chunk = await asyncio.to_thread(self._twin.next_chunk)
         self._i = 0
         # the twin's timeline restarts at 0; the device clock must not
@@ -681,7 +514,7 @@ class Emulator:
         finally:
             self._done.set()
 
-    async def _send_frame(self, chunk: _Chunk, i0: int, i1: int) -> None:
+    async def _send_frame(self, chunk: TwinChunk, i0: int, i1: int) -> None:
         cfg = self.config
         stamps = chunk.stamp_us[i0:i1] + int(round(self._adj_us))
         stamps = np.maximum(stamps, 0)
@@ -736,32 +569,18 @@ class Emulator:
     def _open_truth_outlet(self) -> None:
         import pylsl
 
-        from hardware.vocabulary import STREAM_NAMES
-
-        name = self.config.truth_name or f"imusic-twin-{self.device_id:08x}"
         twin = self._twin
         source = (twin.take if twin.take is not None else twin.motion_obj) if twin else None
-        fps = float(source.fps) if source is not None else TRUTH_FPS
-        info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), fps,
-                                pylsl.cf_float32, f"twin-{self.serial:016x}")
-        desc = info.desc()
-        desc.append_child_value("source", "twin")
-        desc.append_child_value("rig", self.config.rig)
-        desc.append_child_value("device_serial", f"{self.serial:016x}")
         motion = self.config.motion
-        desc.append_child_value("motion", str(motion) if isinstance(motion, (str, Path))
-                                else "in-process Motion")
-        channels = desc.append_child("channels")
-        for label in STREAM_NAMES:
-            ch = channels.append_child("channel")
-            ch.append_child_value("label", label)
-            ch.append_child_value("unit", "rad" if label[0].islower() and (
-                "Yaw" in label or "Pitch" in label or "Roll" in label) else "normalized")
-            ch.append_child_value("type", "Blendshapes")
-        self._outlet = pylsl.StreamOutlet(info, chunk_size=1)
+        self._outlet = truth_outlet(
+            name=self.config.truth_name or f"imusic-twin-{self.device_id:08x}",
+            source_id=f"twin-{self.serial:016x}",
+            fps=float(source.fps) if source is not None else TRUTH_FPS,
+            rig=self.config.rig, serial=f"{self.serial:016x}",
+            motion=str(motion) if isinstance(motion, (str, Path)) else "in-process Motion")
         self._lsl_minus_mono = pylsl.local_clock() - time.monotonic()
 
-    def _publish_truth(self, chunk: _Chunk, t_now: float) -> None:
+    def _publish_truth(self, chunk: TwinChunk, t_now: float) -> None:
         j0 = self._truth_i
         j1 = int(np.searchsorted(chunk.truth_t, t_now, side="right"))
         if j1 <= j0:

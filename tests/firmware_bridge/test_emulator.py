@@ -397,9 +397,9 @@ def test_udp_packing_never_cuts_a_frame(bodies: list[bytes], limit: int) -> None
 
 async def test_unbounded_run_is_simulated_in_chunks_with_continuous_seq_and_clock(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import firmware_bridge.emulator as emulator_mod
+    import firmware_bridge.emulator_twin as emulator_twin
 
-    monkeypatch.setattr(emulator_mod, "CHUNK_SECONDS", 0.4)
+    monkeypatch.setattr(emulator_twin, "CHUNK_SECONDS", 0.4)
     sock = _udp_host()
     try:
         cfg = EmulatorConfig(transport="udp", udp_target=sock.getsockname(), rate_hz=100,

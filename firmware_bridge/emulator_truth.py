@@ -1,0 +1,73 @@
+"""The emulator's ground truth: the log of every instant it generated (``TruthLog``) and the
+LSL ``Blendshapes`` outlet of the twin's blendshapes (``truth_outlet``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class TruthLog:
+    """Everything the emulator generated, one row per sample instant, in order.
+
+    ``sent`` is True where the instant left in a frame that was neither dropped (``lost``,
+    ``--loss``), nor ``corrupted``, nor refused by the link (``tx_dropped``). ``acc/gyro/mag``
+    are SI values in sensor frames exactly as the counts encode them (counts × scale).
+    ``blendshapes`` (F, 61) with ``blendshape_t`` (true s) and ``blendshape_lsl`` (LSL time
+    they were or would have been stamped with) are the twin's ground truth.
+    """
+
+    seq: np.ndarray
+    device_us: np.ndarray
+    t: np.ndarray
+    boot_id: np.ndarray
+    counts: dict[str, np.ndarray]
+    scales: dict[str, float]
+    sent: np.ndarray
+    lost: np.ndarray
+    corrupted: np.ndarray
+    tx_dropped: np.ndarray
+    blendshape_t: np.ndarray
+    blendshapes: np.ndarray
+    blendshape_lsl: np.ndarray
+
+    @property
+    def acc(self) -> np.ndarray:
+        """Specific force (N, S, 3) m/s²."""
+        return self.counts["acc"] * self.scales["acc"]
+
+    @property
+    def gyro(self) -> np.ndarray:
+        """Angular rate (N, S, 3) rad/s."""
+        return self.counts["gyro"] * self.scales["gyro"]
+
+    @property
+    def mag(self) -> np.ndarray:
+        """Magnetic field (N, S, 3) µT."""
+        return self.counts["mag"] * self.scales["mag"]
+
+
+def truth_outlet(name: str, source_id: str, fps: float, rig: str, serial: str, motion: str):
+    """An LSL outlet for the twin's ground truth: type ``Blendshapes``, the 61 STREAM_NAMES
+    channels as float32 (52 ARKit coefficients, then head and eye yaw/pitch/roll in rad),
+    ``desc/source`` = ``twin``, with the rig, device serial and motion it came from."""
+    import pylsl
+
+    from hardware.vocabulary import POSE_NAMES, STREAM_NAMES
+
+    info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), fps, pylsl.cf_float32,
+                            source_id)
+    desc = info.desc()
+    desc.append_child_value("source", "twin")
+    desc.append_child_value("rig", rig)
+    desc.append_child_value("device_serial", serial)
+    desc.append_child_value("motion", motion)
+    channels = desc.append_child("channels")
+    for label in STREAM_NAMES:
+        ch = channels.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", "rad" if label in POSE_NAMES else "normalized")
+        ch.append_child_value("type", "Pose" if label in POSE_NAMES else "Blendshapes")
+    return pylsl.StreamOutlet(info, chunk_size=1)
