@@ -88,8 +88,9 @@ async def scan(timeout: float = 3.0, *, name: str | None = None, any_device: boo
                                             service_uuids=service_filter, **kwargs)
     except (BleakError, OSError) as err:
         where = kwargs.get("hci") or "the OS Bluetooth stack"
-        raise TransportError(f"BLE scan failed on {where}: {err}. Is Bluetooth on (Linux: BlueZ and D-Bus running), or the "
-                             f"emulator running with {HCI_ENV} set to what it printed?") from err
+        raise TransportError(
+            f"BLE scan failed on {where}: {err}. Is Bluetooth on (Linux: BlueZ and D-Bus "
+            f"running), or the emulator running with {HCI_ENV} set to what it printed?") from err
     out = []
     for device, adv in found.values():
         local = adv.local_name or device.name

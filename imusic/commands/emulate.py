@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 HELP = "Run a virtual wearable: the digital twin speaking the wire protocol on a pty, UDP or BLE."
-EXAMPLE = "imusic emulate --transport serial --rig imusic11 --motion procedural --rate 100 --seconds 60"
+EXAMPLE = (
+    "imusic emulate --transport serial --rig imusic11 --motion procedural --rate 100 --seconds 60")
 
 
 def _host_port(text: str) -> tuple[str, int]:
