@@ -156,3 +156,34 @@ async def test_device_session_over_ble_reconnects_after_a_dropped_link() -> None
     h = session.health
     assert h.reconnects >= 1 and emu.stats.disconnects >= 1
     assert h.samples >= 250 and h.crc_errors == 0 and h.frame_errors == 0
+
+
+async def test_cli_emulate_ble_reached_from_another_process() -> None:
+    """``imusic emulate --transport ble`` in its own process; this process is the host and
+    reaches the virtual controller over the HCI socket the emulator printed."""
+    import json
+    import sys
+    from pathlib import Path
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "imusic", "emulate", "--transport", "ble", "--seconds", "30",
+        "--seed", "27", cwd=Path(__file__).resolve().parents[2],
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        info = None
+        while info is None:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, (await proc.stderr.read()).decode()
+            if line.startswith(b"ready "):
+                info = json.loads(line[6:])
+        dec, msgs = P.Decoder(), []
+        async with BleTransport(info["address"], hci=info["hci"]) as link:
+            await link.write(P.encode(P.CmdGetInfo(), 0) + P.encode(P.CmdStart(), 0))
+            got = await _read_until(link, dec, msgs, lambda m: isinstance(m, P.Samples))
+        device_info = next(m for m in msgs if isinstance(m, P.DeviceInfo))
+        assert device_info.serial == int(info["serial"], 16)
+        assert got.n_sensors == 12 and dec.stats.errors == 0
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
+    assert proc.returncode == 0  # SIGTERM is a clean stop
