@@ -11,6 +11,7 @@ rendered in software GL). Runs under its own Xvfb when DISPLAY is unset.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -92,15 +93,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from viewer.display import ensure_display
 
+
+    load_before = os.getloadavg()
     rows = []
     with ensure_display() as display:
         for name, faces, full, markers in CASES:
             r = run_case(faces, full, markers, frames)
             rows.append({"case": name, **r})
+    load_after = os.getloadavg()
     print_table(rows, f"viewer update+render, {frames} frames per case, "
                       f"window 640x720 (1200x720 side by side), DISPLAY {display}")
+    # Software GL shares the CPU with everything else: the load says how busy it was.
+    print(f"1-minute load average: {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+          f"({os.cpu_count()} cores)")
     save("viewer", rows, frames=frames, renderer="Open3D legacy Visualizer, Mesa (software GL) "
-         "when under Xvfb")
+         "when under Xvfb", load_average_1min=[load_before[0], load_after[0]])
     return 0
 
 
