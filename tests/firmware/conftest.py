@@ -37,12 +37,13 @@ class ImpTool:
 
     def __init__(self, path: Path):
         self.path = path
+        self.env = {**os.environ, **SANITIZER_ENV}
+        """Environment to run it with (sanitizer options)."""
 
     def run(self, mode: str, data: bytes = b"", *, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run one mode with ``data`` on stdin; raises AssertionError naming a sanitizer report."""
-        env = {**os.environ, **SANITIZER_ENV}
         proc = subprocess.run([str(self.path), mode], input=data, capture_output=True,
-                              timeout=timeout, env=env, check=False)
+                              timeout=timeout, env=self.env, check=False)
         stderr = proc.stderr.decode(errors="replace")
         assert "Sanitizer" not in stderr and "runtime error" not in stderr, (
             f"imp_tool {mode}: sanitizer report:\n{stderr[-4000:]}")

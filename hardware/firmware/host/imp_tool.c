@@ -6,6 +6,7 @@
  *   imp_tool encode   < lines    text message descriptions -> frame bytes on stdout
  *   imp_tool device   < bytes    act as a wearable's command handler: host frames in, answers out
  *   imp_tool selftest            the C unit tests (selftest.c)
+ *   imp_tool wearable S [RATE]   the firmware's main loop on stdin/stdout (wearable_sim.c)
  *   imp_tool bench S FLAGS K N   time N encodes and decodes of a SAMPLES frame of K instants x
  *                                S sensors; prints one JSON line (benchmarks/bench_firmware.py)
  *
@@ -29,7 +30,8 @@
 #include "imusic_device.h"
 #include "imusic_protocol.h"
 
-int imp_selftest(void); /* selftest.c */
+int imp_selftest(void);                        /* selftest.c */
+int imp_wearable_sim(int argc, char **argv);    /* wearable_sim.c */
 
 /* ---- JSON output -------------------------------------------------------------------- */
 
@@ -516,7 +518,9 @@ int main(int argc, char **argv)
         return imp_selftest();
     if (strcmp(mode, "bench") == 0)
         return cmd_bench(argc, argv);
-    fprintf(stderr, "usage: %s decode|encode|device|selftest|bench (see imp_tool.c)\n",
+    if (strcmp(mode, "wearable") == 0)
+        return imp_wearable_sim(argc, argv);
+    fprintf(stderr, "usage: %s decode|encode|device|wearable|selftest|bench (see imp_tool.c)\n",
             argv[0]);
     return 2;
 }
