@@ -231,3 +231,23 @@ def _after_reboot(inlet: Inlet) -> int:
     seq = np.concatenate(inlet.rows)[:, -1]
     back = np.flatnonzero(np.diff(seq) < 0)
     return 0 if len(back) == 0 else len(seq) - int(back[0]) - 1
+
+
+async def test_corrupted_bytes_are_counted_and_never_published(unique_name: str, tmp_path) -> None:
+    import json
+
+    cfg = EmulatorConfig(transport="serial", rig="imusic6", rate_hz=100, seconds=None, seed=7,
+                         corrupt=0.0005)
+    summary = tmp_path / "health.json"
+    emu, inlet = await _stream_with(
+        cfg, lambda e: ("--serial", e.serial_path, "--summary-json", str(summary)), unique_name,
+        lambda e, i: i.n >= 400 and e.stats.frames_corrupted >= 3)
+    rows, _ = inlet.arrays()
+    seq = _check_values(emu, rows)                 # every published value is the twin's
+    log = emu.truth()
+    window = (log.seq >= seq[0]) & (log.seq <= seq[-1])
+    assert np.array_equal(np.sort(seq), log.seq[window & log.sent])   # corrupted frames left out
+    h = json.loads(summary.read_text())
+    bad = h["decoder"]
+    assert h["health"]["frame_errors"] >= emu.stats.frames_corrupted - 1 > 0
+    assert bad["crc_errors"] + bad["cobs_errors"] + bad["truncated"] + bad["malformed"] > 0
