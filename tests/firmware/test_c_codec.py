@@ -267,3 +267,23 @@ def test_encode_tool_names_the_bad_line(imp_tool):
     assert b"event 1 2 3" in proc.stderr and b"missing" in proc.stderr
     proc = imp_tool.run("encode", b"samples 1 0 0 33 1 0\n")  # 33 instants: over the limit
     assert proc.returncode == 2 and b"field k" in proc.stderr
+
+
+utf8ish = st.one_of(
+    st.text(max_size=8).map(lambda s: s.encode()),
+    st.lists(st.sampled_from([0x41, 0x80, 0x8F, 0x90, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0,
+                              0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF]), max_size=8).map(bytes))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(utf8ish, utf8ish)
+def test_c_and_python_judge_device_info_strings_alike(imp_tool, rig_id, name):
+    """Strict UTF-8 in the C decoder: the same strings accepted and refused as Python's."""
+    head = p.DeviceInfo((1, 0, 0), 1, 2, 100, 12, 1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 4, "", "")
+    body = head.body()[:-2] + bytes([len(rig_id)]) + rig_id + bytes([len(name)]) + name
+    frame = _raw_frame(p.T_DEVICE_INFO, 7, body)
+    py = p.Decoder()
+    expected = [to_json(dev, m) for dev, m in py.feed(frame)]
+    msgs, errors, counters = c_decode(imp_tool, frame)
+    assert msgs == expected
+    assert counters["malformed"] == py.stats.malformed
