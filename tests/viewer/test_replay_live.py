@@ -161,3 +161,46 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["view", "--blendshapes", "jawopen=1", "--snapshot", "x.png"]) == 2
     assert "did you mean 'jawOpen'" in capsys.readouterr().err
     assert main(["view", "--identity", "20"]) == 2
+
+
+PRODUCER = """
+import sys, time
+import numpy as np, pylsl
+name, n = sys.argv[1], int(sys.argv[2])
+outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "Blendshapes", 61, 1000.0,
+                                             pylsl.cf_float32, name))
+ramp = np.zeros((n, 61), np.float32)
+ramp[:, 17] = np.linspace(0, 1, n)          # jawOpen
+while not outlet.have_consumers():
+    time.sleep(0.01)
+print("consumer", flush=True)
+for i in range(0, n, 30):                    # about 1 kHz: faster than any window draws
+    outlet.push_chunk(ramp[i:i + 30].tolist())
+    time.sleep(0.03)
+sys.stdin.read()                             # keep the outlet until the test is done
+"""
+
+
+def test_live_skips_to_the_newest_frame_instead_of_lagging(face, unique_name):
+    # The producer is another process, as in real use: Open3D's legacy renderer holds the
+    # GIL while it draws, so an in-process producer thread would be slowed by the viewer.
+    import subprocess
+    import sys
+
+    n = 3000
+    proc = subprocess.Popen([sys.executable, "-c", PRODUCER, unique_name, str(n)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    shown: list[float] = []
+    try:
+        info = resolve_blendshapes(unique_name, timeout_s=20.0)
+        with FaceWindow() as win, LslSource(info) as source:
+            assert proc.stdout.readline().strip() == b"consumer"
+            drawn = run_live(win, [source], max_seconds=60,
+                             on_frame=lambda i, w: shown.append(float(w.slots[0].weights[JAW])),
+                             until=lambda: bool(shown) and shown[-1] >= 1.0)
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    assert shown[-1] == pytest.approx(1.0)          # ends on the newest sample
+    assert drawn < source.received / 3              # most frames were skipped, none queued
+    assert all(a <= b for a, b in zip(shown, shown[1:]))
