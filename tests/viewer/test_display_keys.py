@@ -129,3 +129,30 @@ def test_two_live_streams_side_by_side(unique_name):
             for s in sources:
                 s.stop()
     assert errors and max(errors) > 0.01
+
+
+def test_cli_live_in_a_child_process(unique_name):
+    outlet = _outlet(unique_name)
+    sample = np.zeros(61, np.float32)
+    sample[ARKIT_NAMES.index("jawOpen")] = 1.0
+    proc = launch_view(["--lsl", unique_name, "--duration", "2", "--timeout", "20"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       cwd=Path(__file__).resolve().parents[2])
+    # Feed it until it exits (it closes itself after --duration seconds of display).
+    while proc.poll() is None:
+        outlet.push_sample(sample.tolist())
+        try:
+            proc.wait(1 / 30)
+        except subprocess.TimeoutExpired:
+            pass
+    stdout, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0, stderr.decode()
+    assert f"showing LSL {unique_name}".encode() in stdout
+
+
+def test_cli_live_missing_stream(unique_name, capsys):
+    from imusic.cli import main
+
+    assert main(["view", "--lsl", unique_name, "--timeout", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert unique_name in err and "Blendshapes" in err
