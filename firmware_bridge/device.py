@@ -119,7 +119,8 @@ class Health:
         return (f"{self.device or '?'} {self.state} | {self.rate_hz:6.1f}/{self.nominal_hz:.0f} Hz"
                 f" | loss {100 * self.loss:.2f}% ({self.lost}) | crc {self.crc_errors}"
                 f" (bad frames {self.frame_errors}) | drift {drift} | batt {batt}"
-                f" | reconnects {self.reconnects} reboots {self.reboots}")
+                f" | reconnects {self.reconnects} reboots {self.reboots}"
+                + (f" | {self.last_error}" if self.state != "streaming" and self.last_error else ""))
 
 
 class DeviceSession:

@@ -157,8 +157,7 @@ class PtyLink:
             self.master, lambda: device.receive(os.read(self.master, 4096)))
 
     def close(self) -> None:
-        with_loop = asyncio.get_event_loop()
-        with_loop.remove_reader(self.master)
+        asyncio.get_running_loop().remove_reader(self.master)
         os.close(self.master)
         os.close(self.slave)
 
@@ -339,3 +338,4 @@ async def test_missing_port_backs_off_and_names_the_port(unique_name: str) -> No
     await asyncio.wait_for(task, 10)
     assert session.health.connect_failures >= 3 and session.health.reconnects == 0
     assert "/dev/does-not-exist-imusic" in session.health.last_error
+    assert "/dev/does-not-exist-imusic" in session.health.line()
