@@ -44,6 +44,7 @@ class PtyLink:
         self._master = -1
         self._slave = -1
         self._pending = b""
+        self._writing = False
         self._up = False
         self._reconnect: asyncio.Task | None = None
 
@@ -81,20 +82,38 @@ class PtyLink:
         if len(self._pending) + len(data) > PTY_PENDING_LIMIT:
             return False
         self._pending += data
+        return self._flush()
+
+    def _flush(self) -> bool:
+        """Write what the pty takes now; the rest goes when it becomes writable."""
+        loop = asyncio.get_running_loop()
         try:
-            n = os.write(self._master, self._pending)
+            n = os.write(self._master, self._pending) if self._pending else 0
         except BlockingIOError:
             n = 0
         except OSError:
             return False
         self._pending = self._pending[n:]
+        if self._pending and not self._writing:
+            self._writing = True
+            loop.add_writer(self._master, self._on_writable)
+        elif not self._pending and self._writing:
+            self._writing = False
+            loop.remove_writer(self._master)
         return True
+
+    def _on_writable(self) -> None:
+        if self._up:
+            self._flush()
 
     def _close_pty(self) -> None:
         self._up = False
         if self._master >= 0:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._master)
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_writer(self._master)
+            self._writing = False
             with contextlib.suppress(OSError):
                 os.close(self._master)
         if self._slave >= 0:
