@@ -141,3 +141,19 @@ def test_rig_markers_use_the_rig_skin_frames(face, weights):
         verts = np.asarray(win.slots[0].markers.mesh.vertices)
         assert len(verts) == len(sites) * 32            # a box and three bars per site
         assert np.isfinite(verts).all()
+
+
+def test_full_head_shows_the_mouth_inside(face, weights):
+    jaw = weights(jawOpen=1.0)
+    images = {}
+    for full in (False, True):
+        with FaceWindow(full_head=full) as win:
+            win.set_frame(jaw)
+            images[full] = win.capture().astype(float)
+            px = win.project(face.vertex_subset(jaw[None], face.landmarks)[0][60:68])
+    inner = _box(px, 0, images[True].shape[:2])            # inner lip contour
+    diff = np.abs(images[True] - images[False]).mean(axis=2)
+    outside = diff.copy()
+    outside[inner] = 0
+    assert diff[inner].mean() > 10                          # teeth / tongue / mouth socket
+    assert outside.mean() < diff[inner].mean() / 10
