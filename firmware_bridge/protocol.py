@@ -59,6 +59,8 @@ RATE_MIN_HZ, RATE_MAX_HZ = 25, 400
 """Rates CMD_SET_RATE accepts."""
 MAX_INSTANTS = 32
 """Most sample instants one SAMPLES frame may hold."""
+MAX_DEVICES = 256
+"""Devices whose sequence numbers a Decoder tracks at once."""
 
 
 class ProtocolError(ValueError):
@@ -509,6 +511,8 @@ class DecoderStats:
     unknown_type: int = 0
     malformed: int = 0
     seq: dict[int, SeqTracker] = field(default_factory=dict)
+    forgotten_lost: int = 0
+    forgotten_gaps: int = 0
 
     @property
     def errors(self) -> int:
@@ -519,12 +523,12 @@ class DecoderStats:
     @property
     def lost_instants(self) -> int:
         """Sample instants lost to sequence gaps, over all devices."""
-        return sum(t.lost for t in self.seq.values())
+        return self.forgotten_lost + sum(t.lost for t in self.seq.values())
 
     @property
     def seq_gaps(self) -> int:
         """Sequence gaps, over all devices."""
-        return sum(t.gaps for t in self.seq.values())
+        return self.forgotten_gaps + sum(t.gaps for t in self.seq.values())
 
     def as_dict(self) -> dict[str, int]:
         """Counters as a flat dict (for health lines and JSON)."""
@@ -562,8 +566,10 @@ class Decoder:
         self._discarding = False
 
     def reset_seq(self, device_id: int) -> None:
-        """Forget a device's sequence position (after a reboot or a restart of streaming)."""
-        self.stats.seq.pop(device_id, None)
+        """Forget a device's sequence position (after a reboot), keeping its counts."""
+        tracker = self.stats.seq.get(device_id)
+        if tracker is not None:
+            tracker.expected = None
 
     def feed(self, data: bytes) -> list[tuple[int, Message]]:
         """Consume ``data``; return ``(device_id, message)`` for each good frame completed."""
@@ -634,6 +640,12 @@ class Decoder:
         if mtype == T_SAMPLES:
             tracker = st.seq.get(device_id)
             if tracker is None:
+                if len(st.seq) >= MAX_DEVICES:
+                    # Bounded memory on a link full of ids: forget the longest-known device
+                    # (dicts keep insertion order), keeping its counts in the totals.
+                    old = st.seq.pop(next(iter(st.seq)))
+                    st.forgotten_lost += old.lost
+                    st.forgotten_gaps += old.gaps
                 tracker = st.seq[device_id] = SeqTracker()
             tracker.update(msg.seq, msg.n_instants)
         out.append((device_id, msg))

@@ -10,7 +10,8 @@ import pylsl
 import pytest
 
 from firmware_bridge import protocol as P
-from firmware_bridge.outlet import EventOutlet, ImuOutlet, ImuStreamSpec, channel_table
+from firmware_bridge.outlet import (EventOutlet, ImuOutlet, ImuStreamSpec, channel_table,
+                                    make_stream_info, samples_to_rows)
 
 
 def _info(serial: int, flags: int = P.FLAG_MAG) -> P.DeviceInfo:
@@ -110,3 +111,25 @@ def test_push_with_wrong_shape_names_the_device(unique_name: str) -> None:
                   np.zeros((1, 2, 3), np.int16), np.zeros((1, 2, 3), np.int16))
     with ImuOutlet(spec) as out, pytest.raises(ValueError, match="imusic-test"):
         out.push(s, np.zeros(1), s.t_us, s.seqs)
+
+
+def test_quaternion_device_rows_and_metadata(unique_name: str) -> None:
+    # The paper's device: acc + gyro + on-device quaternion, no magnetometer.
+    info = _info(0x44, flags=P.FLAG_QUAT)
+    spec = ImuStreamSpec(info, unique_name, ["a", "b", "c"])
+    assert [c[0] for c in spec.channels[:10]] == [
+        "a.acc.x", "a.acc.y", "a.acc.z", "a.gyro.x", "a.gyro.y", "a.gyro.z",
+        "a.quat.w", "a.quat.x", "a.quat.y", "a.quat.z"]
+    q = np.zeros((2, 3, 4), np.int16)
+    q[..., 0] = 1 << 14                  # identity: w = 1
+    q[1, 2] = [0, 0, 0, -(1 << 14)]      # 180 degrees about z
+    s = P.Samples(9, 0, np.array([0, 5000], np.uint32), np.ones((2, 3, 3), np.int16),
+                  np.ones((2, 3, 3), np.int16), quat=q)
+    rows = samples_to_rows(s, info, s.t_us, s.seqs)
+    assert rows.shape == (2, 3 * 10 + 2)
+    assert rows[0, 6:10].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert rows[1, 26:30].tolist() == [0.0, 0.0, 0.0, -1.0]
+    assert rows[:, -1].tolist() == [9, 10]
+    si = make_stream_info(spec)
+    assert si.desc().child("sensors").child("quat").child_value("scale") == str(2.0 ** -14)
+    assert si.desc().child("sensors").child("mag").empty()

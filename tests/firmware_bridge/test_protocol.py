@@ -178,3 +178,16 @@ def test_protocol_md_vectors_match_the_codec() -> None:
             assert got.seq == msg.seq and np.array_equal(got.acc, msg.acc)
         else:
             assert got == msg, name
+
+
+def test_sequence_tracking_memory_is_bounded_and_counts_survive() -> None:
+    dec = P.Decoder()
+    dec.feed(P.encode(_samples(seq=0, k=1, n=1), 1) + P.encode(_samples(seq=5, k=1, n=1), 1))
+    assert dec.stats.lost_instants == 4
+    dec.reset_seq(1)                     # a reboot: position forgotten, counts kept
+    dec.feed(P.encode(_samples(seq=0, k=1, n=1), 1))
+    assert dec.stats.lost_instants == 4 and dec.stats.seq[1].resets == 0
+    for dev in range(2, P.MAX_DEVICES + 50):
+        dec.feed(P.encode(_samples(seq=0, k=1, n=1), dev))
+    assert len(dec.stats.seq) == P.MAX_DEVICES
+    assert dec.stats.lost_instants == 4 and dec.stats.seq_gaps == 1
