@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -305,13 +306,17 @@ class DeviceSession:
         reader = getattr(self, "_reader", None)
         cfg = self.config
         if cfg.rate_hz and self.info is not None and self.info.rate_hz != cfg.rate_hz:
+            # A new rate takes effect at the next START: stop first (a Wi-Fi device streams
+            # from boot), set it, and publish the stream at the rate the device accepted.
+            await self._request(P.CmdStop(), reader)
+            self._streaming = False
             ack = await self._request(P.CmdSetRate(cfg.rate_hz), reader)
             if not ack.ok:
                 raise DeviceError(
                     f"device {self.info.name} refused rate {cfg.rate_hz} Hz (ACK result "
                     f"{ack.result}); it takes {P.RATE_MIN_HZ}..{P.RATE_MAX_HZ} Hz and as much "
                     f"as its link carries: choose another --rate")
-            self._accept_info(await self._request(P.CmdGetInfo(), reader))
+            self._accept_info(dataclasses.replace(self.info, rate_hz=cfg.rate_hz))
         ack = await self._request(P.CmdStart(), reader)
         if not ack.ok:
             raise DeviceError(f"device {self.info.name if self.info else '?'} refused START "
@@ -416,14 +421,17 @@ class DeviceSession:
         if isinstance(msg, P.Samples):
             self._on_samples(msg, arrival)
         elif isinstance(msg, P.DeviceInfo):
-            # Unasked DEVICE_INFO: the device (re)booted and announces itself.
-            if self.info is not None and msg.boot_id != self.info.boot_id:
+            # Unasked DEVICE_INFO: the device (re)booted and announces itself, or tells of a
+            # new configuration (a rate applied at START): refresh what we publish.
+            if self.info is not None and msg != self.info:
+                rebooted = msg.boot_id != self.info.boot_id
                 try:
                     self._accept_info(msg)
                 except DeviceError as err:
                     self.health.last_error = str(err)
                     return
-                self._reconfigure = True
+                if rebooted:
+                    self._reconfigure = True
         elif isinstance(msg, P.Status):
             h = self.health
             h.battery_pct, h.battery_mv = msg.battery_pct, msg.battery_mv

@@ -251,3 +251,19 @@ async def test_corrupted_bytes_are_counted_and_never_published(unique_name: str,
     bad = h["decoder"]
     assert h["health"]["frame_errors"] >= emu.stats.frames_corrupted - 1 > 0
     assert bad["crc_errors"] + bad["cobs_errors"] + bad["truncated"] + bad["malformed"] > 0
+
+
+async def test_rate_change_on_a_streaming_udp_device(unique_name: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = EmulatorConfig(transport="udp", rig="imusic6", rate_hz=100, seconds=None, seed=8,
+                         udp_target=("127.0.0.1", port))          # streams from boot at 100 Hz
+    emu, inlet = await _stream_with(
+        cfg, lambda e: ("--udp", str(port), "--udp-host", "127.0.0.1", "--rate", "200"),
+        unique_name, lambda e, i: i.n >= 400)
+    rows, ts = inlet.arrays()
+    assert inlet.info.nominal_srate() == 200 and emu.rate_hz == 200
+    assert np.median(np.diff(rows[:, -2])) == 5000          # device time steps of 5 ms
+    assert abs(np.median(np.diff(ts)) - 0.005) < 2e-4
+    _check_values(emu, rows)
