@@ -90,7 +90,7 @@ def predict_imusic(tr: Trained, feats_norm: Sequence[np.ndarray], steps: int | N
     """IMUSIC predictions streamed frame by frame, several recordings side by side as a batch,
     exactly as the runtime would produce them (fixed noise, carried prefix)."""
     steps = steps or int(tr.sampling.get("steps", 4))
-    carry = int(tr.sampling.get("carry", 12)) if carry is None else carry
+    carry = int(tr.sampling.get("carry", 4)) if carry is None else carry
     lens = [len(f) for f in feats_norm]
     n = max(lens)
     fdim = feats_norm[0].shape[1]

@@ -35,6 +35,7 @@ class FeatureSpec:
     rate_hz: float = 60.0
     ahrs_gain: float = 0.5
     use_magnetometer: bool = True
+    detrend_s: float = 4.0        # time constant of the slow trend removed (0: none)
 
     @property
     def face_sites(self) -> tuple[str, ...]:
@@ -43,8 +44,10 @@ class FeatureSpec:
 
     @property
     def n_features(self) -> int:
-        """Feature channels per frame."""
-        return PER_SENSOR * len(self.face_sites)
+        """Feature channels per frame: per face sensor the 12 detrended channels, plus the
+        6 raw orientation channels when detrending is on."""
+        per = PER_SENSOR + (6 if self.detrend_s > 0 else 0)
+        return per * len(self.face_sites)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -119,6 +122,12 @@ class FeatureExtractor:
             ahrs.set_sample_period(1.0 / spec.rate_hz)
             self._ahrs.append(ahrs)
         self._last_rot = np.tile(np.eye(3), (len(spec.sites), 1, 1))
+        # the slow trend (a causal exponential average) of the 12 channels per sensor: mounting
+        # offsets, AHRS heading drift and the gravity they leak into the accelerations move
+        # slowly, skin motion moves fast; removing the trend removes most of the former
+        self._trend: np.ndarray | None = None
+        self._alpha = (1.0 - np.exp(-1.0 / (spec.detrend_s * spec.rate_hz))
+                       if spec.detrend_s > 0 else 0.0)
 
     @property
     def n_features(self) -> int:
@@ -145,8 +154,18 @@ class FeatureExtractor:
                 ahrs.update_no_magnetometer(gyro_d[s], acc_g[s])
         quats = np.array([a.get_quaternion() for a in self._ahrs])  # (S, 4) w, x, y, z
         self._last_rot = quat_to_matrix(quats)
-        return relative_features(self._last_rot, np.asarray(gyro, np.float64),
-                                 np.asarray(acc, np.float64), self._ref, self._face)
+        f = relative_features(self._last_rot, np.asarray(gyro, np.float64),
+                              np.asarray(acc, np.float64), self._ref, self._face)
+        if self.spec.detrend_s <= 0:
+            return f
+        f64 = f.astype(np.float64)
+        if self._trend is None:
+            self._trend = f64.copy()
+        else:
+            self._trend += self._alpha * (f64 - self._trend)
+        per = f64.reshape(-1, PER_SENSOR)
+        detr = (f64 - self._trend).reshape(-1, PER_SENSOR)
+        return np.concatenate([detr, per[:, :6]], axis=1).reshape(-1).astype(np.float32)
 
     @property
     def orientations(self) -> np.ndarray:

@@ -88,7 +88,7 @@ class Runtime:
         self.spec = trained.spec
         self.rate = float(self.spec.rate_hz)
         self.steps = int(steps or trained.sampling.get("steps", 4))
-        carry = int(trained.sampling.get("carry", 12)) if carry is None else carry
+        carry = int(trained.sampling.get("carry", 4)) if carry is None else carry
         self.sampler = StreamingSampler(trained.net, trained.schedule, trained.past,
                                         trained.lookahead, self.steps, carry, 1, seed)
         self.extractor = FeatureExtractor(self.spec)

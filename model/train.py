@@ -52,7 +52,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: int = 150
     encoder_lr_mult: float = 0.0     # stage 2: 0 freezes the encoder and head
-    carry_max: int = 12              # longest known prefix shown in stage 2
+    carry_max: int = 4               # longest known prefix shown in stage 2 (runtime carry)
     p_no_prefix: float = 0.25        # fraction of stage-2 windows with no known prefix
     prefix_noise: float = 0.03       # noise on the known prefix (the runtime's own errors)
     vel_weight: float = 0.5          # stage-2 loss on frame-to-frame velocity
@@ -60,6 +60,7 @@ class TrainConfig:
     schedule: str = "cosine"
     sample_steps: int = 4            # DDIM steps the runtime uses by default
     ahrs_gain: float = 0.5
+    detrend_s: float = 4.0           # feature trend time constant (0: raw features only)
     ridge_lambda: float = 30.0
     window_stride: int = 1
     holdout_subjects: list[str] = field(default_factory=lambda: ["id16", "id17", "id18", "id19"])
@@ -145,7 +146,12 @@ class Stage2Loss(nn.Module):
         k = torch.where(torch.rand(b, device=x.device) < cfg.p_no_prefix, 0, k)
         pos = torch.arange(y.shape[1], device=x.device)[None]
         mask = ((pos >= o - k[:, None]) & (pos < o))[..., None]
-        known = y + cfg.prefix_noise * torch.rand(b, 1, 1, device=x.device) * torch.randn_like(y)
+        # the runtime's prefix is the model's own earlier output, not the truth: show a blend
+        # of truth and the stage-1 estimate, so the denoiser learns to weigh it, not copy it
+        lam = torch.rand(b, 1, 1, device=x.device)
+        known = lam * y + (1 - lam) * base.detach()
+        known = known + cfg.prefix_noise * torch.rand(b, 1, 1, device=x.device) \
+            * torch.randn_like(y)
         pred = self.net.denoiser(x_t, t, tokens, base, known, mask)
         w = m[..., None].float()
         l_val = ((pred - y).abs() * w).sum() / (w.sum() * y.shape[-1]).clamp_min(1)
@@ -246,7 +252,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         from capture.aligned import read_aligned
         from model.data import session_files
         al = read_aligned(session_files(data)[0])
-        spec = FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain)
+        spec = FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain,
+                           detrend_s=cfg.detrend_s)
     recs = load_recordings(data, spec, progress=progress and rank == 0)
     first = recs[0]
     parts = split(recs, cfg.holdout_subjects, cfg.holdout_takes)

@@ -1,0 +1,140 @@
+"""The streaming runtime: 60 Hz frames from pushed samples, steady output, LSL in and out."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from imu_synth import toy_session
+from model.runtime import ChannelLayout, Runtime
+
+
+def _raw(path, rate=100.0):
+    """Raw-rate signals from a toy aligned session (re-interpolated to ``rate``)."""
+    from capture.aligned import read_aligned
+
+    al = read_aligned(path)
+    t = np.arange(al.t[0], al.t[-1], 1.0 / rate)
+
+    def interp(x):
+        f = x.reshape(len(x), -1)
+        return np.stack([np.interp(t, al.t, f[:, c]) for c in range(f.shape[1])], 1
+                        ).reshape((len(t),) + x.shape[1:])
+    return t, interp(al.acc), interp(al.gyro), interp(al.mag), al
+
+
+def test_frames_at_60_hz_from_pushed_samples(tiny_ckpt, toy_data):
+    t, acc, gyro, mag, _ = _raw(toy_data / "id00_a.h5")
+    rt = Runtime.from_checkpoint(tiny_ckpt)
+    frames = []
+    for s in range(0, 399, 7):   # bursts of 7 samples at 100 Hz
+        rt.push(acc[s:s + 7], gyro[s:s + 7], mag[s:s + 7], t[s:s + 7])
+        frames += rt.poll()
+    last = t[min(len(t) - 1, 398 // 7 * 7 + 6)]
+    assert abs(len(frames) - (last - t[0]) * 60) <= 1.5
+    ft = np.array([f.t for f in frames])
+    np.testing.assert_allclose(np.diff(ft), 1 / 60, atol=1e-9)
+    assert ft[-1] <= last - rt.delay_s + 1e-9
+    assert all(f.blendshapes.shape == (52,) and np.all(np.isfinite(f.blendshapes))
+               for f in frames)
+    stats = rt.latency_stats()
+    assert stats["frames"] == len(frames) and stats["p99_ms"] > 0
+
+
+def test_gap_in_samples_gives_invalid_frames(tiny_ckpt, toy_data):
+    t, acc, gyro, mag, _ = _raw(toy_data / "id00_a.h5")
+    rt = Runtime.from_checkpoint(tiny_ckpt)
+    keep = np.r_[0:200, 260:400]     # 0.6 s without samples
+    frames = []
+    for k in keep:
+        rt.push(acc[k:k + 1], gyro[k:k + 1], mag[k:k + 1], t[k:k + 1])
+        frames += rt.poll()
+    invalid = [f for f in frames if not f.valid]
+    assert invalid and len(invalid) < len(frames)
+
+
+def _jitter(x):
+    return float(np.abs(np.diff(x, 2, axis=0)).mean())
+
+
+def test_prefix_carrying_and_fixed_noise_reduce_jitter(tiny_ckpt, toy_data):
+    from model.checkpoint import load_model
+    from model.data import load_recording
+    from model.evaluate import predict_imusic
+
+    tr = load_model(tiny_ckpt)
+    rec = load_recording(toy_data / "id01_a.h5", tr.spec)
+    f = tr.norm(rec.features)
+    steady = predict_imusic(tr, [f], steps=4)[0][tr.past:]
+    independent = predict_imusic(tr, [f], steps=4, carry=0, fixed_noise=False)[0][tr.past:]
+    assert _jitter(steady) < 0.7 * _jitter(independent)
+
+
+def test_channel_layout_by_label():
+    labels = ["b.acc.x", "b.acc.y", "b.acc.z", "ref.gyro.x", "ref.gyro.y", "ref.gyro.z",
+              "ref.acc.x", "ref.acc.y", "ref.acc.z", "b.gyro.x", "b.gyro.y", "b.gyro.z",
+              "device.time_us", "device.seq"]
+    lay = ChannelLayout(labels, ["ref", "b"])
+    rows = np.arange(len(labels), dtype=float)[None]
+    acc, gyro, mag = lay.split(rows)
+    assert acc[0].tolist() == [[6, 7, 8], [0, 1, 2]]
+    assert gyro[0].tolist() == [[3, 4, 5], [9, 10, 11]]
+    assert mag is None
+    with pytest.raises(KeyError, match="checkpoint trained for this rig"):
+        ChannelLayout(labels, ["ref", "c"])
+
+
+def test_lsl_in_blendshapes_out(tiny_ckpt, toy_data, unique_name):
+    """A real IMU outlet with labelled channels -> run_lsl -> a real Blendshapes outlet."""
+    import pylsl
+
+    from firmware_bridge.outlet import channel_table
+    from model.runtime import run_lsl
+
+    t, acc, gyro, mag, al = _raw(toy_data / "id02_a.h5")
+    chans = channel_table(al.sites, has_mag=True, has_quat=False)
+    info = pylsl.StreamInfo(unique_name, "IMU", len(chans), 100.0, pylsl.cf_double64,
+                            unique_name)
+    ch = info.desc().append_child("channels")
+    for label, unit, typ in chans:
+        c = ch.append_child("channel")
+        c.append_child_value("label", label)
+        c.append_child_value("unit", unit)
+        c.append_child_value("type", typ)
+    imu_out = pylsl.StreamOutlet(info)
+    rows = np.concatenate([np.concatenate([acc, gyro, mag], 2).reshape(len(t), -1),
+                           np.zeros((len(t), 2))], 1)
+
+    rt = Runtime.from_checkpoint(tiny_ckpt)
+    stop = threading.Event()
+    got = []
+    out_name = unique_name + "-bs"
+    th = threading.Thread(target=lambda: got.append(run_lsl(rt, pylsl.resolve_byprop(
+        "source_id", unique_name, 1, 5.0)[0], name=out_name, source_id=out_name, stop=stop)))
+    th.start()
+    try:
+        found = pylsl.resolve_byprop("source_id", out_name, 1, 10.0)
+        assert found, "the runtime never published its Blendshapes stream"
+        inlet = pylsl.StreamInlet(found[0])
+        full = inlet.info(5.0)
+        assert full.type() == "Blendshapes" and full.channel_count() == 61
+        assert full.desc().child_value("source") == "imusic-model"
+        inlet.open_stream(5.0)
+        received = []
+        deadline = time.monotonic() + 20
+        k = 0
+        while len(received) < 30 and time.monotonic() < deadline:
+            if k < len(t):
+                now = pylsl.local_clock()
+                imu_out.push_chunk(rows[k:k + 5].tolist(), (now - (t[k + 4] - t[k:k + 5]))
+                                   .tolist() if k + 5 <= len(t) else now)
+                k += 5
+            s, ts = inlet.pull_chunk(timeout=0.05)
+            received += s
+        assert len(received) >= 30
+        assert all(len(r) == 61 for r in received)
+    finally:
+        stop.set()
+        th.join(10)
+    assert got and got[0]["frames"] >= 30
