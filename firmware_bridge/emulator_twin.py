@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 CHUNK_SECONDS = 30.0
 """Unbounded runs simulate the twin in chunks of this much motion, one chunk ahead, in a
 worker thread (a fresh procedural motion per chunk, or the take again)."""
+SEAM_MARGIN_S = 0.25
+"""Motion simulated on each side of a chunk seam and thrown away, so that the signals across
+a seam match a simulation of the whole run."""
 BOOT_US = 150_000
 """Device time (us since boot) at which a freshly (re)booted device takes its first sample."""
 TRUTH_FPS = 60.0
@@ -48,9 +51,12 @@ class TwinSource:
     """Makes chunks of twin signals (int16 counts as the device sends them, device stamps)
     and the ground truth (blendshapes + pose) for the emulator, ``cfg`` being its config.
 
-    A bounded run (``cfg.seconds``) is one chunk, simulated whole before streaming; an
-    unbounded one is CHUNK_SECONDS at a time. The device clock and the true timeline run on
-    across chunks; the motion restarts at each seam (a new procedural seed, or the take)."""
+    Signals are simulated CHUNK_SECONDS at a time, one chunk ahead (so memory and start-up
+    time do not grow with the run). A bounded procedural run, a take and a ``Motion`` are cut
+    from one continuous motion (a take starts again when it ends); an unbounded procedural
+    run draws a fresh motion per chunk, so the face jumps at those seams. The device clock and
+    the sample grid run on across seams. The sensor error model is seeded the same for every
+    chunk: the turn-on bias stays, the noise sequence repeats per chunk."""
 
     def __init__(self, cfg: "EmulatorConfig", rate_hz: int) -> None:
         from hardware.rig import load_rig
@@ -74,41 +80,34 @@ class TwinSource:
         self.t_done = 0.0        # true time the next chunk starts at
         self.k = 0
         self.base_offset_us = float(BOOT_US if cfg.clock_offset_us is None else cfg.clock_offset_us)
+        self._source: tuple[Any, np.ndarray] | None = None
+        self._tau = 0.0          # where in the source motion the next chunk starts
         self.scales: dict[str, float] = {}
         self.ranges: dict[str, float] = {}
 
-    def _motion(self, k: int, seconds: float) -> tuple[Any, np.ndarray]:
+    def _source_motion(self) -> tuple[Any, np.ndarray] | None:
+        """The whole motion chunks are cut from, with its 9 pose values; None for an unbounded
+        procedural run (a fresh motion per chunk)."""
         from hardware.motion import Motion, procedural
 
-        if self.motion_obj is not None:
-            return self._cut(self.motion_obj, None, seconds)
-        if self.take is None:
-            m = procedural(seconds, fps=TRUTH_FPS, seed=self.cfg.seed + k)
-            pose = np.zeros((m.n_frames, 9))
-            pose[:, :3] = pose_from_rotvec(m.head_rotvec)
-            return m, pose
-        take = self.take
-        m = Motion.from_blendshapes(take.t, take.values)
-        pose = np.nan_to_num(np.asarray(take.values[:, 52:61], dtype=np.float64))
-        return self._cut(m, pose, seconds)
-
-    @staticmethod
-    def _cut(m: Any, pose: np.ndarray | None, seconds: float) -> tuple[Any, np.ndarray]:
-        """The motion up to ``seconds`` (all of it if shorter), with its 9 pose values."""
-        from hardware.motion import Motion
-
-        if pose is None:
-            pose = np.zeros((m.n_frames, 9))
-            pose[:, :3] = pose_from_rotvec(m.head_rotvec)
-        if seconds < m.duration:  # cut to the run's length
-            n = max(int(np.searchsorted(m.t, m.t[0] + seconds, side="right")), 4)
-            m = Motion(fps=m.fps, blendshapes=m.blendshapes[:n], head_rotvec=m.head_rotvec[:n],
-                       head_position=m.head_position[:n], t=m.t[:n], events=m.events)
-            pose = pose[:n]
-        return m, pose
+        if self._source is None:
+            pose = None
+            if self.motion_obj is not None:
+                m = self.motion_obj
+            elif self.take is not None:
+                m = Motion.from_blendshapes(self.take.t, self.take.values)
+                pose = np.nan_to_num(np.asarray(self.take.values[:, 52:61], dtype=np.float64))
+            elif self.cfg.seconds is not None:
+                m = procedural(max(self.cfg.seconds, 4.0 / TRUTH_FPS), fps=TRUTH_FPS,
+                               seed=self.cfg.seed)
+            else:
+                return None
+            self._source = (m, _pose(m) if pose is None else pose)
+        return self._source
 
     def next_chunk(self) -> TwinChunk | None:
         """The next slab of signals, or None when ``seconds`` are done."""
+        from hardware.motion import procedural
         from hardware.physics import simulate
         from hardware.sensors import DeviceClock, to_counts
 
@@ -117,23 +116,37 @@ class TwinSource:
             left = cfg.seconds - self.t_done
             if left <= 0.5 / self.rate:
                 return None
-            seconds = left  # a bounded run is simulated whole (a take: up to its end)
+            span = min(left, CHUNK_SECONDS)
         else:
-            seconds = CHUNK_SECONDS
-        seconds = max(seconds, 4.0 / TRUTH_FPS)
-        motion, pose = self._motion(self.k, seconds)
-        clock = DeviceClock(offset_us=self.base_offset_us + self.n_done * 1e6 / self.rate,
+            span = CHUNK_SECONDS
+        source = self._source_motion()
+        if source is None:
+            m = procedural(span + 0.1, fps=TRUTH_FPS, seed=cfg.seed + self.k)
+            m_pose, tau0 = _pose(m), 0.0
+        else:
+            m, m_pose = source
+            if self._tau > float(m.t[-4]):  # fewer than 4 frames left: the take starts again
+                self._tau = float(m.t[0])
+            tau0 = max(self._tau, float(m.t[0]))
+        # simulate from SEAM_MARGIN_S before tau0 (on the sample grid) to past the end, so the
+        # physics' derivatives at the seams see motion on both sides; keep [tau0, tau0 + span)
+        drift = 1.0 + cfg.drift_ppm * 1e-6
+        dt = 1.0 / self.rate / drift
+        lead = int(min(SEAM_MARGIN_S, tau0 - float(m.t[0])) / dt + 1e-9)
+        motion, pose, real = _slice(m, m_pose, tau0 - lead * dt, span + lead * dt + SEAM_MARGIN_S)
+        first_us = self.base_offset_us + (self.n_done - lead) * 1e6 / self.rate
+        clock = DeviceClock(offset_us=first_us,
                             drift_ppm=cfg.drift_ppm, jitter_us=cfg.jitter_us,
                             seed=cfg.seed + self.k)
         sig = simulate(motion, self.rig, rate_hz=self.rate, identity=cfg.identity,
                        seed=cfg.seed, errors=cfg.errors, clock=clock)
-        t_shift = self.t_done - float(motion.t[0])
+        # sig.t runs from tau0 on the motion's clock; place it after what was sent already
+        t_shift = self.t_done - tau0
         t = sig.t + t_shift
+        keep = (sig.t < tau0 + span - 1e-9) & (np.arange(len(sig.t)) >= lead)
         if cfg.seconds is not None:
-            keep = t < cfg.seconds - 1e-9
-            keep[0] = True
-        else:
-            keep = np.ones(len(t), bool)
+            keep &= t < cfg.seconds - 1e-9
+        keep[lead] = True
         counts = {}
         for q in ("acc", "gyro", "mag"):
             scale = float(np.max(sig.scales[q]))  # one scale per quantity on the wire
@@ -141,13 +154,50 @@ class TwinSource:
             self.ranges[q] = float(np.max(sig.ranges[q]))
             counts[q] = to_counts(getattr(sig, q)[keep], scale)
         n = int(keep.sum())
-        truth = np.concatenate([motion.blendshapes, pose], axis=1).astype(np.float32)
-        taps = [float(e.start) + t_shift for e in getattr(motion, "events", []) if e.kind == "tap"]
+        frames = real & (motion.t >= tau0 - 1e-9) & (motion.t < tau0 + span - 1e-9)
+        truth = np.concatenate([motion.blendshapes, pose], axis=1)[frames].astype(np.float32)
+        taps = [float(e.start) + t_shift for e in getattr(m, "events", [])
+                if e.kind == "tap" and tau0 <= e.start < tau0 + span]
         chunk = TwinChunk(t=t[keep], stamp_us=sig.device_time_us[keep].astype(np.int64),
-                       acc=counts["acc"], gyro=counts["gyro"], mag=counts["mag"],
-                       truth_t=motion.t + t_shift, truth=truth, taps=taps)
-        # Next chunk starts one nominal sample period after this one's last true instant.
+                          acc=counts["acc"], gyro=counts["gyro"], mag=counts["mag"],
+                          truth_t=motion.t[frames] + t_shift, truth=truth, taps=taps)
+        # the next chunk starts at the next tick of the device's sample timer
+        self._tau = tau0 + n / self.rate / drift
         self.n_done += n
-        self.t_done = self.n_done / self.rate / (1.0 + cfg.drift_ppm * 1e-6)
+        self.t_done = self.n_done / self.rate / drift
         self.k += 1
         return chunk
+
+
+def _pose(m: Any) -> np.ndarray:
+    """The 9 Live Link pose values of a motion: head yaw/pitch/roll, eyes left at zero."""
+    pose = np.zeros((m.n_frames, 9))
+    pose[:, :3] = pose_from_rotvec(m.head_rotvec)
+    return pose
+
+
+def _slice(m: Any, pose: np.ndarray, tau0: float, span: float
+           ) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The frames of ``m`` covering ``[tau0, tau0 + span]`` (one more past the end, at least 4),
+    starting with a frame interpolated at ``tau0`` when it falls between frames, so that the
+    simulated sample grid starts exactly at ``tau0``. Returns the motion, its pose rows and
+    which frames are ``m``'s own (not interpolated)."""
+    from hardware.motion import Motion
+
+    t = m.t
+    i0 = int(np.searchsorted(t, tau0 - 1e-9, side="left"))
+    i1 = int(np.searchsorted(t, tau0 + span, side="right")) + 1
+    i1 = min(len(t), max(i1, i0 + 4))
+    i0 = min(i0, len(t) - 4)
+    cols = [m.blendshapes, m.head_rotvec, m.head_position, pose]
+    rows = [c[i0:i1] for c in cols]
+    tt = t[i0:i1]
+    real = np.ones(len(tt), bool)
+    if tt[0] > tau0 + 1e-9 and i0 > 0:
+        w = (tau0 - t[i0 - 1]) / (t[i0] - t[i0 - 1])
+        rows = [np.vstack([(1 - w) * c[i0 - 1] + w * c[i0], r]) for c, r in zip(cols, rows)]
+        tt = np.concatenate([[tau0], tt])
+        real = np.concatenate([[False], real])
+    motion = Motion(fps=m.fps, blendshapes=rows[0], head_rotvec=rows[1],
+                    head_position=rows[2], t=tt)
+    return motion, rows[3], real
