@@ -137,11 +137,14 @@ def run_live(window: FaceWindow, sources: list[Any], on_frame: FrameCallback | N
 
 
 def compare(truth: np.ndarray, prediction: np.ndarray, rate_hz: float = 60.0,
+            max_seconds: float | None = None, on_frame: FrameCallback | None = None,
             **window_options: Any) -> Player:
     """Replay ground truth (T, 52) and a prediction (T, 52) side by side, the prediction
     coloured by per-vertex error. The hook for model evaluation scripts.
 
-    Opens a window (starting Xvfb when there is no display); returns when it is closed.
+    Opens a window (starting Xvfb when there is no display); returns when it is closed (or
+    after ``max_seconds``). ``on_frame(index, window)`` sees each drawn frame, e.g. to read
+    ``window.last_error_m`` (per-vertex error in metres).
     Window options: ``identity``, ``camera``, ``full_head``, ``error_scale_mm``, ...
     """
     from viewer.display import ensure_display
@@ -153,4 +156,4 @@ def compare(truth: np.ndarray, prediction: np.ndarray, rate_hz: float = 60.0,
                          "compare frame-aligned arrays")
     with ensure_display(), FaceWindow(n_faces=2, keys=REPLAY_KEYS, **window_options) as win:
         print(keys_help(REPLAY_KEYS))
-        return run_replay(win, a, b)
+        return run_replay(win, a, b, on_frame=on_frame, max_seconds=max_seconds)

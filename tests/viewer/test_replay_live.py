@@ -204,3 +204,18 @@ def test_live_skips_to_the_newest_frame_instead_of_lagging(face, unique_name):
     assert shown[-1] == pytest.approx(1.0)          # ends on the newest sample
     assert drawn < source.received / 3              # most frames were skipped, none queued
     assert all(a <= b for a, b in zip(shown, shown[1:]))
+
+
+def test_compare_hook_for_models():
+    from viewer.app import compare
+
+    n = 30
+    truth = np.zeros((n, 52), np.float32)
+    truth[:, JAW] = 0.8
+    errors = []
+    player = compare(truth, np.zeros_like(truth), rate_hz=60.0, max_seconds=0.5,
+                     on_frame=lambda i, w: errors.append(float(w.last_error_m.max())))
+    assert player.n_frames == n and errors
+    assert min(errors) > 0.01                    # an open jaw against a closed one
+    with pytest.raises(ValueError, match="frames"):
+        compare(truth, truth[:5])
