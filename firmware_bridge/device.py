@@ -299,7 +299,7 @@ class DeviceSession:
                     f"on this network and sending to this port?")
             self.health.state = "handshake"
         info = await self._request(P.CmdGetInfo(), reader)
-        self._accept_info(info)
+        self._accept_info(info, publish=False)   # published once configured (its rate known)
         await self._configure_and_start()
 
     async def _configure_and_start(self) -> None:
@@ -316,7 +316,8 @@ class DeviceSession:
                     f"device {self.info.name} refused rate {cfg.rate_hz} Hz (ACK result "
                     f"{ack.result}); it takes {P.RATE_MIN_HZ}..{P.RATE_MAX_HZ} Hz and as much "
                     f"as its link carries: choose another --rate")
-            self._accept_info(dataclasses.replace(self.info, rate_hz=cfg.rate_hz))
+            self._accept_info(dataclasses.replace(self.info, rate_hz=cfg.rate_hz), publish=False)
+        self._publish()
         ack = await self._request(P.CmdStart(), reader)
         if not ack.ok:
             raise DeviceError(f"device {self.info.name if self.info else '?'} refused START "
@@ -326,8 +327,9 @@ class DeviceSession:
         self._last_sample = self._last_frame = time.monotonic()
         self.health.state = "streaming"
 
-    def _accept_info(self, info: P.DeviceInfo) -> None:
-        """Check DEVICE_INFO against the rig, notice reboots, make or refresh the outlets."""
+    def _accept_info(self, info: P.DeviceInfo, publish: bool = True) -> None:
+        """Check DEVICE_INFO against the rig, notice reboots and (with ``publish``) make or
+        refresh the outlets."""
         rig = self.config.rig
         if isinstance(rig, str):
             rig = self._auto_rig(info)
@@ -345,14 +347,22 @@ class DeviceSession:
         if old is not None and old.serial == info.serial and old.boot_id != info.boot_id:
             self._on_reboot("boot_id changed")
         self.info = info
+        self._rig = rig
         self.health.device = info.name
         self.health.nominal_hz = float(info.rate_hz)
-        if not self.config.publish:
+        if publish:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Make the outlets for ``self.info``, or remake the IMU outlet if its layout changed
+        (same source_id, so LSL inlets with recovery move over)."""
+        info, rig = self.info, getattr(self, "_rig", None)
+        if not self.config.publish or info is None:
             return
-        layout = (info.serial, info.sensor_count, info.flags, info.rate_hz)
-        if self.outlet is not None and (old is None or layout != (
-                old.serial, old.sensor_count, old.flags, old.rate_hz)):
-            self.outlet.close()   # the layout changed: a new stream (same source_id)
+        def layout(i: P.DeviceInfo) -> tuple:
+            return (i.serial, i.sensor_count, i.flags, i.rate_hz)
+        if self.outlet is not None and layout(self.outlet.spec.info) != layout(info):
+            self.outlet.close()
             self.outlet = None
         if self.outlet is None:
             spec = ImuStreamSpec(
@@ -448,8 +458,8 @@ class DeviceSession:
 
     def _on_samples(self, s: P.Samples, arrival: float) -> None:
         info = self.info
-        if info is None:
-            return
+        if info is None or (self.config.publish and self.outlet is None):
+            return  # before the handshake has made the stream: not part of the session
         if s.n_sensors != info.sensor_count or s.flags != info.flags:
             self.health.frame_errors += 1
             self.health.last_error = (f"SAMPLES with {s.n_sensors} sensors/flags 0x{s.flags:02x} "
