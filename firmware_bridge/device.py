@@ -198,6 +198,8 @@ class DeviceSession:
                     log.info("%s: %s", self.health.transport, self.health.last_error)
                     self._open_gap(self.health.last_error)
                     self._streaming = False
+                    self.health.rate_hz = 0.0
+                    self._rate_window.clear()
                     if link is not None and not getattr(link, "persistent", False):
                         await link.close()
                         link = None
@@ -242,6 +244,8 @@ class DeviceSession:
             if self._reconfigure:
                 self._reconfigure = False
                 await self._configure_and_start()
+            if now - self._last_sample > 2.0:
+                self.health.rate_hz = 0.0   # the rate window is empty: nothing is arriving
             if self._streaming and now - self._last_sample > silence:
                 raise _Silence(f"no samples for {now - self._last_sample:.1f} s")
             if self.events is not None and now - self._last_health >= self.config.health_every_s:
