@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 from types import TracebackType
-from typing import Awaitable, Callable
+from typing import Callable
 
 
 class TransportError(OSError):
