@@ -106,3 +106,32 @@ async def test_stream_over_emulated_ble(unique_name: str, monkeypatch: pytest.Mo
     log = emu.truth()
     window = (log.seq >= seq[0]) & (log.seq <= seq[-1])
     assert np.array_equal(np.sort(seq), log.seq[window & log.sent])
+
+
+async def test_stream_reconnects_after_a_ble_disconnect(unique_name: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = EmulatorConfig(transport="ble", rig="imusic6", rate_hz=100, seconds=None, seed=12,
+                         disconnect_every=1.5)
+    stop = asyncio.Event()
+    async with Emulator(cfg) as emu:
+        monkeypatch.setenv(HCI_ENV, emu.ble_hci)
+        args = _args("--ble", emu.ble_address, "--name", unique_name, "--silence", "0.5")
+        task = asyncio.create_task(stream_cmd.stream(args, stop))
+        inlet = Inlet(f"{emu.serial:016x}")
+        pull = asyncio.create_task(asyncio.to_thread(inlet.run))
+        try:
+            for _ in range(400):
+                if emu.stats.disconnects >= 1 and inlet.n and inlet.rows[-1][-1, -1] > 250:
+                    break
+                assert not task.done(), task.result()
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            code = await asyncio.wait_for(task, 15)
+            inlet.stop = True
+            await asyncio.wait_for(pull, 15)
+    assert code == 0 and emu.stats.disconnects >= 1
+    rows, _ = inlet.arrays()
+    seq = _check_values(emu, rows)
+    assert seq[-1] > 250 and np.all(np.diff(seq) >= 1)   # streaming went on after the drop
+    assert np.any(np.diff(seq) > 1)                      # with a gap where the link was down
