@@ -5,7 +5,9 @@ Streaming CPU is process CPU time (all threads) over wall time while frames go o
 time. Each case includes its receiving end in the same process, because a link needs one:
 UDP sends to a socket read by the same event loop, serial writes a pty whose other end a
 reader drains, BLE runs both bumble stacks (peripheral and host) and the BleTransport.
-Target (the brief): a few % of a core for the device side.
+The first 30 s chunk of the twin is simulated before streaming (``twin_sim_*``); later chunks
+are simulated in a worker thread while streaming, so runs over 30 s include that in
+``stream_cpu_pct_of_core``. Target (the brief): a few % of a core for the device side.
 
     python benchmarks/bench_emulator.py [--quick] [--seconds S] [--rate HZ]
 """
