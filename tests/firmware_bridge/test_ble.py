@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from bleak import BleakClient
 from bleak.exc import BleakError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_bridge import protocol as P
 from firmware_bridge.emulator import Emulator, EmulatorConfig
@@ -187,3 +189,61 @@ async def test_cli_emulate_ble_reached_from_another_process() -> None:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 15)
     assert proc.returncode == 0  # SIGTERM is a clean stop
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=12),
+       st.lists(st.integers(min_value=1, max_value=244), min_size=1, max_size=50),
+       st.integers(min_value=0, max_value=60))
+def test_notifications_cut_anywhere_reach_the_decoder_whole(
+        bodies: list[bytes], cuts: list[int], drop_after: int) -> None:
+    """Notification payloads cut at any points, read in any grouping, give the Decoder every
+    frame; a link loss hands over what came before it, then raises."""
+    frames = [P.encode(P.Event(t_us=i, kind=P.EVENT_SYNC, value=len(b)), 7)
+              for i, b in enumerate(bodies)]
+    stream = b"".join(frames)
+    pieces, pos, i = [], 0, 0
+    while pos < len(stream):
+        n = cuts[i % len(cuts)]
+        pieces.append(stream[pos:pos + n])
+        pos += n
+        i += 1
+
+    async def scenario() -> tuple[bytes, bool]:
+        link = BleTransport("C0:FF:EE:00:00:01", hci="tcp-client:127.0.0.1:1")
+        got, closed = b"", False
+        for k, piece in enumerate(pieces):
+            link._on_notify(None, bytearray(piece))
+            if k == drop_after:
+                link._on_disconnect(None)
+            if k % 3 == 2:  # the reader sometimes keeps up, sometimes lags behind
+                try:
+                    got += await link.read()
+                except TransportClosed:
+                    closed = True
+                    break
+        while not closed and not link._queue.empty():  # drain what is left
+            try:
+                got += await link.read()
+            except TransportClosed:
+                closed = True
+        return got, closed
+
+    got, closed = asyncio.run(scenario())
+    dropped = drop_after < len(pieces)
+    expect = stream if not dropped else b"".join(pieces[:drop_after + 1])
+    assert got == expect and closed == dropped
+    msgs = P.Decoder().feed(got)
+    assert len(msgs) == (len(frames) if not dropped else
+                         sum(1 for f in frames if stream.index(f) + len(f) <= len(expect)))
+
+
+async def test_a_stalled_reader_does_not_grow_memory_without_bound() -> None:
+    from firmware_bridge.transports.ble import QUEUE_LIMIT
+
+    link = BleTransport("C0:FF:EE:00:00:01", hci="tcp-client:127.0.0.1:1")
+    for k in range(QUEUE_LIMIT + 100):
+        link._on_notify(None, bytearray(k.to_bytes(4, "little")))
+    assert link._queue.qsize() == QUEUE_LIMIT and link.dropped_notifications == 100
+    data = await link.read()
+    assert data[:4] == (100).to_bytes(4, "little")  # the oldest went first
