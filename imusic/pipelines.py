@@ -276,16 +276,17 @@ class FrameBuffer:
                 self._frames.popleft()
 
     def at(self, t: float, tolerance_s: float) -> tuple[np.ndarray | None, float | None]:
-        """The frame nearest ``t`` (within ``tolerance_s``) and its time, or (None, None)
-        when there is none or the face was lost more recently than that frame."""
+        """The newest frame captured no later than ``t + tolerance_s``, and its time; (None,
+        None) when there is none, or the face was reported lost after it. How old the frame
+        may be is the fuser's decision (``FusionConfig.lost_timeout_s``)."""
         with self._lock:
             if not self._frames:
                 return None, None
             times = np.fromiter((f[0] for f in self._frames), float, len(self._frames))
-            k = int(np.argmin(np.abs(times - t)))
-            ft, values = self._frames[k]
-            if abs(ft - t) > tolerance_s:
+            k = int(np.searchsorted(times, t + tolerance_s, side="right")) - 1
+            if k < 0:
                 return None, None
+            ft, values = self._frames[k]
             if self.lost_at is not None and ft < self.lost_at <= t + tolerance_s:
                 return None, None
             return values, ft

@@ -50,7 +50,7 @@ class DemoScore:
         """Compare one predicted frame with the truth at the instant it describes."""
         import numpy as np
 
-        truth, _ = self.truth.at(frame.t, 1.0 / 60.0)
+        truth, _ = self.truth.at(frame.t, 0.5 / 60.0)
         if truth is None or not frame.valid:
             return
         self.abs_err.append(np.abs(frame.blendshapes[:52] - truth[:52]))
