@@ -37,6 +37,8 @@ from firmware_bridge.transports.base import Transport, TransportError, Transport
 
 log = logging.getLogger(__name__)
 
+MAX_HELD_FRAMES = 200
+"""Frames held at most while the clock fit warms up."""
 EVENT_NAMES = {P.EVENT_TAP: "tap", P.EVENT_SYNC: "sync_pulse", P.EVENT_BUTTON: "button",
                P.EVENT_BOOTED: "booted"}
 
@@ -68,6 +70,9 @@ class SessionConfig:
     command_retries: int = 3
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
+    warmup_s: float = 0.5
+    """Hold frames until the clock fit spans this much device time (after a start or reboot),
+    then publish them stamped with that fit."""
     health_every_s: float = 5.0
     """Period of the ``health`` markers in the events stream."""
     publish: bool = True
@@ -160,6 +165,7 @@ class DeviceSession:
         self._lost_seen = 0
         self._last_health = 0.0
         self._ever_streamed = False
+        self._held: list[tuple] = []
         self._heard = asyncio.Event()
 
     # ------------------------------------------------------------------ the main loop
@@ -196,6 +202,7 @@ class DeviceSession:
                         break
                     self.health.last_error = str(err) or type(err).__name__
                     log.info("%s: %s", self.health.transport, self.health.last_error)
+                    self._flush_held()
                     self._open_gap(self.health.last_error)
                     self._streaming = False
                     self.health.rate_hz = 0.0
@@ -219,6 +226,7 @@ class DeviceSession:
 
     async def _shutdown(self, link: Transport | None) -> None:
         self.health.state = "stopped"
+        self._flush_held()
         if link is not None:
             if link.is_open and self.info is not None:
                 with contextlib.suppress(Exception):
@@ -502,10 +510,25 @@ class DeviceSession:
             h.rate_hz = sum(n for _, n in list(rw)[1:]) / (now - rw[0][0])
         fit = self.clock.fit
         h.drift_ppm, h.residual_ms = fit.drift_ppm, fit.residual_ms
-        if self.outlet is not None:
-            self.outlet.push(s, ts, t_us, seqs)
-        if self.on_samples is not None:
-            self.on_samples(samples_to_rows(s, info, t_us, seqs), ts)
+        # While the clock fit is young (just started, or after a reboot), hold the frames:
+        # the first arrivals are often late (the host is busy with the handshake), and stamping
+        # them at once would publish timestamps that later ones overtake.
+        self._held.append((s, t_us, seqs, ts, self.clock.resets))
+        if fit.span_s < self.config.warmup_s and len(self._held) < MAX_HELD_FRAMES:
+            return
+        self._flush_held()
+
+    def _flush_held(self) -> None:
+        """Publish held frames, stamped with the current fit (or, for frames from before a
+        clock reset, with the fit they were first mapped with)."""
+        held, self._held = self._held, []
+        for s, t_us, seqs, ts0, resets in held:
+            ts = self.clock.map(t_us, unwrapped=True) if (
+                resets == self.clock.resets and self.clock.ready) else ts0
+            if self.outlet is not None:
+                self.outlet.push(s, ts, t_us, seqs)
+            if self.on_samples is not None:
+                self.on_samples(samples_to_rows(s, self.info, t_us, seqs), ts)
 
     # ------------------------------------------------------------------ events
 

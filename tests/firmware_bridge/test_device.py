@@ -230,11 +230,14 @@ async def test_pty_handshake_values_rate_and_drift(unique_name: str) -> None:
     assert health.nominal_hz == 200 and dev.rate == 200
     assert any(isinstance(m, P.CmdSetRate) for m in dev.commands)
     assert isinstance(dev.commands[-1], P.CmdStop)          # clean stop tells the device
+    # Increasing from the very first sample (the young fit's frames were held, then stamped).
+    assert np.all(np.diff(ts) > 0.004)
     # Timestamps against the true sampling instants, after the fit has settled.
     err = ts - dev.true_local(seq)
     late = err[seq > 200 * 3]
     assert np.sqrt(np.mean(late ** 2)) < 2e-3, np.sqrt(np.mean(late ** 2))
-    assert abs(health.drift_ppm - (-150 / 1.000150)) < 60, health.drift_ppm
+    # 6 s of data on a shared machine: the sign and size, not the last ppm.
+    assert abs(health.drift_ppm - (-150 / 1.000150)) < 100, health.drift_ppm
     assert health.battery_pct == 77 and health.crc_errors == 0 and health.lost == 0
 
 
