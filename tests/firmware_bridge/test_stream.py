@@ -39,7 +39,9 @@ def _pull(source_id: str, n: int, timeout: float = 20.0):
     return info, np.concatenate(rows), np.asarray(ts)
 
 
-async def test_cli_subprocess_over_pty_sigterm_stops_cleanly(tmp_path: Path, unique_name: str) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+async def test_cli_subprocess_over_pty_stops_cleanly(sig: int, tmp_path: Path,
+                                                     unique_name: str) -> None:
     pty = PtyLink()
     serial = int.from_bytes(unique_name.encode()[-6:], "little") << 8
     dev = ScriptedDevice(pty.send, serial=serial, rate=100, drift_ppm=80)
@@ -53,7 +55,7 @@ async def test_cli_subprocess_over_pty_sigterm_stops_cleanly(tmp_path: Path, uni
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         info, rows, ts = await asyncio.to_thread(_pull, f"{serial:016x}", 600)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     finally:
         if proc.returncode is None:
