@@ -16,6 +16,7 @@ import numpy as np
 import pylsl
 import pytest
 
+from firmware_bridge import protocol as P
 from imusic.commands import stream as stream_cmd
 from test_device import ACC, GYRO, PtyLink, ScriptedDevice, counts
 
@@ -75,7 +76,7 @@ async def test_cli_subprocess_over_pty_stops_cleanly(sig: int, tmp_path: Path,
     assert np.all(np.abs(np.diff(ts) - 0.005) < 0.002)
     rec = json.loads(summary.read_text())
     assert rec["health"]["samples"] >= len(seq) and rec["health"]["lost"] == 0
-    assert isinstance(dev.commands[-1], type(dev.commands[-1])) and dev.streaming is False
+    assert isinstance(dev.commands[-1], P.CmdStop) and dev.streaming is False  # told to stop
 
 
 async def test_in_process_over_udp(unique_name: str) -> None:
