@@ -117,9 +117,19 @@ async def test_serial_twin_values_loss_and_drift(unique_name: str) -> None:
     window = (log.seq >= seq[0]) & (log.seq <= seq[-1])
     assert np.array_equal(np.sort(seq), log.seq[window & log.sent])   # every sent one, only those
     assert (log.lost & window).sum() > 0                              # and loss was injected
-    labels = inlet.info.desc().child("channels").child("channel").child_value("label")
-    assert labels == "nasal_bridge.acc.x" or labels.endswith(".acc.x")
-    assert inlet.info.desc().child("rig").child_value("id") == "imusic11"
+    from hardware.rig import load_rig
+
+    rig = load_rig("imusic11")
+    ch = inlet.info.desc().child("channels").child("channel")
+    labels = []
+    while not ch.empty():
+        labels.append(ch.child_value("label"))
+        ch = ch.next_sibling()
+    assert labels[0] == f"{rig.site_names[0]}.acc.x" and len(labels) == 12 * 9 + 2
+    assert labels[9 * 11 + 6] == f"{rig.site_names[11]}.mag.x"
+    desc_rig = inlet.info.desc().child("rig")
+    assert desc_rig.child_value("id") == "imusic11"
+    assert desc_rig.child_value("reference") == rig.reference
 
 
 async def test_timestamps_100ppm_drift_8ms_send_jitter(unique_name: str) -> None:
