@@ -197,7 +197,8 @@ class DeviceSession:
                             await reader
                 except DeviceError:
                     raise
-                except (TransportError, _Silence, asyncio.TimeoutError) as err:
+                except (OSError, _Silence, asyncio.TimeoutError) as err:
+                    # OSError covers TransportError and any I/O error a link lets through.
                     if stop.is_set():
                         break
                     self.health.last_error = str(err) or type(err).__name__
