@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imusic stream``."""
     link = parser.add_mutually_exclusive_group(required=True)
     link.add_argument("--serial", metavar="PATH", help="serial port (/dev/ttyACM0, COM3, a pty)")
-    link.add_argument("--ble", metavar="ADDRESS", help="BLE address or name as 'imusic devices' shows")
+    link.add_argument("--ble", metavar="ADDRESS", help="BLE address, as 'imusic devices' shows it")
     link.add_argument("--udp", metavar="PORT", type=int,
                       help="listen for a Wi-Fi wearable on this UDP port (e.g. 9000)")
     parser.add_argument("--udp-host", default="0.0.0.0", metavar="HOST",
