@@ -38,8 +38,12 @@ def run(model: str, data: str, steps: list[int], every: int = 1,
             out["steps"].setdefault(name, {})[str(s)] = {**r["imusic"],
                                                          "eval_s": time.perf_counter() - t0}
         for c in carries or []:
-            r = evaluate(tr, part, None, methods=("imusic",), carry=c)
-            out["carry"].setdefault(name, {})[str(c)] = r["imusic"]
+            for blend in (0.5, 1.0):
+                if c == 0 and blend != 0.5:
+                    continue
+                r = evaluate(tr, part, None, methods=("imusic",), carry=c, carry_blend=blend)
+                key = f"{c}" if c == 0 else f"{c}@{blend:g}"
+                out["carry"].setdefault(name, {})[key] = r["imusic"]
     return out
 
 

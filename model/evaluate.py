@@ -86,11 +86,12 @@ def predict_stage1(tr: Trained, feats_norm: np.ndarray, chunk: int = 512) -> np.
 @torch.no_grad()
 def predict_imusic(tr: Trained, feats_norm: Sequence[np.ndarray], steps: int | None = None,
                    carry: int | None = None, fixed_noise: bool = True,
-                   seed: int = 0) -> list[np.ndarray]:
+                   seed: int = 0, carry_blend: float | None = None) -> list[np.ndarray]:
     """IMUSIC predictions streamed frame by frame, several recordings side by side as a batch,
     exactly as the runtime would produce them (fixed noise, carried prefix)."""
     steps = steps or int(tr.sampling.get("steps", 4))
     carry = int(tr.sampling.get("carry", 4)) if carry is None else carry
+    blend = float(tr.sampling.get("carry_blend", 0.5)) if carry_blend is None else carry_blend
     lens = [len(f) for f in feats_norm]
     n = max(lens)
     fdim = feats_norm[0].shape[1]
@@ -98,7 +99,8 @@ def predict_imusic(tr: Trained, feats_norm: Sequence[np.ndarray], steps: int | N
     for i, f in enumerate(feats_norm):
         pad[i, : len(f)] = f
     sampler = StreamingSampler(tr.net, tr.schedule, tr.past, tr.lookahead, steps, carry,
-                               batch=len(feats_norm), seed=seed, fixed_noise=fixed_noise)
+                               batch=len(feats_norm), seed=seed, fixed_noise=fixed_noise,
+                               carry_blend=blend)
     out = np.zeros((len(feats_norm), n, tr.net_config.n_out), np.float32)
     x = torch.from_numpy(pad)
     for o in range(tr.past - 1, n):

@@ -89,8 +89,9 @@ class Runtime:
         self.rate = float(self.spec.rate_hz)
         self.steps = int(steps or trained.sampling.get("steps", 4))
         carry = int(trained.sampling.get("carry", 4)) if carry is None else carry
-        self.sampler = StreamingSampler(trained.net, trained.schedule, trained.past,
-                                        trained.lookahead, self.steps, carry, 1, seed)
+        self.sampler = StreamingSampler(
+            trained.net, trained.schedule, trained.past, trained.lookahead, self.steps, carry,
+            1, seed, carry_blend=float(trained.sampling.get("carry_blend", 0.5)))
         self.extractor = FeatureExtractor(self.spec)
         self.window = trained.window
         self.feats = np.zeros((self.window, self.spec.n_features), np.float32)

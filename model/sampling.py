@@ -16,17 +16,19 @@ class StreamingSampler:
     """Emits the output frame (index ``past - 1`` of the window) for each new feature window.
 
     ``carry`` frames right before the output frame are taken from what this sampler emitted on
-    earlier ticks (0 turns carrying off); ``fixed_noise`` keeps the DDIM start noise the same on
-    every tick (False draws new noise each tick: independent sampling).
+    earlier ticks (0 turns carrying off), weighted ``carry_blend`` against the stage-1 estimate
+    of those frames; ``fixed_noise`` keeps the DDIM start noise the same on every tick (False
+    draws new noise each tick: independent sampling).
     """
 
     def __init__(self, net: IMUSIC, schedule: Schedule, past: int, lookahead: int,
-                 steps: int = 4, carry: int = 12, batch: int = 1, seed: int = 0,
-                 fixed_noise: bool = True) -> None:
+                 steps: int = 4, carry: int = 4, batch: int = 1, seed: int = 0,
+                 fixed_noise: bool = True, carry_blend: float = 0.5) -> None:
         self.net, self.schedule = net, schedule
         self.past, self.lookahead, self.window = past, lookahead, past + lookahead
         self.steps, self.carry = steps, min(carry, past - 1)
         self.fixed_noise = fixed_noise
+        self.carry_blend = carry_blend
         self.gen = torch.Generator().manual_seed(seed)
         n_out = net.cfg.n_out
         self.noise = torch.randn(batch, self.window, n_out, generator=self.gen)
@@ -48,7 +50,11 @@ class StreamingSampler:
         k = min(self.carry, self.n_emitted)
         if k > 0:
             o = self.past - 1
-            known[:, o - k:o] = self.history[:b, self.carry - k:]
+            # the carried frames are this sampler's own earlier output, blended with the
+            # stage-1 estimate of the same frames (as in training): the blend anchors the
+            # prefix to the IMU evidence, so errors cannot build up from frame to frame
+            w = self.carry_blend
+            known[:, o - k:o] = w * self.history[:b, self.carry - k:] + (1 - w) * base[:, o - k:o]
             mask[:, o - k:o] = True
         noise = self.noise[:b] if self.fixed_noise else torch.randn(
             base.shape, generator=self.gen)

@@ -52,8 +52,10 @@ def resample_take(t: np.ndarray, values: np.ndarray, found: np.ndarray,
     """
     grid = np.arange(0.0, t[-1] + 1e-9, 1.0 / rate_hz)
     j = np.clip(np.searchsorted(t, grid), 1, len(t) - 1)
-    exact = np.isclose(t[np.minimum(j, len(t) - 1)], grid) | np.isclose(t[j - 1], grid)
-    valid = (found[j - 1] & found[j]) | (exact & (found[j - 1] | found[j]))
+    # a grid frame that falls on a source row takes that row's state; one between two rows
+    # needs both
+    on_hi, on_lo = np.isclose(t[j], grid), np.isclose(t[j - 1], grid)
+    valid = np.where(on_hi, found[j], np.where(on_lo, found[j - 1], found[j - 1] & found[j]))
     out = np.full((len(grid), values.shape[1]), np.nan)
     if found.sum() >= 2:
         tf = t[found]
@@ -94,7 +96,7 @@ def imu_channels(sites: Sequence[str]) -> list[tuple[str, str, str]]:
 
 def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identity: int,
                   rig_name: str, seed: int, session_seed: int, device_rate_hz: float = 100.0,
-                  ) -> Path:
+                  command: str = "") -> Path:
     """Simulate one session and write it (raw streams + ``aligned``). Returns ``path``."""
     from capture.session import SessionWriter, StreamSpec
     from hardware.motion import Motion, procedural
@@ -136,7 +138,8 @@ def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identi
              "session_seed": int(session_seed), "rig": rig.id,
              "device_rate_hz": float(device_rate_hz), "clock_drift_ppm":
              float(sig.clock.drift_ppm) if sig.clock else 0.0,
-             "lsl_time": "ideal clock map: LSL time = true sample time + 1000 s"}
+             "lsl_time": "ideal clock map: LSL time = true sample time + 1000 s",
+             "command": command}
     al = Aligned(rate_hz=RATE_HZ, t=SESSION_T0 + t_al, blendshapes=truth[keep],
                  pose=pose_al[keep], acc=resample(sig.acc), gyro=resample(sig.gyro),
                  mag=resample(sig.mag), valid_imu=np.ones(len(t_al), bool),
@@ -198,7 +201,8 @@ def plan(subjects: int, minutes: float, takes: Sequence[MotionSource], use_proce
 def simulate_dataset(out: str | Path, subjects: int = 20, minutes: float = 1.5,
                      takes: Sequence[str | Path] = (), use_procedural: bool = True,
                      rig: str = "imusic11", seed: int = 0, device_rate_hz: float = 100.0,
-                     progress: Callable[[int, int, str], None] | None = None) -> list[Path]:
+                     progress: Callable[[int, int, str], None] | None = None,
+                     command: str = "") -> list[Path]:
     """Make ``subjects`` x sources sessions under ``out`` (``<subject>_<take>.h5``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -208,7 +212,7 @@ def simulate_dataset(out: str | Path, subjects: int = 20, minutes: float = 1.5,
     for i, (identity, subject, src, sl, sseed) in enumerate(jobs):
         p = out / f"{subject}_{src.name}.h5"
         paths.append(write_session(p, src, sl, subject, identity, rig, seed, sseed,
-                                   device_rate_hz))
+                                   device_rate_hz, command))
         if progress:
             progress(i + 1, len(jobs), p.name)
     return paths

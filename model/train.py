@@ -53,6 +53,7 @@ class TrainConfig:
     warmup: int = 150
     encoder_lr_mult: float = 0.0     # stage 2: 0 freezes the encoder and head
     carry_max: int = 4               # longest known prefix shown in stage 2 (runtime carry)
+    carry_blend: float = 0.5         # runtime: weight of its own output in the carried prefix
     p_no_prefix: float = 0.25        # fraction of stage-2 windows with no known prefix
     prefix_noise: float = 0.03       # noise on the known prefix (the runtime's own errors)
     vel_weight: float = 0.5          # stage-2 loss on frame-to-frame velocity
@@ -61,7 +62,6 @@ class TrainConfig:
     sample_steps: int = 4            # DDIM steps the runtime uses by default
     ahrs_gain: float = 0.5
     detrend_s: float = 4.0           # feature trend time constant (0: raw features only)
-    ridge_lambda: float = 30.0
     window_stride: int = 1
     holdout_subjects: list[str] = field(default_factory=lambda: ["id16", "id17", "id18", "id19"])
     holdout_takes: list[str] = field(default_factory=lambda: ["S07-001"])
@@ -276,26 +276,30 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     names = {id(p): n for n, p in net.named_parameters()}
 
     seeds = sorted({str(r.attrs.get("seed")) for r in recs if "seed" in r.attrs})
+    data_commands = sorted({str(r.attrs["command"]) for r in recs if r.attrs.get("command")})
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     base_config: dict[str, Any] = {
         "schema": "imusic.checkpoint", "schema_version": 1,
         "net": net_cfg.to_dict(), "features": spec.to_dict(), "norm": norm.to_dict(),
         "past": cfg.past, "lookahead": cfg.lookahead, "rate_hz": spec.rate_hz,
         "schedule": {"n_steps": cfg.n_timesteps, "kind": cfg.schedule},
-        "sampling": {"steps": cfg.sample_steps, "carry": cfg.carry_max, "seed": 0},
+        "sampling": {"steps": cfg.sample_steps, "carry": cfg.carry_max,
+                     "carry_blend": cfg.carry_blend, "seed": 0},
         "rig": {"id": first.rig_id, "sites": list(spec.sites), "reference": spec.reference},
         "train": asdict(cfg), "command": command, "data_seed": seeds,
+        "data_commands": data_commands,
         "data": {"path": str(data), **parts.summary()},
-        "baselines": {"ridge_offsets": list(RIDGE_OFFSETS), "ridge_lambda": cfg.ridge_lambda},
+        "baselines": {"ridge_offsets": list(RIDGE_OFFSETS)},
     }
 
     # baselines on the training split (cheap, closed form): fitted once, kept in the checkpoint
     if "baseline.ridge" in tensors:
         extra = {k: v for k, v in tensors.items() if k.startswith("baseline.")}
     else:
+        ridge, lam, scores = Ridge.fit_validated(parts.train, norm)
+        base_config["baselines"].update(ridge_lambda=lam, ridge_validation_mae100=scores)
         extra = {"baseline.mean_face": torch.from_numpy(mean_face(parts.train)),
-                 "baseline.ridge": torch.from_numpy(
-                     Ridge.fit(parts.train, norm, cfg.ridge_lambda).weights)}
+                 "baseline.ridge": torch.from_numpy(ridge.weights)}
 
     def save(opt: torch.optim.Optimizer | None, metrics: dict[str, Any] | None = None) -> None:
         if rank != 0:

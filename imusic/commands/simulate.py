@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate every (subject, source) session and write it."""
+    import shlex
     import sys
     import time
     from pathlib import Path
@@ -55,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
         def report(i: int, n: int, name: str) -> None:
             bar.update(task, total=n, completed=i, description=f"simulating {name}")
 
+        command = "imusic simulate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
+            if len(sys.argv) > 1 and sys.argv[1] == "simulate" else ""
         paths = simulate_dataset(args.out, args.subjects, args.minutes, takes, procedural,
-                                 args.rig, args.seed, args.rate, report)
+                                 args.rig, args.seed, args.rate, report, command)
     print(f"wrote {len(paths)} twin sessions to {args.out} in {time.perf_counter() - t0:.0f} s "
           f"(rig {args.rig}, seed {args.seed}; labelled source=twin)")
     return 0

@@ -26,7 +26,7 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     i = 0
     for subject in ("id00", "id01", "id02", "id16"):
         for take in ("a", "S07-001"):
-            toy_session(d / f"{subject}_{take}.h5", subject, take, seconds=15, seed=i,
+            toy_session(d / f"{subject}_{take}.h5", subject, take, seconds=10, seed=i,
                         lost=(100, 140) if i == 0 else None)
             i += 1
     return d

@@ -128,3 +128,18 @@ def test_eval_command_names_a_bad_folder(tiny_ckpt, tmp_path, capsys):
 
     assert main(["eval", "--model", str(tiny_ckpt), "--data", str(tmp_path)]) == 2
     assert "imusic simulate" in capsys.readouterr().err
+
+
+def test_train_command_writes_a_checkpoint(toy_data, tmp_path, capsys):
+    from imusic.cli import main
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({**TINY, "stage1_steps": 10, "stage2_steps": 10,
+                               "eval_every": 0}))
+    out = tmp_path / "ck"
+    assert main(["train", "--data", str(toy_data), "--out", str(out), "--config", str(cfg),
+                 "--no-eval", "--quiet"]) == 0
+    c = json.loads((out / "config.json").read_text())
+    assert c["train"]["stage1_steps"] == 10 and c["train_state"]["done"]
+    assert "checkpoint" in capsys.readouterr().out
+    assert main(["train", "--data", str(tmp_path / "none"), "--out", str(out)]) == 2
