@@ -15,7 +15,7 @@ import pytest
 from firmware_bridge.emulator import Emulator, EmulatorConfig
 from firmware_bridge.transports.ble import HCI_ENV
 from imusic.commands import devices as devices_cmd
-from test_stream_emulator import Inlet, _args, _check_values
+from test_stream_emulator import Inlet, _args, _check_values, unique_serial
 from imusic.commands import stream as stream_cmd
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -33,10 +33,11 @@ def _devices(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_devices_hears_a_udp_wearable(capsys: pytest.CaptureFixture) -> None:
+def test_devices_hears_a_udp_wearable(capsys: pytest.CaptureFixture, unique_name: str) -> None:
     port = _free_udp_port()
-    cfg = EmulatorConfig(transport="udp", rig="imusic6", rate_hz=50, seconds=None, seed=9,
-                         udp_target=("127.0.0.1", port), keep_truth=False)
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="udp", rig="imusic6", rate_hz=50,
+        seconds=None, seed=9, udp_target=("127.0.0.1", port), keep_truth=False)
     with Emulator.run_in_thread(cfg) as emu:
         code = devices_cmd.run(_devices("--udp", str(port), "--udp-host", "127.0.0.1",
                                         "--listen", "2", "--no-ble", "--no-serial", "--json"))
@@ -65,9 +66,11 @@ def test_devices_reports_a_busy_udp_port_and_missing_ble(capsys: pytest.CaptureF
 
 
 def test_devices_scans_the_emulated_ble_wearable(capsys: pytest.CaptureFixture,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = EmulatorConfig(transport="ble", rig="imusic6", rate_hz=50, seconds=None, seed=10,
-                         keep_truth=False)
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 unique_name: str) -> None:
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="ble", rig="imusic6", rate_hz=50,
+        seconds=None, seed=10, keep_truth=False)
     with Emulator.run_in_thread(cfg) as emu:
         monkeypatch.setenv(HCI_ENV, emu.emulator.ble_hci)
         code = devices_cmd.run(_devices("--listen", "2", "--no-udp", "--no-serial", "--json"))
@@ -79,8 +82,9 @@ def test_devices_scans_the_emulated_ble_wearable(capsys: pytest.CaptureFixture,
 
 
 async def test_stream_over_emulated_ble(unique_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = EmulatorConfig(transport="ble", rig="imusic6", rate_hz=100, seconds=None, seed=11,
-                         loss=0.05)
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="ble", rig="imusic6", rate_hz=100,
+        seconds=None, seed=11, loss=0.05)
     stop = asyncio.Event()
     async with Emulator(cfg) as emu:
         monkeypatch.setenv(HCI_ENV, emu.ble_hci)
@@ -110,8 +114,9 @@ async def test_stream_over_emulated_ble(unique_name: str, monkeypatch: pytest.Mo
 
 async def test_stream_reconnects_after_a_ble_disconnect(unique_name: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = EmulatorConfig(transport="ble", rig="imusic6", rate_hz=100, seconds=None, seed=12,
-                         disconnect_every=1.5)
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="ble", rig="imusic6", rate_hz=100,
+        seconds=None, seed=12, disconnect_every=1.5)
     stop = asyncio.Event()
     async with Emulator(cfg) as emu:
         monkeypatch.setenv(HCI_ENV, emu.ble_hci)

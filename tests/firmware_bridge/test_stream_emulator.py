@@ -20,6 +20,11 @@ from imusic.commands import stream as stream_cmd
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
+def unique_serial(unique_name: str) -> int:
+    """A device serial no other test or parallel run uses (the LSL source_id derives from it)."""
+    return (0x494D5553 << 32) | int(unique_name[-8:], 16)
+
+
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     stream_cmd.add_arguments(parser)
@@ -106,8 +111,9 @@ def _check_values(emu: Emulator, rows: np.ndarray) -> np.ndarray:
 
 
 async def test_serial_twin_values_loss_and_drift(unique_name: str) -> None:
-    cfg = EmulatorConfig(transport="serial", rig="imusic11", rate_hz=100, seconds=None,
-                         seed=3, loss=0.1, drift_ppm=100.0, errors=True)
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="serial", rig="imusic11", rate_hz=100,
+        seconds=None, seed=3, loss=0.1, drift_ppm=100.0, errors=True)
     emu, inlet = await _stream_with(
         cfg, lambda e: ("--serial", e.serial_path, "--rig", "imusic11"), unique_name,
         lambda e, i: i.n >= 500)
@@ -143,9 +149,10 @@ async def test_timestamps_100ppm_drift_8ms_send_jitter(unique_name: str) -> None
     from firmware_bridge.device import DeviceSession, SessionConfig
     from firmware_bridge.transports.serial import SerialTransport
 
-    cfg = EmulatorConfig(transport="serial", rig="imusic6", rate_hz=100, seconds=None, seed=4,
-                         drift_ppm=100.0, send_jitter_ms=8.0, publish_truth=True,
-                         truth_name=unique_name + "-truth", instants_per_frame=2)
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="serial", rig="imusic6", rate_hz=100,
+        seconds=None, seed=4, drift_ppm=100.0, send_jitter_ms=8.0, publish_truth=True,
+        truth_name=unique_name + "-truth", instants_per_frame=2)
     arrivals: list[tuple[int, int, float]] = []
     stop = asyncio.Event()
     async with Emulator(cfg) as emu:
@@ -192,9 +199,10 @@ async def test_udp_dropout_recovery(unique_name: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cfg = EmulatorConfig(transport="udp", rig="imusic6", rate_hz=100, seconds=None, seed=5,
-                         udp_target=("127.0.0.1", port), disconnect_every=2.0,
-                         disconnect_for=1.0)
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="udp", rig="imusic6", rate_hz=100,
+        seconds=None, seed=5, udp_target=("127.0.0.1", port), disconnect_every=2.0,
+        disconnect_for=1.0)
     emu, inlet = await _stream_with(
         cfg, lambda e: ("--udp", str(port), "--udp-host", "127.0.0.1"), unique_name,
         lambda e, i: e.stats.disconnects >= 2 and i.n > 0 and
@@ -210,8 +218,9 @@ async def test_udp_dropout_recovery(unique_name: str) -> None:
 
 
 async def test_serial_disconnect_and_reboot_recovery(unique_name: str) -> None:
-    cfg = EmulatorConfig(transport="serial", rig="imusic6", rate_hz=100, seconds=None, seed=6,
-                         disconnect_every=1.5, disconnect_for=0.5, reboot_at=3.5)
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="serial", rig="imusic6", rate_hz=100,
+        seconds=None, seed=6, disconnect_every=1.5, disconnect_for=0.5, reboot_at=3.5)
     emu, inlet = await _stream_with(
         cfg, lambda e: ("--serial", e.serial_path), unique_name,
         lambda e, i: e.stats.reboots >= 1 and e.stats.disconnects >= 2 and i.n > 0
@@ -246,8 +255,9 @@ def _after_reboot(inlet: Inlet) -> int:
 async def test_corrupted_bytes_are_counted_and_never_published(unique_name: str, tmp_path) -> None:
     import json
 
-    cfg = EmulatorConfig(transport="serial", rig="imusic6", rate_hz=100, seconds=None, seed=7,
-                         corrupt=0.0005)
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="serial", rig="imusic6", rate_hz=100,
+        seconds=None, seed=7, corrupt=0.0005)
     summary = tmp_path / "health.json"
     emu, inlet = await _stream_with(
         cfg, lambda e: ("--serial", e.serial_path, "--summary-json", str(summary)), unique_name,
@@ -267,8 +277,9 @@ async def test_rate_change_on_a_streaming_udp_device(unique_name: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cfg = EmulatorConfig(transport="udp", rig="imusic6", rate_hz=100, seconds=None, seed=8,
-                         udp_target=("127.0.0.1", port))          # streams from boot at 100 Hz
+    cfg = EmulatorConfig(
+        serial=unique_serial(unique_name), transport="udp", rig="imusic6", rate_hz=100,
+        seconds=None, seed=8, udp_target=("127.0.0.1", port))          # streams from boot at 100 Hz
     emu, inlet = await _stream_with(
         cfg, lambda e: ("--udp", str(port), "--udp-host", "127.0.0.1", "--rate", "200"),
         unique_name, lambda e, i: i.n >= 400)
