@@ -95,7 +95,7 @@ def test_inlet_reads_samples_timestamps_and_desc(unique_name: str) -> None:
 
 
 def test_event_outlet_json_markers(unique_name: str) -> None:
-    spec = ImuStreamSpec(_info(0x42), unique_name, ["a", "b", "c"])
+    spec = ImuStreamSpec(_info(int(unique_name[-8:], 16)), unique_name, ["a", "b", "c"])
     with EventOutlet(spec) as ev:
         inlet = _inlet(spec.source_id + "-events")
         t = pylsl.local_clock()
