@@ -105,7 +105,7 @@ def run_case(transport: str, rate: int, measure_s: float, warmup_s: float = 4.0)
         wall = w1 - w0
         total_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         h = rec["health"]
-        return {"transport": transport, "sensors": h.get("device") and 12, "rate_hz": rate,
+        return {"transport": transport, "rig": "imusic11 (12 sensors)", "rate_hz": rate,
                 "cpu_%_of_core": 100 * (c1 - c0) / wall,
                 "cpu_total_%": 100 * total_cpu / rec["seconds"],
                 "emulator_cpu_%": 100 * (e1 - e0) / wall,
