@@ -450,10 +450,7 @@ class SessionReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise SessionError(f"{self.path}: no such session file")
-        try:
-            self.h5 = h5py.File(self.path, "r", swmr=True)
-        except (OSError, RuntimeError) as err:  # h5py raises either for damaged files
-            raise SessionError(f"{self.path} is not a readable HDF5 file: {err}") from err
+        self.h5 = self._open(self.path)
         schema = _s(self.h5.attrs.get("schema", ""))
         if schema != SCHEMA:
             self.h5.close()
@@ -464,6 +461,23 @@ class SessionReader:
             self.h5.close()
             raise SessionError(f"{self.path} has schema_version {version}; this imusic reads "
                                f"up to {SCHEMA_VERSION}: upgrade imusic")
+
+    @staticmethod
+    def _open(path: Path) -> h5py.File:
+        # Plain first: a cleanly closed file opens at once, and a damaged one fails at once.
+        # SWMR read mode retries every metadata read whose checksum fails (it may be half
+        # written), which on a corrupted file takes minutes, so it is only used for files still
+        # flagged open for writing (live, or left by a killed recorder).
+        try:
+            return h5py.File(path, "r")
+        except (OSError, RuntimeError) as err:  # h5py raises either for damaged files
+            first = err
+        if "already open for write" not in str(first):
+            raise SessionError(f"{path} is not a readable HDF5 file: {first}") from first
+        try:
+            return h5py.File(path, "r", swmr=True)
+        except (OSError, RuntimeError) as err:
+            raise SessionError(f"{path} is not a readable HDF5 file: {err}") from err
 
     @property
     def attrs(self) -> dict[str, Any]:
