@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-id", type=_int, default=None, metavar="ID",
                         help="with several devices on one link (UDP): the device id to stream "
                              "(low 32 bits of the serial; default the first one heard)")
+    parser.add_argument("--all-devices", action="store_true",
+                        help="with --udp: stream every wearable heard on the port, one LSL "
+                             "stream each (names get the device id appended)")
     parser.add_argument("--baud", type=int, default=921600, help="serial baud rate (default 921600)")
     parser.add_argument("--rig", default="auto", metavar="NAME|PATH",
                         help="rig the device must match (default: the rig the device names)")
@@ -100,6 +103,16 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    if args.all_devices:
+        if args.udp is None:
+            print("imusic stream: --all-devices goes with --udp PORT", file=sys.stderr)
+            return 2
+        try:
+            return await stream_all(args, rig, stop)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
     config = SessionConfig(rate_hz=args.rate, rig=rig, name=args.name, device_id=args.device_id,
                            silence_s=args.silence)
     session = DeviceSession(_factory(args), config)
@@ -144,6 +157,74 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
                   "events": session.event_log}
         with open(args.summary_json, "w") as f:
             json.dump(record, f, indent=1, default=str)
+    return code
+
+
+async def stream_all(args: argparse.Namespace, rig, stop) -> int:
+    """Every wearable heard on one UDP port, each its own session and LSL stream."""
+    import asyncio
+    import contextlib
+    import json
+    import sys
+    import time
+
+    from firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
+    from firmware_bridge.transports.base import TransportError
+    from firmware_bridge.transports.udp import UdpHub
+
+    hub = UdpHub(args.udp, args.udp_host)
+    try:
+        await hub.__aenter__()
+    except TransportError as err:
+        print(f"imusic stream: {err}", file=sys.stderr)
+        return 1
+    sessions: dict[int, tuple[DeviceSession, asyncio.Task]] = {}
+    t0 = last = time.monotonic()
+    code = 0
+    try:
+        while not stop.is_set():
+            ch = None
+            with contextlib.suppress(asyncio.TimeoutError):
+                ch = await asyncio.wait_for(hub.new_devices.get(), 0.5)
+            if ch is not None:
+                name = f"{args.name}-{ch.device_id:08x}" if args.name else None
+                config = SessionConfig(rate_hz=args.rate, rig=rig, name=name,
+                                       device_id=ch.device_id, silence_s=args.silence)
+                session = DeviceSession(lambda ch=ch: ch, config)
+                sessions[ch.device_id] = (session, asyncio.create_task(session.run(stop)))
+                print(f"device {ch.device_id:08x} heard on {hub.link.name}", file=sys.stderr)
+            for dev, (session, task) in list(sessions.items()):
+                if task.done() and not stop.is_set():
+                    err = task.exception()
+                    if isinstance(err, DeviceError):
+                        print(f"imusic stream: device {dev:08x}: {err}", file=sys.stderr)
+                        code = 1
+            now = time.monotonic()
+            if args.seconds is not None and now - t0 >= args.seconds:
+                stop.set()
+            if not args.quiet and now - last >= 5.0:
+                last = now
+                for session, _ in sessions.values():
+                    print(session.health.line(), file=sys.stderr, flush=True)
+    finally:
+        stop.set()
+        for _, task in sessions.values():
+            with contextlib.suppress(BaseException):
+                await task
+        await hub.close()
+    elapsed = time.monotonic() - t0
+    for session, _ in sessions.values():
+        print(summary(session.health, elapsed))
+    if not sessions:
+        print(f"no device heard on {hub.link.name} in {elapsed:.1f} s")
+    if args.summary_json:
+        with open(args.summary_json, "w") as f:
+            json.dump({"seconds": elapsed, "unroutable_frames": hub.unroutable,
+                       "devices": {f"{d:08x}": {"health": s.health.as_dict(),
+                                                "decoder": s.decoder.stats.as_dict(),
+                                                "events": s.event_log}
+                                   for d, (s, _) in sessions.items()}},
+                      f, indent=1, default=str)
     return code
 
 

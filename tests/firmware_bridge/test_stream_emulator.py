@@ -288,3 +288,41 @@ async def test_rate_change_on_a_streaming_udp_device(unique_name: str) -> None:
     assert np.median(np.diff(rows[:, -2])) == 5000          # device time steps of 5 ms
     assert abs(np.median(np.diff(ts)) - 0.005) < 2e-4
     _check_values(emu, rows)
+
+
+async def test_two_wearables_on_one_udp_port(unique_name: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = unique_serial(unique_name)
+    cfgs = [EmulatorConfig(serial=base ^ k, transport="udp", rig="imusic6",
+                           rate_hz=100, seconds=None, seed=20 + k,
+                           udp_target=("127.0.0.1", port), loss=0.05 * k)
+            for k in range(2)]
+    stop = asyncio.Event()
+    async with Emulator(cfgs[0]) as emu_a, Emulator(cfgs[1]) as emu_b:
+        assert emu_a.device_id != emu_b.device_id
+        args = _args("--udp", str(port), "--udp-host", "127.0.0.1", "--all-devices",
+                     "--name", unique_name)
+        task = asyncio.create_task(stream_cmd.stream(args, stop))
+        inlets = [Inlet(f"{e.serial:016x}") for e in (emu_a, emu_b)]
+        pulls = [asyncio.create_task(asyncio.to_thread(i.run)) for i in inlets]
+        try:
+            deadline = time.monotonic() + 60
+            while not all(i.n >= 300 for i in inlets):
+                assert time.monotonic() < deadline and not task.done()
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            code = await asyncio.wait_for(task, 15)
+            for i in inlets:
+                i.stop = True
+            await asyncio.wait_for(asyncio.gather(*pulls), 15)
+    assert code == 0
+    for emu, inlet in zip((emu_a, emu_b), inlets):
+        rows, _ = inlet.arrays()
+        seq = _check_values(emu, rows)             # each stream carries its own device's data
+        log = emu.truth()
+        window = (log.seq >= seq[0]) & (log.seq <= seq[-1])
+        assert np.array_equal(np.sort(seq), log.seq[window & log.sent])
+        assert inlet.info.name() == f"{unique_name}-{emu.device_id:08x}"

@@ -115,3 +115,29 @@ async def test_udp_busy_port_is_a_clear_error_and_close_ends_reads() -> None:
     with pytest.raises(TransportClosed):
         await asyncio.wait_for(reader, 5)
     await link.close()  # idempotent
+
+
+async def test_udp_hub_routes_frames_by_device_id() -> None:
+    from firmware_bridge.transports.udp import UdpHub
+
+    async with UdpHub(0, "127.0.0.1") as hub:
+        addr = hub.link.address
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        try:
+            for i, s in enumerate(socks):
+                s.bind(("127.0.0.1", 0))
+                s.settimeout(5)
+                s.sendto(P.encode(P.Status(i, 3700, 60, 0), 0xA0 + i) + b"\x05\x01\x00",
+                         addr)   # a whole frame, then a piece too broken to name its device
+            chans = [await asyncio.wait_for(hub.new_devices.get(), 5) for _ in range(2)]
+            assert sorted(c.device_id for c in chans) == [0xA0, 0xA1]
+            for ch in chans:
+                got = P.Decoder().feed(await asyncio.wait_for(ch.read(), 5))
+                assert got == [(ch.device_id, P.Status(ch.device_id - 0xA0, 3700, 60, 0))]
+                await ch.write(P.encode(P.CmdStart(), ch.device_id))
+            assert hub.unroutable == 2
+            for i, s in enumerate(socks):  # each device got only its own command
+                assert P.decode_frame(s.recv(100)) == (0xA0 + i, P.CmdStart())
+        finally:
+            for s in socks:
+                s.close()
