@@ -82,6 +82,7 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
     import asyncio
     import contextlib
     import json
+    import shutil
     import signal
     import sys
     import threading
@@ -130,8 +131,9 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
                 stop.set()
             if not args.quiet and not task.done():
                 if tty:
-                    print("\r" + session.health.line()[:160].ljust(160), end="", file=sys.stderr,
-                          flush=True)
+                    width = max(20, shutil.get_terminal_size().columns - 1)
+                    print("\r" + session.health.line()[:width].ljust(width), end="",
+                          file=sys.stderr, flush=True)
                 elif now - last_plain >= 5.0:
                     last_plain = now
                     print(session.health.line(), file=sys.stderr, flush=True)
