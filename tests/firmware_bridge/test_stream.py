@@ -112,3 +112,25 @@ async def test_in_process_over_udp(unique_name: str) -> None:
     assert seq[0] < 320 and seq[-1] > 323
     assert set(seq.tolist()) == set(range(seq[0], seq[-1] + 1)) - {320, 321, 322, 323}
     assert np.array_equal(rows[:, 0:3], counts(seq, 3)[:, 0, 0:3] * ACC)
+
+
+async def test_wrong_rig_exits_1_naming_device_and_fix(unique_name: str,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    pty = PtyLink()
+    dev = ScriptedDevice(pty.send, n=3)
+    pty.attach(dev)
+    stop_dev = asyncio.Event()
+    dev_task = asyncio.create_task(dev.run(stop_dev))
+    parser = argparse.ArgumentParser()
+    stream_cmd.add_arguments(parser)
+    args = parser.parse_args(["--serial", pty.path, "--rig", "imusic6", "--name", unique_name,
+                              "--quiet"])
+    try:
+        code = await asyncio.wait_for(stream_cmd.stream(args, asyncio.Event()), 20)
+    finally:
+        stop_dev.set()
+        await dev_task
+        pty.close()
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "scripted-def0" in err and "rig 'imusic6' has 6" in err and "--rig test3" in err
