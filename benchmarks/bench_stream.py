@@ -114,8 +114,12 @@ def run_case(transport: str, rate: int, measure_s: float, warmup_s: float = 4.0)
     finally:
         for p in (stream, emu):
             if p is not None and p.poll() is None:
-                p.kill()
-                p.wait(5)
+                p.send_signal(signal.SIGTERM)  # lets the emulator remove its pty link
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
 
 
 def main() -> None:

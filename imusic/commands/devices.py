@@ -38,6 +38,58 @@ def serial_ports(all_ports: bool = False) -> list[dict]:
     return out
 
 
+def emulated_ports() -> list[dict]:
+    """Serial ports of emulated wearables running on this machine (``imusic emulate``
+    makes a pty and a stable link to it: ``<tmp>/imusic-emu-*/tty``)."""
+    import glob
+    import os
+    import tempfile
+
+    live = _open_pty_indexes()
+    out = []
+    for link in sorted(glob.glob(os.path.join(tempfile.gettempdir(), "imusic-emu-*", "tty"))):
+        target = os.path.realpath(link)
+        if not os.path.exists(target):
+            continue  # the emulator is gone
+        index = os.path.basename(target)
+        if live is not None and (not index.isdigit() or int(index) not in live):
+            continue  # left behind by a killed emulator
+        if os.stat(target).st_ctime > os.lstat(link).st_mtime + 1.0:
+            continue  # the pty number was handed out again after the link was made: stale
+        out.append({"port": link, "description": f"imusic emulator ({target})",
+                    "hwid": "emulated", "serial_number": None})
+    return out
+
+
+def _open_pty_indexes() -> set[int] | None:
+    """Numbers of the ptys whose master side some process holds open (Linux /proc), or None
+    where that cannot be told."""
+    import os
+
+    if not os.path.isdir("/proc/self/fdinfo"):
+        return None
+    out: set[int] = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"{fd_dir}/{fd}") != "/dev/ptmx":
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    for line in f:
+                        if line.startswith("tty-index:"):
+                            out.add(int(line.split(":", 1)[1]))
+            except (OSError, ValueError):
+                continue
+    return out
+
+
 async def ble_devices(timeout: float) -> tuple[list[dict], str | None]:
     """BLE wearables advertising the service, or ([], why not) when BLE is unavailable."""
     try:
@@ -118,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     result: dict = {}
     if not args.no_serial:
         try:
-            result["serial"] = (serial_ports(args.all_ports), None)
+            result["serial"] = (serial_ports(args.all_ports) + emulated_ports(), None)
         except Exception as err:
             result["serial"] = ([], f"cannot list serial ports: {err}")
     result.update(asyncio.run(look()))

@@ -140,3 +140,15 @@ async def test_stream_reconnects_after_a_ble_disconnect(unique_name: str,
     seq = _check_values(emu, rows)
     assert seq[-1] > 250 and np.all(np.diff(seq) >= 1)   # streaming went on after the drop
     assert np.any(np.diff(seq) > 1)                      # with a gap where the link was down
+
+
+def test_devices_lists_an_emulated_serial_wearable(capsys: pytest.CaptureFixture,
+                                                   unique_name: str) -> None:
+    cfg = EmulatorConfig(serial=unique_serial(unique_name), transport="serial", rig="imusic6",
+                         rate_hz=50, seconds=None, seed=13, keep_truth=False)
+    with Emulator.run_in_thread(cfg) as emu:
+        path = emu.emulator.serial_path
+        code = devices_cmd.run(_devices("--no-udp", "--no-ble", "--json"))
+    assert code == 0
+    ports = [d["port"] for d in json.loads(capsys.readouterr().out)["serial"]["devices"]]
+    assert path in ports
