@@ -92,8 +92,13 @@ class LivePipeline:
                  livelink: tuple[str, int] | None = None,
                  on_frame: Callable[[Any, float], None] | None = None,
                  publish: bool = True, imu_name: str | None = None) -> None:
+        import torch
+
         from model.runtime import Runtime
 
+        # One intra-op thread: the per-frame tensors are tiny, and on a busy 2-core machine a
+        # second torch thread spinning against capture made a frame 40x slower (measured).
+        torch.set_num_threads(1)
         self.link = link
         self.runtime = Runtime.from_checkpoint(model, steps=steps)
         self.name = name

@@ -7,11 +7,15 @@ can be trusted, from what a camera tracker does when it fails:
 * **jump**: the region moves more in one frame than a face can (``jump_per_frame``) while the
   IMU estimate stays put;
 * **frozen**: the region's values stay still for ``frozen_frames`` while the IMU estimate moves
-  (ARKit holds its last guess under a hand);
-* **disagreement**: the region differs from the adapted IMU estimate by more than
-  ``disagreement`` (mean absolute) for ``disagreement_frames`` frames.
+  on by more than ``imu_motion_for_frozen`` and the two differ by more than ``frozen_ratio``
+  times their usual difference (ARKit holds its last guess under a hand);
+* **disagreement**: the region differs from the adapted IMU estimate (mean absolute) by more
+  than ``disagreement`` and more than ``disagreement_ratio`` times its usual difference while
+  trusted (so a weak IMU model in one region does not make ARKit look wrong there), for
+  ``disagreement_frames`` frames.
 
-A distrusted region hands over to the IMU estimate along a linear ramp of ``transition_s`` and
+The IMU is no witness for regions it cannot see (``camera_only``: gaze), which are handed over
+only when ARKit is lost or jumps. A distrusted region hands over to the IMU estimate along a linear ramp of ``transition_s`` and
 comes back the same way once ARKit has looked right for ``recover_frames`` frames, so the output
 never jumps. While a region is trusted, the IMU estimate's per-blendshape gain and offset are fitted
 online to ARKit (exponentially weighted least squares with a prior of gain 1), so that at hand-over
@@ -38,11 +42,15 @@ class FusionConfig:
 
     rate_hz: float = 60.0
     lost_timeout_s: float = 0.05
-    jump_per_frame: float = 0.3
-    frozen_frames: int = 3
+    jump_per_frame: float = 0.5
+    frozen_frames: int = 4
     frozen_eps: float = 0.004
-    imu_motion_for_frozen: float = 0.03
+    imu_motion_for_frozen: float = 0.04
+    frozen_ratio: float = 2.0
+    usual_initial: float = 0.02
+    camera_only: tuple[str, ...] = ("gaze",)
     disagreement: float = 0.15
+    disagreement_ratio: float = 3.0
     disagreement_frames: int = 2
     recover_frames: int = 2
     transition_s: float = 0.034
@@ -114,6 +122,8 @@ class HybridFusion:
         self._arkit_hist: list[np.ndarray] = []
         self._imu_hist: list[np.ndarray] = []
         self._last_arkit: np.ndarray | None = None
+        self._usual = np.full(n, c.usual_initial)  # typical |ARKit - IMU| while trusted
+        self._usual_decay = 0.5 ** (1.0 / (c.adapt_halflife_s * c.rate_hz))
 
     def step(self, t: float, imu: np.ndarray, arkit: np.ndarray | None,
              arkit_t: float | None = None) -> FusedFrame:
@@ -153,15 +163,25 @@ class HybridFusion:
                     if jump > c.jump_per_frame and imu_step < jump / 3:
                         bad_now[r], reasons[r] = True, "jump"
                         continue
+                if REGION_NAMES[r] in c.camera_only:
+                    continue   # face-skin IMUs hardly see gaze: no evidence against ARKit
+                diff = float(np.mean(np.abs(arkit[idx] - adapted[idx])))
                 if full:
                     a = np.stack(self._arkit_hist)[:, idx]
                     i = np.stack(self._imu_hist)[:, idx]
+                    # Still ARKit alone is no evidence (faces rest); still ARKit while the IMU
+                    # moves on (net change, not its frame-to-frame noise) and the two drift
+                    # apart beyond their usual difference is a tracker holding its guess.
                     if (np.ptp(a, axis=0).max() < c.frozen_eps
-                            and np.ptp(i, axis=0).max() > c.imu_motion_for_frozen):
+                            and np.abs(i[-1] - i[0]).max() > c.imu_motion_for_frozen
+                            and diff > c.frozen_ratio * self._usual[r]):
                         bad_now[r], reasons[r] = True, "frozen"
                         continue
-                if np.mean(np.abs(arkit[idx] - adapted[idx])) > c.disagreement:
+                if diff > max(c.disagreement, c.disagreement_ratio * self._usual[r]):
                     bad_now[r], reasons[r] = True, "disagreement"
+                elif self._trusted[r]:
+                    d = self._usual_decay
+                    self._usual[r] = d * self._usual[r] + (1 - d) * diff
 
         # Debounce: distrust after `disagreement_frames` bad ticks (at once when lost, jumping
         # or frozen), trust again after `recover_frames` good ticks.
