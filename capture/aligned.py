@@ -91,7 +91,9 @@ def read_aligned(path: str | Path | h5py.File) -> Aligned:
     """
     if isinstance(path, h5py.File):
         return _read(path, Path(path.filename))
-    with h5py.File(path, "r", swmr=True) as h5:
+    # Not SWMR: the aligned group is written after recording, and an SWMR reader retries a
+    # damaged file's metadata for a long time before it gives up.
+    with h5py.File(path, "r") as h5:
         return _read(h5, Path(path))
 
 
