@@ -1,0 +1,183 @@
+"""Recorder throughput: a long session through real LSL outlets into ``imusic record``.
+
+One IMU stream (12 sensors x acc/gyro/mag at 200 Hz + device time and sequence: 110 double
+channels, the firmware_bridge outlet's layout) and one ARKit stream (61 float32 at 60 Hz) are
+played faster than real time (``--speed``) through real pylsl outlets, with session-time
+stamps, into ``imusic record`` running as its own process. The signals are the twin's
+(procedural face motion through hardware.physics, int16-quantised), looped. Then the file is
+checked sample by sample (every IMU sequence number once, every ARKit frame once).
+
+Reports: samples lost, the recorder's peak RSS (VmHWM), file size per hour of session, wall
+time and the real-time factor.
+
+    python benchmarks/bench_record.py [--quick] [--minutes M] [--speed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import print_table, save  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+IMU_RATE, BS_RATE = 200, 60
+
+
+def twin_loop(seconds: float = 60.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(N, 108) IMU rows at 200 Hz and (M, 61) blendshape rows at 60 Hz from the twin."""
+    from hardware.motion import procedural
+    from hardware.physics import simulate
+
+    m = procedural(seconds, fps=BS_RATE, seed=11)
+    sig = simulate(m, "imusic11", rate_hz=IMU_RATE, seed=11)
+    rows = np.concatenate([sig.acc, sig.gyro, sig.mag], axis=2).reshape(len(sig.t), -1)
+    labels = [f"{s}.{q}.{a}" for s in sig.site_names for q in ("acc", "gyro", "mag")
+              for a in "xyz"]
+    bs = np.zeros((m.n_frames, 61), np.float32)
+    bs[:, :52] = m.blendshapes
+    return rows, bs, labels
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of a live process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(minutes: float, speed: float) -> dict:
+    """Record ``minutes`` of session played at ``speed`` x real time; returns the measures."""
+    import pylsl
+
+    from capture.arkit_bridge import blendshapes_info
+    from capture.session import SessionReader
+
+    imu_rows, bs_rows, labels = twin_loop()
+    tag = uuid.uuid4().hex[:8]
+    imu_name, bs_name = f"bench-imu-{tag}", f"bench-arkit-{tag}"
+    info = pylsl.StreamInfo(imu_name, "IMU", len(labels) + 2, IMU_RATE, pylsl.cf_double64,
+                            f"{imu_name}-sid")
+    chans = info.desc().append_child("channels")
+    for lab in labels + ["device.time_us", "device.seq"]:
+        chans.append_child("channel").append_child_value("label", lab)
+    imu_out = pylsl.StreamOutlet(info, 0, 360)
+    bs_out = pylsl.StreamOutlet(blendshapes_info(bs_name, "twin", f"{bs_name}-sid"), 0, 360)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_record_"))
+    path = tmp / "session.h5"
+    rec = subprocess.Popen([sys.executable, "-m", "imusic", "record", "-o", str(path),
+                            "--streams-by", imu_name, bs_name, "--quiet"], cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        if not (imu_out.wait_for_consumers(30) and bs_out.wait_for_consumers(30)):
+            raise RuntimeError("the recorder did not connect within 30 s")
+        n_imu = int(minutes * 60 * IMU_RATE)
+        n_bs = int(minutes * 60 * BS_RATE)
+        t0 = pylsl.local_clock() + 1.0
+        wall0 = time.perf_counter()
+        step = 0.05                      # session seconds per push
+        k_imu = k_bs = 0
+        peak = 0.0
+        next_rss = 0.0
+        session_t = 0.0
+        while k_imu < n_imu or k_bs < n_bs:
+            session_t += step
+            # Keep to --speed: session time may not run ahead of wall time x speed.
+            ahead = session_t / speed - (time.perf_counter() - wall0)
+            if ahead > 0:
+                time.sleep(ahead)
+            e_imu = min(n_imu, int(session_t * IMU_RATE))
+            if e_imu > k_imu:
+                k = np.arange(k_imu, e_imu)
+                block = np.empty((len(k), len(labels) + 2))
+                block[:, :-2] = imu_rows[k % len(imu_rows)]
+                block[:, -2] = k * (1e6 / IMU_RATE)
+                block[:, -1] = k
+                imu_out.push_chunk(block, (t0 + k / IMU_RATE).tolist())
+                k_imu = e_imu
+            e_bs = min(n_bs, int(session_t * BS_RATE))
+            if e_bs > k_bs:
+                k = np.arange(k_bs, e_bs)
+                bs_out.push_chunk(np.ascontiguousarray(bs_rows[k % len(bs_rows)]),
+                                  (t0 + k / BS_RATE).tolist())
+                k_bs = e_bs
+            if time.perf_counter() >= next_rss:
+                peak = max(peak, peak_rss_mb(rec.pid))
+                next_rss = time.perf_counter() + 0.5
+        push_wall = time.perf_counter() - wall0
+        # Wait until the recorder has written the last sample (read the live file, SWMR).
+        deadline = time.perf_counter() + 120
+        got = 0
+        while time.perf_counter() < deadline:
+            peak = max(peak, peak_rss_mb(rec.pid))
+            try:
+                with SessionReader(path) as r:
+                    got = r.h5[f"streams/{imu_name}/time_stamps"].shape[0]
+            except Exception:  # noqa: BLE001 - between writes
+                pass
+            if got >= n_imu:
+                break
+            time.sleep(0.5)
+        peak = max(peak, peak_rss_mb(rec.pid))
+        caught_up = time.perf_counter() - wall0
+    finally:
+        rec.send_signal(signal.SIGINT)
+        _, err = rec.communicate(timeout=120)
+    if rec.returncode != 0:
+        raise RuntimeError(f"imusic record failed: {err}")
+    with SessionReader(path) as r:
+        imu = r.stream(imu_name)
+        bs = r.stream(bs_name)
+        seq = imu.channel("device.seq").astype(np.int64)
+        lost_imu = n_imu - len(np.unique(seq))
+        dup_imu = len(seq) - len(np.unique(seq))
+        lost_bs = n_bs - len(bs.time_stamps)
+        gaps = int(len(imu.gaps) + len(bs.gaps))
+    size_mb = path.stat().st_size / 1e6
+    hours = minutes / 60
+    path.unlink()
+    tmp.rmdir()
+    return {
+        "session_min": minutes, "speed_x": speed,
+        "imu_samples": n_imu, "arkit_frames": n_bs,
+        "lost_imu": int(lost_imu), "dup_imu": int(dup_imu), "lost_arkit": int(lost_bs),
+        "gaps": gaps, "peak_rss_mb": round(peak, 1),
+        "file_mb": round(size_mb, 1), "mb_per_hour": round(size_mb / hours, 1),
+        "raw_mb_per_hour": round((IMU_RATE * 110 * 8 + BS_RATE * 61 * 4 + (IMU_RATE + BS_RATE)
+                                  * 8) * 3600 / 1e6, 1),
+        "push_wall_s": round(push_wall, 1), "total_wall_s": round(caught_up, 1),
+        "realtime_x": round(minutes * 60 / caught_up, 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3 minutes of session")
+    ap.add_argument("--minutes", type=float, default=None, help="session length (default 60)")
+    ap.add_argument("--speed", type=float, default=30.0,
+                    help="playback speed, x real time (default 30)")
+    args = ap.parse_args()
+    minutes = args.minutes or (3.0 if args.quick else 60.0)
+    res = run(minutes, args.speed)
+    print_table([res], title=f"imusic record: {minutes:g} min session at {args.speed:g}x")
+    ok = res["lost_imu"] == 0 and res["lost_arkit"] == 0 and res["peak_rss_mb"] < 300
+    print("zero samples lost, peak RSS under 300 MB" if ok else "TARGET MISSED")
+    save("bench_record", [res], quick=bool(args.quick))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
