@@ -210,18 +210,13 @@ class LivePipeline:
         await session.run(stop)
 
     def _run_lsl(self, stop: threading.Event) -> None:
-        import pylsl
-
         from model.runtime import imu_labels
 
         want = self.link.lsl or ""
-        pred = "type='IMU'" + (f" and (name='{want}' or source_id='{want}')" if want else "")
-        found = pylsl.resolve_bypred(pred, 1, 10.0)
-        if not found:
-            raise LookupError(f"no IMU LSL stream {want!r} found in 10 s: start 'imusic stream' "
-                              "(or 'imusic emulate' + 'imusic stream') first, or check --lsl NAME")
-        inlet = pylsl.StreamInlet(found[0], max_buflen=5, recover=True,
-                                  processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
+        inlet = open_inlet(
+            "type='IMU'" + (f" and (name='{want}' or source_id='{want}')" if want else ""),
+            f"IMU LSL stream {want!r}", "start 'imusic stream' (or 'imusic emulate' + 'imusic "
+            "stream') first, or check --lsl NAME")
         try:
             labels = imu_labels(inlet.info(timeout=5.0))
             while not stop.is_set():
@@ -365,24 +360,13 @@ class HybridPipeline:
             await stop.wait()
 
     def _arkit_from_lsl(self, halt: threading.Event) -> None:
-        import pylsl
-
         want = self.arkit_lsl or ""
-        pred = "type='Blendshapes'" + (f" and (name='{want}' or source_id='{want}')" if want
-                                       else " and desc/source='arkit'")
-        found = pylsl.resolve_bypred(pred, 1, 10.0)
-        if not found:
-            raise LookupError(f"no ARKit Blendshapes LSL stream {want!r} found in 10 s: start "
-                              "'imusic arkit --listen 11111' (or --replay TAKE.csv) first")
-        inlet = pylsl.StreamInlet(found[0], max_buflen=5, recover=True,
-                                  processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
-        try:
-            while not halt.is_set():
-                rows, ts = inlet.pull_chunk(timeout=0.05)
-                for row, t in zip(rows, ts):
-                    self.arkit.add(t, np.asarray(row))
-        finally:
-            inlet.close_stream()
+        inlet = open_inlet(
+            "type='Blendshapes'" + (f" and (name='{want}' or source_id='{want}')" if want
+                                    else " and desc/source='arkit'"),
+            f"ARKit Blendshapes LSL stream {want!r}",
+            "start 'imusic arkit --listen 11111' (or --replay TAKE.csv) first")
+        read_frames(inlet, self.arkit, halt)
 
     async def run(self, stop: asyncio.Event) -> LiveStats:
         """Run until ``stop`` is set."""
@@ -400,6 +384,56 @@ class HybridPipeline:
             if halt is not None:
                 halt.set()
             await arkit_task
+
+
+def open_inlet(predicate: str, what: str, fix: str, timeout_s: float = 10.0) -> Any:
+    """An LSL inlet (clock-synchronised, monotonic, recovering) on the first stream matching the
+    XPath ``predicate``; ``LookupError`` naming ``what`` and the ``fix`` when none appears."""
+    import pylsl
+
+    found = pylsl.resolve_bypred(predicate, 1, timeout_s)
+    if not found:
+        raise LookupError(f"no {what} found in {timeout_s:.0f} s: {fix}")
+    return pylsl.StreamInlet(found[0], max_buflen=5, recover=True,
+                             processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
+
+
+def read_frames(inlet: Any, buffer: "FrameBuffer", halt: threading.Event) -> None:
+    """Pull a Blendshapes inlet into ``buffer`` until ``halt`` is set; closes the inlet."""
+    try:
+        while not halt.is_set():
+            rows, ts = inlet.pull_chunk(timeout=0.05)
+            for row, t in zip(rows, ts):
+                buffer.add(t, np.asarray(row))
+    finally:
+        inlet.close_stream()
+
+
+async def run_until_stopped(work: Any, stop: asyncio.Event, seconds: float | None,
+                            status: Callable[[], str | None] | None = None,
+                            every_s: float = 1.0) -> None:
+    """Run the coroutine ``work`` until it ends, ``stop`` is set (Ctrl-C, SIGTERM, or the
+    caller) or ``seconds`` pass, printing ``status()`` to stderr every ``every_s``. Errors of
+    ``work`` are raised here."""
+    import sys
+
+    undo = install_stop_signals(stop)
+    run = asyncio.create_task(work)
+    timer = asyncio.create_task(stop_after(stop, seconds))
+    try:
+        while not run.done():
+            await asyncio.wait({run}, timeout=every_s)
+            line = status() if status is not None and not run.done() else None
+            if line:
+                print(line, file=sys.stderr, flush=True)
+        await run
+    finally:
+        stop.set()
+        timer.cancel()
+        undo()
+        if not run.done():
+            with contextlib.suppress(BaseException):
+                await run
 
 
 def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:

@@ -71,21 +71,14 @@ class DemoScore:
 
 
 def _truth_reader(name: str, buffer, halt) -> None:
-    import numpy as np
-    import pylsl
+    from imusic.pipelines import open_inlet, read_frames
 
-    found = pylsl.resolve_byprop("name", name, 1, 10.0)
-    if not found:
-        return
-    inlet = pylsl.StreamInlet(found[0], max_buflen=5,
-                              processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
     try:
-        while not halt.is_set():
-            rows, ts = inlet.pull_chunk(timeout=0.05)
-            for row, t in zip(rows, ts):
-                buffer.add(t, np.asarray(row))
-    finally:
-        inlet.close_stream()
+        inlet = open_inlet(f"name='{name}'", f"ground-truth stream {name!r}",
+                           "the emulator did not publish its truth")
+    except LookupError:
+        return   # the demo runs on; only the live error is missing
+    read_frames(inlet, buffer, halt)
 
 
 def _free_udp_port() -> int:
@@ -107,8 +100,7 @@ async def _main(args: argparse.Namespace) -> int:
     import uuid
 
     from firmware_bridge.emulator import Emulator, EmulatorConfig
-    from imusic.pipelines import (FrameBuffer, LinkOptions, LivePipeline,
-                                  install_stop_signals, stop_after)
+    from imusic.pipelines import FrameBuffer, LinkOptions, LivePipeline, run_until_stopped
 
     headless = args.headless
     if not headless and not os.environ.get("DISPLAY"):
@@ -157,32 +149,26 @@ async def _main(args: argparse.Namespace) -> int:
             "by error); close it or press Ctrl-C to stop")
         viewer = launch_view(["--lsl", truth_name, "--lsl", pred_name])
     stop = asyncio.Event()
-    undo = install_stop_signals(stop)
     started = time.monotonic()
-    run = asyncio.create_task(pipe.run(stop))
-    timer = asyncio.create_task(stop_after(stop, seconds))
+
+    def status() -> str:
+        if viewer is not None and viewer.poll() is not None:
+            stop.set()   # the window was closed
+        st = pipe.stats
+        lat = st.motion_to_output_ms[-120:]
+        recent = score.mae(recent=120).get("all")
+        return (f"[demo] {time.monotonic() - started:5.1f} s | frames {st.frames} | latency p50 "
+                + (f"{sorted(lat)[len(lat) // 2]:.1f} ms" if lat else "-")
+                + (f" | MAE x100 (last 2 s) {recent:.2f}" if recent is not None else "")
+                + (f" | {pipe.health.line()}" if pipe.health is not None else ""))
+
     code = 0
     try:
-        while not run.done():
-            await asyncio.wait({run}, timeout=1.0)
-            if viewer is not None and viewer.poll() is not None:
-                stop.set()
-            st = pipe.stats
-            lat = st.motion_to_output_ms[-120:]
-            recent = score.mae(recent=120).get("all")
-            if not run.done():
-                say(f"{time.monotonic() - started:5.1f} s | frames {st.frames} | latency p50 "
-                    + (f"{sorted(lat)[len(lat) // 2]:.1f} ms" if lat else "-")
-                    + (f" | MAE x100 (last 2 s) {recent:.2f}" if recent is not None else "")
-                    + (f" | {pipe.health.line()}" if pipe.health is not None else ""))
-        await run
+        await run_until_stopped(pipe.run(stop), stop, seconds, status)
     except (LookupError, OSError) as err:
         print(f"imusic demo: {err}", file=sys.stderr)
         code = 1
     finally:
-        stop.set()
-        timer.cancel()
-        undo()
         halt.set()
         reader.join(5)     # close the truth inlet before its outlet goes away
         emulator.stop()

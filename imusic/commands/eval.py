@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write results.json and PNG plots here")
     parser.add_argument("--steps", type=int, default=None,
                         help="DDIM steps (default: the checkpoint's)")
+    parser.add_argument("--seen", action="store_true",
+                        help="also score the sessions the checkpoint was trained on")
     parser.add_argument("--all", action="store_true",
                         help="score every session as one set, ignoring the checkpoint's "
                              "held-out split (e.g. for a folder of new real sessions)")
@@ -45,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
         parts = {"all": recs}
     else:
         sp = split(recs, tcfg.get("holdout_subjects", []), tcfg.get("holdout_takes", []))
-        parts = {"heldout_subjects": sp.subjects, "heldout_takes": sp.takes,
-                 "seen_in_training": sp.train}
+        parts = {"heldout_subjects": sp.subjects, "heldout_takes": sp.takes}
+        if args.seen:
+            parts["seen_in_training"] = sp.train
     console = Console() if Console().is_terminal else Console(width=150)
     results = {}
     for name, part in parts.items():

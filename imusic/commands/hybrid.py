@@ -40,7 +40,7 @@ async def _main(args: argparse.Namespace) -> int:
     import asyncio
     import sys
 
-    from imusic.pipelines import HybridPipeline, install_stop_signals, stop_after
+    from imusic.pipelines import HybridPipeline, run_until_stopped
 
     try:
         pipe = HybridPipeline(link_options(args), arkit_listen=args.arkit_listen,
@@ -50,33 +50,24 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"imusic hybrid: {err}", file=sys.stderr)
         return 2
     stop = asyncio.Event()
-    undo = install_stop_signals(stop)
     viewer = None
     if args.view:
         from viewer.launch import launch_view
 
         viewer = launch_view(["--lsl", args.name])
-    print(f"imusic hybrid: ARKit from "
+    print("imusic hybrid: ARKit from "
           + (f"Live Link UDP {args.arkit_listen}" if args.arkit_listen is not None
              else f"LSL {args.arkit_lsl or '(source arkit)'}")
           + f" + IMU from {link_options(args).describe()} -> LSL '{args.name}' and "
           f"'{args.name}-state'. Ctrl-C stops.", file=sys.stderr)
-    run = asyncio.create_task(pipe.run(stop))
-    timer = asyncio.create_task(stop_after(stop, args.seconds))
     code = 0
     try:
-        while not run.done():
-            await asyncio.wait({run}, timeout=1.0)
-            if not args.quiet and not run.done():
-                print(state_line(pipe), file=sys.stderr, flush=True)
-        await run
+        await run_until_stopped(pipe.run(stop), stop, args.seconds,
+                                None if args.quiet else lambda: state_line(pipe))
     except (LookupError, OSError) as err:
         print(f"imusic hybrid: {err}", file=sys.stderr)
         code = 1
     finally:
-        stop.set()
-        timer.cancel()
-        undo()
         if viewer is not None:
             viewer.terminate()
     print(f"fused frames {pipe.fused_frames}")

@@ -46,7 +46,7 @@ async def _main(args: argparse.Namespace) -> int:
     import time
 
     from capture.arkit_bridge import parse_host_port
-    from imusic.pipelines import LivePipeline, install_stop_signals, mark_no_raw, stop_after
+    from imusic.pipelines import LivePipeline, mark_no_raw, run_until_stopped
 
     if args.no_raw and not args.record:
         print("imusic live: --no-raw only applies with --record SESSION.h5", file=sys.stderr)
@@ -60,17 +60,14 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"imusic live: cannot load the model: {err}", file=sys.stderr)
         return 2
     stop = asyncio.Event()
-    undo = install_stop_signals(stop)
     recorder = viewer = None
     if args.record:
         from capture.recorder import Recorder
 
-        names = [args.name, f"{args.name}-imu-events"] if args.no_raw else None
+        names = [args.name, f"{args.name}-imu-events"] + ([] if args.no_raw else [f"{args.name}-imu"])
         types = ("Blendshapes", "Markers") if args.no_raw else ("IMU", "Blendshapes", "Markers")
         try:
-            recorder = Recorder(args.record, types=types,
-                                names=names or [args.name, f"{args.name}-imu",
-                                                f"{args.name}-imu-events"]).start()
+            recorder = Recorder(args.record, types=types, names=names).start()
         except (FileExistsError, OSError) as err:
             print(f"imusic live: {err}", file=sys.stderr)
             return 2
@@ -83,22 +80,14 @@ async def _main(args: argparse.Namespace) -> int:
           + (f" + recording {args.record}" + (" (no raw IMU)" if args.no_raw else "")
              if args.record else "") + "; no camera is used. Ctrl-C stops.", file=sys.stderr)
     started = time.monotonic()
-    run = asyncio.create_task(pipe.run(stop))
-    timer = asyncio.create_task(stop_after(stop, args.seconds))
     code = 0
     try:
-        while not run.done():
-            await asyncio.wait({run}, timeout=1.0)
-            if not args.quiet and not run.done():
-                print(status_line(pipe, started), file=sys.stderr, flush=True)
-        await run
+        await run_until_stopped(pipe.run(stop), stop, args.seconds,
+                                None if args.quiet else lambda: status_line(pipe, started))
     except (LookupError, OSError) as err:
         print(f"imusic live: {err}", file=sys.stderr)
         code = 1
     finally:
-        stop.set()
-        timer.cancel()
-        undo()
         if recorder is not None:
             recorder.stop()
             if args.no_raw:
