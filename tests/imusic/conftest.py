@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from firmware_bridge.emulator import Emulator, EmulatorConfig
@@ -17,8 +16,3 @@ def emulator(unique_name):
     with Emulator.run_in_thread(config) as emu:
         yield emu
 
-
-def truth_at(log, t: np.ndarray) -> np.ndarray:
-    """The emulator's ground-truth blendshapes (52) at LSL times ``t``, linearly interpolated."""
-    bt, values = np.asarray(log.blendshape_lsl), np.asarray(log.blendshapes)[:, :52]
-    return np.stack([np.interp(t, bt, values[:, k]) for k in range(52)], axis=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import h5py
 import numpy as np
@@ -15,7 +14,12 @@ from capture.livelink import parse_packet
 from hardware.vocabulary import N_STREAM_CHANNELS
 from imusic.cli import main
 from model.checkpoint import load_model
-from tests.imusic.conftest import truth_at
+
+
+def truth_at(log, t: np.ndarray) -> np.ndarray:
+    """The emulator's ground-truth blendshapes (52) at LSL times ``t``, linearly interpolated."""
+    bt, values = np.asarray(log.blendshape_lsl), np.asarray(log.blendshapes)[:, :52]
+    return np.stack([np.interp(t, bt, values[:, k]) for k in range(52)], axis=1)
 
 
 def _run_cli(argv: list[str]) -> tuple[threading.Thread, dict]:
