@@ -59,7 +59,7 @@ class TrainConfig:
     vel_weight: float = 0.5          # stage-2 loss on frame-to-frame velocity
     n_timesteps: int = 1000
     schedule: str = "cosine"
-    sample_steps: int = 4            # DDIM steps the runtime uses by default
+    sample_steps: int = 2            # DDIM steps the runtime uses by default
     ahrs_gain: float = 0.5
     detrend_s: float = 4.0           # feature trend time constant (0: raw features only)
     window_stride: int = 1

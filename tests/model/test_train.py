@@ -118,6 +118,7 @@ def test_eval_command_writes_table_json_and_plots(tiny_ckpt, toy_data, tmp_path,
     assert set(r["regions"]) == {"brows", "eyes", "gaze", "cheeks_nose", "mouth", "jaw"}
     assert len(r["per_blendshape"]) == 52 and r["frames"] > 0
     pngs = sorted(p.name for p in (tmp_path / "ev").glob("*.png"))
+    assert "seen_in_training" not in res
     assert "model_heldout_takes_per_blendshape.png" in pngs
     assert "model_heldout_takes_trajectories.png" in pngs
     assert (tmp_path / "ev" / pngs[0]).read_bytes()[:4] == b"\x89PNG"
