@@ -225,6 +225,11 @@ class Recorder:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def writer_failed(self) -> bool:
+        """True if the writer thread ended before ``stop`` (its error is in ``errors``)."""
+        return any(e.startswith("writer failed") for e in self.errors)
+
     def wait_for_types(self, types: Sequence[str], timeout: float) -> list[str]:
         """Wait until a stream of each type in ``types`` is being recorded.
 

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         t_end = time.monotonic() + args.seconds if args.seconds is not None else float("inf")
         print(f"recording to {args.output} (Ctrl-C to stop)", file=sys.stderr)
         last = 0.0
-        while not stop.is_set() and time.monotonic() < t_end:
+        while not stop.is_set() and time.monotonic() < t_end and not rec.writer_failed:
             stop.wait(0.1)
             if not args.quiet and time.monotonic() - last >= 1.0:
                 last = time.monotonic()
@@ -85,4 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(("\n" if tty else "") + rec.status_line(), file=sys.stderr)
     print(f"saved {args.output}", file=sys.stderr)
+    if rec.writer_failed:
+        return 1
     return rc or (1 if rec.errors and not rec.status else 0)
