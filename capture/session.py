@@ -63,6 +63,10 @@ class SessionError(Exception):
     """A session file is missing, already exists, or is not a valid session."""
 
 
+class SessionExistsError(SessionError, FileExistsError):
+    """The session file to create exists already (it is never overwritten)."""
+
+
 @dataclass
 class StreamSpec:
     """What a session keeps about one LSL stream (everything in its info XML, parsed)."""
@@ -198,7 +202,7 @@ class SessionWriter:
                  flush_interval: float = 0.5, swmr: bool = True) -> None:
         self.path = Path(path)
         if self.path.exists():
-            raise SessionError(f"{self.path} already exists: choose another name "
+            raise SessionExistsError(f"{self.path} already exists: choose another name "
                                "(sessions are never overwritten)")
         if not self.path.parent.is_dir():
             raise SessionError(f"{self.path}: folder {self.path.parent} does not exist")

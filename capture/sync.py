@@ -8,8 +8,10 @@ Steps (``sync_session``), each a pure function below:
    segment sample ``i`` gets the time of a least-squares line ``a + b k_i`` where ``k_i`` counts
    nominal periods (so a few dropped samples inside a segment do not bend the line). Never
    across a gap.
-3. **Calibration** (capture/calibration.py) on the IMU stream: gyro bias (subtracted from here
-   on) and each sensor's rotation to the reference sensor.
+3. **Calibration** (capture/calibration.py) on the IMU stream: gyro bias from still moments
+   (subtracted from here on) and each sensor's rotation to the reference sensor, fitted on
+   samples that are still and where the blendshapes say the face is neutral (every
+   non-gaze blendshape below 0.15; ``neutral_mask``), falling back to still samples.
 4. **Start-of-take tap.** The participant taps the mentalis sensor. On the IMU: the first jerk
    spike (|d acc/dt| of the mentalis site, or the site with the largest spike) far above the
    session's robust noise level (median + ``k`` MAD). In the blendshapes: the peak of jaw and
@@ -423,6 +425,21 @@ def detect_tap_blendshapes(t: np.ndarray, b: np.ndarray, near: float, window: fl
     return float(t[j])
 
 
+def neutral_mask(t: np.ndarray, bs_t: np.ndarray, b: np.ndarray, bs_rate: float,
+                 max_weight: float = 0.15) -> np.ndarray:
+    """(len(t),) True where the face is neutral: every blendshape below ``max_weight`` (eye
+    gaze excepted: looking around is neutral for the sensors) and tracked, at times ``t``.
+
+    Timestamps are the raw ones (before the lag estimate), which is fine for a mask of
+    seconds-long neutral stretches."""
+    gaze = [i for i, n in enumerate(ARKIT_NAMES) if n.startswith("eyeLook")]
+    keep = [i for i in range(N_BLENDSHAPES) if i not in gaze]
+    level = np.max(b[:, keep], axis=1)                 # NaN where the face was lost
+    segs = segments(bs_t, bs_rate)
+    lv, valid = resample_segments(bs_t, level[:, None], t, segs)
+    return valid & (lv[:, 0] < max_weight)
+
+
 # ------------------------------------------------------------------ the whole step
 
 @dataclass
@@ -464,13 +481,14 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
                         f"{len(bs_stream.time_stamps)} samples)")
     imu = parse_imu(imu_stream)
     ref = imu.sites.index(imu.reference)
-    calib = calibrate(imu.t, imu.acc, imu.gyro, imu.rate_hz, imu.sites, imu.reference)
-    gyro = imu.gyro - calib.gyro_bias
-
     bs_rate = bs_stream.spec.nominal_srate or RATE_HZ
     bs_t = dejitter(apply_clock_offsets(bs_stream.time_stamps, bs_stream.clock_offsets), bs_rate)
     bs = blendshape_rows(bs_stream)
     bs[~np.all(np.isfinite(bs[:, :N_BLENDSHAPES]), axis=1)] = np.nan   # face lost: whole row
+
+    calib = calibrate(imu.t, imu.acc, imu.gyro, imu.rate_hz, imu.sites, imu.reference,
+                      neutral=neutral_mask(imu.t, bs_t, bs[:, :N_BLENDSHAPES], bs_rate))
+    gyro = imu.gyro - calib.gyro_bias
 
     # Common grid: the overlap of both streams (before the lag shift, widened after).
     t0, t1 = max(imu.t[0], bs_t[0]), min(imu.t[-1], bs_t[-1])
