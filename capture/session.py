@@ -56,6 +56,7 @@ _PYLSL_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int1
                   6: "int8", 7: "int64"}
 
 _STR = h5py.string_dtype("utf-8")
+MAX_CHANNELS = 65536     # far above any rig; guards against absurd headers
 _COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
 
@@ -90,8 +91,12 @@ class StreamSpec:
             raise SessionError(f"stream {self.name!r}: unknown channel format "
                                f"{self.channel_format!r} (expected one of {sorted(_FORMATS)})")
         n = int(self.channel_count)
-        if n < 1:
-            raise SessionError(f"stream {self.name!r}: channel_count must be >= 1, got {n}")
+        if not 1 <= n <= MAX_CHANNELS:
+            raise SessionError(f"stream {self.name!r}: channel_count must be 1..{MAX_CHANNELS}, "
+                               f"got {n}")
+        if not (np.isfinite(self.nominal_srate) and self.nominal_srate >= 0):
+            raise SessionError(f"stream {self.name!r}: nominal_srate must be >= 0, got "
+                               f"{self.nominal_srate}")
         self.channel_count = n
         self.nominal_srate = float(self.nominal_srate)
         # Missing labels are numbered so that every channel has a name.
@@ -130,12 +135,22 @@ class StreamSpec:
             units.append((ch.findtext("unit") or "").strip())
             types.append((ch.findtext("type") or "").strip())
         fmt = text("channel_format", "float32")
+
+        def number(tag: str) -> float:
+            raw = text(tag, "0") or "0"
+            try:
+                val = float(raw)
+            except ValueError:
+                raise SessionError(f"stream info XML: <{tag}> is {raw[:40]!r}, not a number")
+            if not np.isfinite(val):
+                raise SessionError(f"stream info XML: <{tag}> is {raw[:40]!r}")
+            return val
+
         return cls(
-            name=text("name"), type=text("type"),
-            channel_count=int(float(text("channel_count", "0") or 0)),
-            nominal_srate=float(text("nominal_srate", "0") or 0), channel_format=fmt,
+            name=text("name"), type=text("type"), channel_count=int(number("channel_count")),
+            nominal_srate=number("nominal_srate"), channel_format=fmt,
             source_id=text("source_id"), hostname=text("hostname"), uid=text("uid"),
-            created_at=float(text("created_at", "0") or 0),
+            created_at=number("created_at"),
             labels=[lab or f"ch{i}" for i, lab in enumerate(labels)], units=units, types=types,
             info_xml=xml,
         )

@@ -166,3 +166,26 @@ def test_spec_from_xml_reads_channels():
     with pytest.raises(SessionError, match="does not parse"):
         StreamSpec.from_xml("<info><name>")
     assert len(HEALTH_FIELDS) == 7
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(
+    st.text(max_size=200),
+    st.builds(lambda n, c, r, f, labs: (
+        f"<info><name>{n}</name><type>IMU</type><channel_count>{c}</channel_count>"
+        f"<nominal_srate>{r}</nominal_srate><channel_format>{f}</channel_format><desc>"
+        f"<channels>{''.join(f'<channel><label>{x}</label></channel>' for x in labs)}"
+        "</channels></desc></info>"),
+        st.text("abc<>&", max_size=5), st.one_of(st.integers(-5, 70000), st.text(max_size=4)),
+        st.one_of(st.floats(allow_nan=True), st.text(max_size=4)),
+        st.sampled_from(["float32", "double64", "string", "int16", "bogus", ""]),
+        st.lists(st.text("xyz.", max_size=6), max_size=5))))
+def test_info_xml_parser_fuzz(xml):
+    """Any header: a spec whose fields are sane, or a SessionError saying what is wrong."""
+    try:
+        spec = StreamSpec.from_xml(xml)
+    except SessionError as err:
+        assert str(err)
+        return
+    assert 1 <= spec.channel_count <= 65536 and len(spec.labels) == spec.channel_count
+    assert spec.nominal_srate >= 0
