@@ -541,8 +541,6 @@ class SessionReader:
     def stream(self, key: str) -> StreamData:
         """Load one stream's data."""
         g = self._group(key)
-        for name in ("time_series", "time_stamps", "clock_offsets", "gaps", "health"):
-            g[name].refresh() if hasattr(g[name], "refresh") else None
         # Rows are appended series-first: on a live or killed file keep the common length.
         n = min(g["time_series"].shape[0], g["time_stamps"].shape[0])
         ts = g["time_series"][:n]

@@ -19,6 +19,7 @@ from capture.recorder import Recorder, find_gaps
 from capture.session import SessionReader
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(120)
 
 
 def wait_until(cond, timeout: float, what: str, step: float = 0.05):
