@@ -12,12 +12,15 @@ Steps (``sync_session``), each a pure function below:
    (subtracted from here on) and each sensor's rotation to the reference sensor, fitted on
    samples that are still and where the blendshapes say the face is neutral (every
    non-gaze blendshape below 0.15; ``neutral_mask``), falling back to still samples.
-4. **Start-of-take tap.** The participant taps the mentalis sensor. On the IMU: the first jerk
-   spike (|d acc/dt| of the mentalis site, or the site with the largest spike) far above the
-   session's robust noise level (median + ``k`` MAD). In the blendshapes: the peak of jaw and
+4. **Start-of-take tap.** The participant taps the mentalis sensor. On the IMU: the first
+   acceleration spike of the mentalis site (or the site with the largest jerk) over 2 g above
+   its 0.1 s running median, far above the session's robust level and several times what the
+   other sensors feel at that instant (``detect_tap_imu``). In the blendshapes: the peak of jaw and
    mouth motion energy (sum of |d/dt| of the jaw and mouth blendshapes: the brief twitch a tap
    on the chin causes) near that time. When both are found their difference is a coarse lag
-   that narrows the search of step 5.
+   that narrows the search of step 5. A ``{"event": "tap"}`` marker (the device's own tap
+   detector, via firmware_bridge's events stream) is recorded too and stands in for the IMU
+   spike when none is found.
 5. **Residual lag.** IMU motion energy (per face sensor, |angular rate relative to the
    reference sensor|, summed) and blendshape motion energy (sum of |d/dt| of the 52 values),
    both on a 60 Hz grid and band-passed (0.2..8 Hz) so that slow drifts do not dominate, are
@@ -31,6 +34,7 @@ Steps (``sync_session``), each a pure function below:
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +261,25 @@ def pick_streams(reader: SessionReader, imu_key: str | None = None,
     return imus[0], bss[0]
 
 
+def device_taps(reader: SessionReader) -> list[float]:
+    """Times (recorder clock) of ``{"event": "tap"}`` markers: the EVENT tap a wearable with a
+    tap detector sends, which firmware_bridge's events stream carries as JSON."""
+    taps: list[float] = []
+    for key in reader.keys_of_type("Markers"):
+        d = reader.stream(key)
+        if not len(d.time_stamps):
+            continue
+        t = apply_clock_offsets(d.time_stamps, d.clock_offsets)
+        for row, ti in zip(d.time_series, t):
+            try:
+                rec = json.loads(str(row[0]))
+            except (json.JSONDecodeError, TypeError):
+                continue
+            if isinstance(rec, dict) and rec.get("event") == "tap":
+                taps.append(float(ti))
+    return sorted(taps)
+
+
 # ------------------------------------------------------------------ resampling
 
 def lowpass(x: np.ndarray, rate_in: float, cutoff: float) -> np.ndarray:
@@ -389,22 +412,34 @@ def _robust_threshold(x: np.ndarray, k: float) -> float:
     return float(med + k * max(mad, 1e-9))
 
 
-def detect_tap_imu(t: np.ndarray, acc_site: np.ndarray, rate: float, k: float = 25.0,
-                   search_s: float = 30.0, min_jerk: float = 200.0) -> float:
-    """Time of the first jerk spike on one sensor (the tapped one) in the first ``search_s``.
+def detect_tap_imu(t: np.ndarray, acc: np.ndarray, site: int, rate: float, k: float = 25.0,
+                   search_s: float = 30.0, min_spike: float = 20.0, near: float | None = None,
+                   dominance: float = 3.0) -> float:
+    """Time of the first tap spike on sensor ``site`` of ``acc`` (N, S, 3): NaN if none.
 
-    Jerk |d acc/dt| (m/s^3) must exceed median + ``k`` MAD of the whole session and
-    ``min_jerk``. NaN if no spike."""
+    The spike is the deviation of the acceleration from its 0.1 s running median (m/s^2):
+    on the tapped sensor it must exceed ``min_spike`` (2 g: a fingertip tap gives several g
+    for a few ms, facial movement about 1 g at most), median + ``k`` MAD of the session, and
+    ``dominance`` times the median spike of the other sensors at that instant (a tap shakes
+    one sensor; head motion shakes them all). Searched in the first ``search_s`` seconds, or
+    within 0.5 s of ``near`` (e.g. the device's own tap event)."""
+    from scipy.ndimage import median_filter
+
     if len(t) < 10:
         return float("nan")
-    jerk = np.linalg.norm(np.diff(np.nan_to_num(acc_site), axis=0), axis=1) * rate
-    thr = max(_robust_threshold(jerk, k), min_jerk)
-    early = (t[1:] - t[0]) <= search_s
-    hits = np.flatnonzero((jerk > thr) & early)
+    a = np.nan_to_num(acc)
+    width = max(3, int(0.1 * rate) | 1)
+    spike = np.linalg.norm(a - median_filter(a, size=(width, 1, 1), mode="nearest"), axis=2)
+    own = spike[:, site]
+    others = np.delete(spike, site, axis=1)
+    rest = np.median(others, axis=1) if others.shape[1] else np.zeros(len(own))
+    thr = max(_robust_threshold(own, k), min_spike)
+    window = (np.abs(t - near) <= 0.5) if near is not None else (t - t[0]) <= search_s
+    hits = np.flatnonzero((own > thr) & (own > dominance * rest) & window)
     if not len(hits):
         return float("nan")
     i = hits[0]
-    j = i + int(np.argmax(jerk[i: i + max(2, int(0.05 * rate))]))   # the spike's own peak
+    j = i + int(np.argmax(own[i: i + max(2, int(0.05 * rate))]))   # the spike's own peak
     return float(t[j])
 
 
@@ -475,6 +510,7 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
     with SessionReader(path) as reader:
         ik, bk = pick_streams(reader, imu_key, bs_key)
         imu_stream, bs_stream = reader.stream(ik), reader.stream(bk)
+        marker_taps = device_taps(reader)
     if len(imu_stream.time_stamps) < 10 or len(bs_stream.time_stamps) < 10:
         raise SyncError(f"{path}: too little data to synchronise ({ik}: "
                         f"{len(imu_stream.time_stamps)} samples, {bk}: "
@@ -501,7 +537,12 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
     g_grid, v_imu = resample_segments(imu.t, gyro, grid, imu_segs, imu.rate_hz, cutoff)
 
     # Tap: IMU spike, then the blendshape twitch near it.
-    tap_i = detect_tap_imu(imu.t, imu.acc[:, _tap_site(imu)], imu.rate_hz)
+    in_range = [t for t in marker_taps if imu.t[0] <= t <= imu.t[-1]]
+    tap_marker = in_range[0] if in_range else float("nan")
+    tap_i = detect_tap_imu(imu.t, imu.acc, _tap_site(imu), imu.rate_hz,
+                           near=tap_marker if np.isfinite(tap_marker) else None)
+    if not np.isfinite(tap_i) and np.isfinite(tap_marker):
+        tap_i = tap_marker      # no spike found: the device's own tap event stands in
     tap_b = float("nan")
     bs_segs = segments(bs_t, bs_rate)
     if np.isfinite(tap_i):
@@ -547,8 +588,9 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
                "tap_time": float(tap_i) if np.isfinite(tap_i) else float("nan"),
                "tap_blendshapes_time": float(tap_b - lag_s) if np.isfinite(tap_b)
                else float("nan"),
-               "tap_detected_in": [k for k, v in (("imu", tap_i), ("blendshapes", tap_b))
-                                   if np.isfinite(v)],
+               "tap_marker_time": float(tap_marker),
+               "tap_detected_in": [k for k, v in (("imu", tap_i), ("blendshapes", tap_b),
+                                                  ("marker", tap_marker)) if np.isfinite(v)],
                "gyro_bias_removed": True, "imu_stream": ik, "blendshapes_stream": bk},
     )
     if write:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -177,3 +178,33 @@ def test_cli_sync_then_info(tmp_path, take):
     info = subprocess.run([sys.executable, "-m", "imusic", "info", str(path)],
                           capture_output=True, text=True)
     assert info.returncode == 0 and "aligned: 1" in info.stdout and "valid" in info.stdout
+
+
+def test_device_tap_marker_stands_in_for_a_missing_spike(tmp_path):
+    """No acceleration spike, but the device's tap EVENT was recorded (a JSON marker)."""
+    take = twin_take(12.0, imu_rate=100.0, seed=5, tap=False)
+    path = tmp_path / "m.h5"
+    base = 5000.0
+    with SessionWriter(path) as w:
+        rng = np.random.default_rng(0)
+        k = w.add_stream(imu_stream_info(take, "imu"))
+        w.append(k, take.imu_rows, base + take.imu_t + rng.normal(0, 0.001, len(take.imu_t)))
+        b = w.add_stream(blendshape_stream_info("arkit"))
+        w.append(b, take.bs_rows, base + take.bs_t + 0.05)
+        m = w.add_stream(StreamSpec("imu-events", "Markers", 1, 0.0, "string"))
+        w.append(m, [[json.dumps({"event": "health"})], ["not json"],
+                     [json.dumps({"event": "tap", "device_us": 123})]],
+                 [base + 0.5, base + 0.7, base + 1.25])
+    res = sync_session(path)
+    assert res.tap_imu == pytest.approx(base + 1.25)
+    a = read_aligned(path)
+    assert a.attrs["tap_marker_time"] == pytest.approx(base + 1.25)
+    assert "marker" in a.attrs["tap_detected_in"]
+
+
+def test_no_tap_means_no_tap(tmp_path):
+    """Face and head motion without a tap: no spike is mistaken for one."""
+    take = twin_take(20.0, imu_rate=100.0, seed=6, tap=False)
+    res = sync_session(write_session(tmp_path / "n.h5", take, 0.1), write=False)
+    assert np.isnan(res.tap_imu) and np.isnan(res.tap_blendshapes)
+    assert abs(res.lag_s - 0.1) < FRAME
