@@ -63,13 +63,14 @@ async def _main(args: argparse.Namespace) -> int:
     recorder = viewer = None
     if args.record:
         from capture.recorder import Recorder
+        from capture.session import SessionError
 
         names = [args.name, f"{args.name}-imu-events"] + ([] if args.no_raw else [f"{args.name}-imu"])
         types = ("Blendshapes", "Markers") if args.no_raw else ("IMU", "Blendshapes", "Markers")
         try:
             recorder = Recorder(args.record, types=types, names=names).start()
-        except (FileExistsError, OSError) as err:
-            print(f"imusic live: {err}", file=sys.stderr)
+        except (SessionError, OSError) as err:
+            print(f"imusic live: cannot record to {args.record}: {err}", file=sys.stderr)
             return 2
     if args.view:
         from viewer.launch import launch_view
