@@ -679,8 +679,11 @@ class ThreadedEmulator:
     def stop(self) -> None:
         """Stop and close, then join the thread."""
         if self._loop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self.emulator._stop_requested.set)
-            self._loop.call_soon_threadsafe(self.emulator._start_event.set)
+            try:
+                self._loop.call_soon_threadsafe(self.emulator._stop_requested.set)
+                self._loop.call_soon_threadsafe(self.emulator._start_event.set)
+            except RuntimeError:
+                pass   # the loop closed between the check and the call: already stopped
         self._thread.join(10)
 
 
