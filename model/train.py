@@ -320,6 +320,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             continue
         total = cfg.stage1_steps if stage == 1 else cfg.stage2_steps
         if stage == 1:
+            # only what this stage trains may require grad (DDP insists every such parameter
+            # gets one)
+            net.denoiser.requires_grad_(False)
             params = [p for n, p in net.named_parameters() if not n.startswith("denoiser.")]
             loss_mod: nn.Module = Stage1Loss(net)
             groups = [{"params": params, "lr_mult": 1.0}]
@@ -327,6 +330,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             enc = [p for n, p in net.named_parameters() if not n.startswith("denoiser.")]
             for p in enc:
                 p.requires_grad_(cfg.encoder_lr_mult > 0)
+            net.denoiser.requires_grad_(True)
             groups = [{"params": list(net.denoiser.parameters()), "lr_mult": 1.0}]
             if cfg.encoder_lr_mult > 0:
                 groups.append({"params": enc, "lr_mult": cfg.encoder_lr_mult})

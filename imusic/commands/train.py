@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, print where the checkpoint is and its held-out numbers."""
+    import os
     import shlex
     import sys
 
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"imusic train: {err}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0   # under torchrun only rank 0 reports
     m = config["metrics"]
     print(f"checkpoint: {args.out} (trained in {m['train_time_s']:.0f} s)")
     if "eval" in m:

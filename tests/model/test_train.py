@@ -144,3 +144,27 @@ def test_train_command_writes_a_checkpoint(toy_data, tmp_path, capsys):
     assert c["train"]["stage1_steps"] == 10 and c["train_state"]["done"]
     assert "checkpoint" in capsys.readouterr().out
     assert main(["train", "--data", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_runs_under_torchrun_unchanged(toy_data, tmp_path):
+    """Two CPU processes (gloo) under torchrun: DistributedDataParallel + DistributedSampler,
+    rank 0 writes the checkpoint."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({**TINY, "stage1_steps": 6, "stage2_steps": 6, "eval_every": 0,
+                               "final_eval": False}))
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "imusic",
+                        "train", "--data", str(toy_data), "--out", str(out), "--config",
+                        str(cfg), "--quiet"], capture_output=True, text=True, timeout=240,
+                       env=env, cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr[-3000:]
+    c = json.loads((out / "config.json").read_text())
+    assert c["train_state"]["done"]
+    assert r.stdout.count("checkpoint:") == 1
