@@ -22,6 +22,27 @@ def truth_at(log, t: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(t, bt, values[:, k]) for k in range(52)], axis=1)
 
 
+def _offline_mae(log, t: np.ndarray, truth: np.ndarray) -> float:
+    """MAE x100 of the bundled model fed the emulator's signals directly (true sample times,
+    no wire, no clock map), scored at the times ``t`` that the live run published."""
+    from model.runtime import Runtime
+
+    rt = Runtime.from_checkpoint(None)
+    times = np.asarray(log.t)
+    frames = []
+    for i in range(0, len(times), 10):
+        sl = slice(i, i + 10)
+        rt.push(np.asarray(log.acc)[sl], np.asarray(log.gyro)[sl], np.asarray(log.mag)[sl],
+                times[sl])
+        frames += rt.poll()
+    # live stamps are on the LSL clock; the truth log maps the twin's true time onto it
+    ft = np.interp([f.t for f in frames], np.asarray(log.blendshape_t),
+                   np.asarray(log.blendshape_lsl))
+    pred = np.stack([f.blendshapes for f in frames])
+    at = np.stack([np.interp(t, ft, pred[:, k]) for k in range(52)], axis=1)
+    return float(np.abs(at - truth).mean() * 100)
+
+
 def _run_cli(argv: list[str]) -> tuple[threading.Thread, dict]:
     result: dict = {}
 
@@ -82,15 +103,23 @@ def test_live_predictions_follow_the_emulator_and_livelink_packets_parse(emulato
     assert len(ts) > 60 * 5, f"only {len(ts)} predicted frames in 12 s"
     assert np.all(np.diff(ts) > 0)
 
-    # Predictions follow the twin's ground truth within the model's evaluated error.
-    truth = truth_at(emulator.emulator.truth(), ts)
-    keep = ts > ts[0] + 1.0          # after the first second (AHRS settling)
+    # Predictions follow the twin's ground truth: as well as the same model does offline on
+    # this wearer's exact signals (so the live path adds no error: clock map, resampling,
+    # streaming features), and within the model's evaluated held-out error. The margin on the
+    # latter is for one 10 s wearer against a held-out average (per-wearer errors spread).
+    log = emulator.emulator.truth()
+    truth = truth_at(log, ts)
+    keep = ts > ts[0] + 2.0          # after the filters settle
     live_mae = float(np.abs(rows[keep, :52] - truth[keep]).mean() * 100)
-    # 'Within' with a margin: 10 s of one virtual wearer is a small sample of the held-out set.
+    offline_mae = _offline_mae(log, ts[keep], truth[keep])
+    assert live_mae <= offline_mae + 1.0, (live_mae, offline_mae)
     assert live_mae <= 1.5 * evaluated_mae_x100(), (live_mae, evaluated_mae_x100())
-    # and not by luck of a constant: a frozen face (the first prediction held) is worse.
-    frozen = float(np.abs(rows[keep][:1, :52] - truth[keep]).mean() * 100)
-    assert live_mae < frozen, (live_mae, frozen)
+    # and it moves with the face: the shapes that move in this window go with the truth
+    # (a constant or unrelated output scores about 0 here)
+    moving = np.flatnonzero(truth[keep].std(axis=0) > 0.05)
+    assert len(moving) >= 3
+    corr = [np.corrcoef(rows[keep, k], truth[keep][:, k])[0, 1] for k in moving]
+    assert np.nanmean(corr) > 0.3, dict(zip(moving.tolist(), np.round(corr, 2)))
 
     # Live Link Face packets: the v6 layout of ../shared/data/livelink, values = predictions.
     assert len(packets) > 60 * 5
