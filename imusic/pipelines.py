@@ -59,6 +59,8 @@ class LiveStats:
 
     frames: int = 0
     samples: int = 0
+    skipped: int = 0
+    """Frames dropped because the model fell behind (see ``LivePipeline.max_behind_s``)."""
     compute_ms: list[float] = field(default_factory=list)
     """Model compute time per frame."""
     motion_to_output_ms: list[float] = field(default_factory=list)
@@ -72,7 +74,8 @@ class LiveStats:
 
     def summary(self) -> dict[str, float]:
         """p50/p99 of each latency, and counts."""
-        out: dict[str, float] = {"frames": self.frames, "samples": self.samples}
+        out: dict[str, float] = {"frames": self.frames, "samples": self.samples,
+                                 "skipped": self.skipped}
         for name in ("compute_ms", "motion_to_output_ms", "frame_delay_ms"):
             vals = getattr(self, name)
             out[f"{name[:-3]}_p50_ms"] = self._pct(vals, 50)
@@ -91,7 +94,8 @@ class LivePipeline:
                  steps: int | None = None, name: str = "imusic-model",
                  livelink: tuple[str, int] | None = None,
                  on_frame: Callable[[Any, float], None] | None = None,
-                 publish: bool = True, imu_name: str | None = None) -> None:
+                 publish: bool = True, imu_name: str | None = None,
+                 max_behind_s: float = 0.25) -> None:
         import torch
 
         from model.runtime import Runtime
@@ -106,6 +110,8 @@ class LivePipeline:
         self.livelink = livelink
         self.on_frame = on_frame
         self.publish = publish
+        self.max_behind_s = max_behind_s
+        """A machine too slow for the model drops frames older than this, instead of lagging."""
         self.stats = LiveStats()
         self.health: Any = None
         self.session: Any = None
@@ -146,8 +152,20 @@ class LivePipeline:
             rows, ts, layout = item
             self.runtime.push_rows(rows, ts, layout)
             self.stats.samples += len(ts)
+            # Take in everything already waiting, so a backlog is seen (and skipped) at once.
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                self.runtime.push_rows(more[0], more[1], more[2])
+                self.stats.samples += len(more[1])
+                ts = more[1]
             newest = float(ts[-1])
-            for frame in self.runtime.poll():
+            for frame in self.runtime.poll(max_behind_s=self.max_behind_s):
                 values = stream_values(frame.blendshapes)
                 if self._outlet is not None:
                     self._outlet.push_sample(values, frame.t)
@@ -164,6 +182,7 @@ class LivePipeline:
                 self.stats.frame_delay_ms.append((now - frame.t) * 1000)
                 if self.on_frame is not None:
                     self.on_frame(frame, now)
+            self.stats.skipped = self.runtime.skipped
 
     def _feed(self, rows: np.ndarray, timestamps: np.ndarray, labels: list[str]) -> None:
         if self._layout is None:

@@ -102,6 +102,8 @@ class Runtime:
         self._buffer_s = buffer_s
         self.latencies: list[float] = []
         self.last: Frame | None = None
+        self.skipped = 0
+        """Ticks skipped by ``poll(max_behind_s=...)`` to catch up."""
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kw: Any) -> "Runtime":
@@ -164,8 +166,11 @@ class Runtime:
         a, b = self._raw[j - 1], self._raw[j]
         return tuple((1 - w) * a[i] + w * b[i] for i in (1, 2, 3))  # type: ignore[return-value]
 
-    def step(self) -> Frame | None:
-        """Process the next tick if the data covers it; return its frame (None otherwise)."""
+    def step(self, sample: bool = True) -> Frame | None:
+        """Process the next tick if the data covers it; return its frame (None otherwise).
+
+        ``sample=False`` only advances the features (the orientation filters must see every
+        tick) and returns None: how a caller that fell behind skips frames cheaply."""
         if not self.ready():
             return None
         t0 = time.perf_counter()
@@ -183,8 +188,12 @@ class Runtime:
         self.feats[-1] = x
         self.valid = np.roll(self.valid, -1)
         self.valid[-1] = valid
-        if not valid:
-            self.sampler.reset()   # don't carry a prefix across a gap
+        if not valid or not sample:
+            self.sampler.reset()   # don't carry a prefix across a gap or a skipped frame
+        if not sample:
+            self.n_ticks += 1
+            self.next_tick = tick + 1.0 / self.rate
+            return None
         out = self.sampler.step(torch.from_numpy(self.feats[None]))[0].numpy()
         lat = time.perf_counter() - t0
         self.latencies.append(lat)
@@ -197,11 +206,21 @@ class Runtime:
         self.last = frame
         return frame
 
-    def poll(self) -> list[Frame]:
-        """Every frame the data now covers (usually one per 60 Hz tick)."""
+    def poll(self, max_behind_s: float | None = None) -> list[Frame]:
+        """Every frame the data now covers (usually one per 60 Hz tick).
+
+        With ``max_behind_s``, ticks older than that behind the newest sample are skipped
+        (features advanced, no frame made), so a slow machine drops frames instead of lagging.
+        """
         out = []
-        while (f := self.step()) is not None:
-            out.append(f)
+        while self.ready():
+            newest = self._raw[-1][0]
+            behind = max_behind_s is not None and newest - float(self.next_tick) > max_behind_s
+            f = self.step(sample=not behind)
+            if f is not None:
+                out.append(f)
+            elif behind:
+                self.skipped += 1
         return out
 
     def latency_stats(self) -> dict[str, float]:
