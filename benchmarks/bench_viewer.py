@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     # Software GL shares the CPU with everything else: the load says how busy it was.
     print(f"1-minute load average: {load_before[0]:.1f} before, {load_after[0]:.1f} after "
           f"({os.cpu_count()} cores)")
-    save("viewer", rows, frames=frames, renderer="Open3D legacy Visualizer, Mesa (software GL) "
+    save("bench_viewer", rows, frames=frames, renderer="Open3D legacy Visualizer, Mesa (software GL) "
          "when under Xvfb", load_average_1min=[load_before[0], load_after[0]])
     return 0
 
