@@ -14,12 +14,17 @@ can be trusted, from what a camera tracker does when it fails:
   trusted (so a weak IMU model in one region does not make ARKit look wrong there), for
   ``disagreement_frames`` frames.
 
-The IMU is no witness for regions it cannot see (``camera_only``: gaze), which are handed over
-only when ARKit is lost or jumps. A distrusted region hands over to the IMU estimate along a linear ramp of ``transition_s`` and
+The IMU is no witness for regions it sees poorly (``camera_only``: gaze, which face-skin IMUs
+hardly see, and eyes, where the bundled model is little better than the mean face); those are
+handed over only when ARKit is lost or jumps.
+
+A distrusted region hands over along a linear ramp of ``transition_s`` to the IMU side, and
 comes back the same way once ARKit has looked right for ``recover_frames`` frames, so the output
-never jumps. While a region is trusted, the IMU estimate's per-blendshape gain and offset are fitted
-online to ARKit (exponentially weighted least squares with a prior of gain 1), so that at hand-over
-the IMU estimate already matches what ARKit was saying.
+never jumps. The IMU side is ARKit's last good frame carried forward by the IMU estimate's change
+since then (its change is more accurate than its absolute value: a wearer's bias cancels), relaxing
+to the absolute IMU estimate with half-life ``carry_halflife_s`` so that drift cannot pile up.
+While a region is trusted, the IMU estimate's per-blendshape gain and offset are fitted online to
+ARKit (exponentially weighted least squares with a prior of gain 1).
 
 Pure computation: no I/O, no clocks. ``imusic hybrid`` feeds it from LSL / Live Link.
 """
@@ -48,7 +53,7 @@ class FusionConfig:
     imu_motion_for_frozen: float = 0.04
     frozen_ratio: float = 2.0
     usual_initial: float = 0.02
-    camera_only: tuple[str, ...] = ("gaze",)
+    camera_only: tuple[str, ...] = ("gaze", "eyes")
     disagreement: float = 0.15
     disagreement_ratio: float = 3.0
     disagreement_frames: int = 2
@@ -56,7 +61,10 @@ class FusionConfig:
     transition_s: float = 0.034
     adapt_halflife_s: float = 4.0
     adapt_prior: float = 0.002
-    gain_bounds: tuple[float, float] = (0.5, 2.0)
+    gain_bounds: tuple[float, float] = (0.0, 2.0)
+    carry_halflife_s: float = 3.0
+    delta_horizon_s: float = 0.5
+    delta_prior: float = 0.01
 
 
 @dataclass
@@ -118,12 +126,39 @@ class HybridFusion:
         self._trusted = np.ones(n, bool)
         self._bad = np.zeros(n, int)
         self._good = np.zeros(n, int)
+        self._why = np.array([""] * n, dtype=object)   # why each region was last distrusted
         self._last_arkit_t: float | None = None
         self._arkit_hist: list[np.ndarray] = []
         self._imu_hist: list[np.ndarray] = []
         self._last_arkit: np.ndarray | None = None
+        self._anchor_arkit: np.ndarray | None = None   # ARKit's last good values
+        self._anchor_imu: np.ndarray | None = None     # the adapted IMU estimate then
+        self._since_good = np.zeros(N_BLENDSHAPES)     # seconds since each was good
+        # How far the IMU estimate's changes predict ARKit's (per blendshape, while trusted):
+        # EW sums of dI*dA and dI*dI over `delta_horizon_s`.
+        self._pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._sxy = np.zeros(N_BLENDSHAPES)
+        self._sxx = np.zeros(N_BLENDSHAPES)
         self._usual = np.full(n, c.usual_initial)  # typical |ARKit - IMU| while trusted
         self._usual_decay = 0.5 ** (1.0 / (c.adapt_halflife_s * c.rate_hz))
+
+    def _learn_delta_gain(self, adapted: np.ndarray, arkit: np.ndarray | None,
+                          good: np.ndarray) -> None:
+        """Regress ARKit's change over ``delta_horizon_s`` on the IMU estimate's, where both
+        ends were good: how much of the IMU's change to trust when carrying ARKit forward."""
+        c = self.config
+        h = max(int(round(c.delta_horizon_s * c.rate_hz)), 1)
+        now = (adapted.copy(), arkit.copy() if arkit is not None else adapted * np.nan,
+               good.copy())
+        self._pairs = (self._pairs + [now])[-(h + 1):]
+        if len(self._pairs) <= h:
+            return
+        i0, a0, g0 = self._pairs[0]
+        ok = g0 & good
+        d_i, d_a = adapted - i0, now[1] - a0
+        decay = 0.5 ** (1.0 / (c.adapt_halflife_s * c.rate_hz))
+        self._sxy = np.where(ok, decay * self._sxy + d_i * d_a, self._sxy)
+        self._sxx = np.where(ok, decay * self._sxx + d_i * d_i, self._sxx)
 
     def step(self, t: float, imu: np.ndarray, arkit: np.ndarray | None,
              arkit_t: float | None = None) -> FusedFrame:
@@ -189,7 +224,11 @@ class HybridFusion:
         self._bad = np.where(bad_now, self._bad + 1, 0)
         self._good = np.where(bad_now, 0, self._good + 1)
         distrust = bad_now & (immediate | (self._bad >= c.disagreement_frames))
-        regain = ~bad_now & (self._good >= c.recover_frames)
+        # After a plain loss (face out of view) the first frame back is good evidence; after a
+        # hand, a jump or a disagreement ARKit must look right for `recover_frames` first.
+        needed = np.where(self._why == "lost", 1, c.recover_frames)
+        regain = ~bad_now & (self._good >= needed)
+        self._why = np.where(distrust, np.array(reasons, dtype=object), self._why)
         self._trusted = np.where(distrust, False, np.where(regain, True, self._trusted))
 
         step = 1.0 / max(c.transition_s * c.rate_hz, 1.0)
@@ -206,10 +245,28 @@ class HybridFusion:
         if not lost:
             self._last_arkit = arkit
         w = np.empty(N_BLENDSHAPES)
+        good = np.zeros(N_BLENDSHAPES, bool)
         for r, idx in enumerate(REGION_INDEX.values()):
             w[idx] = self._weight[r]
+            good[idx] = self._trusted[r] and not bad_now[r] and not lost
+        # The IMU side carries ARKit's last good frame forward by the IMU's own change since
+        # then: its change is far more accurate than its absolute value (a per-wearer bias
+        # cancels), and the hand-over starts exactly where ARKit was. Over a long occlusion
+        # the carried estimate relaxes to the absolute one, so drift cannot pile up.
+        if self._anchor_arkit is None:
+            self._anchor_arkit, self._anchor_imu = adapted.copy(), adapted.copy()
+        if arkit is not None and not lost:
+            self._anchor_arkit[good] = arkit[good]
+            self._anchor_imu[good] = adapted[good]
+            self._since_good[good] = 0.0
+        self._since_good[~good] += 1.0 / c.rate_hz
+        self._learn_delta_gain(adapted, arkit, good)
+        gain = self._sxy / (self._sxx + c.delta_prior)   # prior: no evidence, hold ARKit
+        relax = 0.5 ** (self._since_good / c.carry_halflife_s)
+        carried = (relax * (self._anchor_arkit + np.clip(gain, 0.0, 1.5)
+                            * (adapted - self._anchor_imu)) + (1 - relax) * adapted)
         # When ARKit is gone its share fades from the last frame it gave, never from nothing.
-        shown = adapted if self._last_arkit is None else self._last_arkit
-        values = w * shown + (1.0 - w) * adapted
+        shown = carried if self._last_arkit is None else self._last_arkit
+        values = w * shown + (1.0 - w) * carried
         return FusedFrame(values=values, arkit_weight=self._weight.copy(),
                           trusted=self._trusted.copy(), reasons=reasons, imu_adapted=adapted)

@@ -113,3 +113,42 @@ def evaluate_hybrid(truth: np.ndarray, imu: np.ndarray, rate_hz: float = 60.0,
         "imu_only": region_mae(imu, truth),
         "hybrid": region_mae(fused, truth),
     }
+
+
+def twin_study(model: str | None = None, identities: tuple[int, ...] | None = None,
+               takes: tuple[str, ...] = (), seconds: float | None = None, seed: int = 2026,
+               data: str | None = None) -> tuple[dict[str, dict[str, float]], float, int]:
+    """The hybrid study on twin data: held-out wearers (``identities``, default the checkpoint's
+    held-out subjects) driven by real takes (default its held-out takes), simulated with a seed
+    training never used; the model predicts from their IMUs; then ``evaluate_hybrid``.
+
+    Returns (results, seconds of data, sessions). ``data``: use these aligned sessions instead.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from model.data import load_recordings
+    from model.evaluate import load_for_eval, predict_all
+    from model.simulate import load_take, write_session
+
+    tr = load_for_eval(model)
+    held = tr.config.get("train", {})
+    if identities is None:
+        identities = tuple(int(s[2:]) for s in held.get("holdout_subjects", ["id16", "id17"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(data) if data is not None else Path(tmp)
+        if data is None:
+            for take in takes:
+                src = load_take(take)
+                n = len(src.blendshapes) if seconds is None else min(len(src.blendshapes),
+                                                                     int(seconds * 60))
+                for identity in identities:
+                    write_session(folder / f"id{identity:02d}_{src.name}.h5", src, slice(0, n),
+                                  f"id{identity:02d}", identity, tr.config["rig"]["id"], seed,
+                                  seed + identity)
+        recs = load_recordings(folder, tr.spec)
+        preds = predict_all(tr, recs, methods=("imusic",))["imusic"]
+    keep = [r.valid_arkit & r.valid_imu for r in recs]
+    truth = np.concatenate([r.blendshapes[k] for r, k in zip(recs, keep)]).astype(np.float64)
+    imu = np.concatenate([p[k] for p, k in zip(preds, keep)]).astype(np.float64)
+    return evaluate_hybrid(truth, imu, 60.0, seed), len(truth) / 60.0, len(recs)
