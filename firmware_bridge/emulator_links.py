@@ -4,7 +4,7 @@ emulated BLE peripheral. Each moves protocol bytes only (frames are built by the
 Every link has ``start()``, ``send(data) -> bool`` (False: the bytes could not go out, the
 emulator counts them as ``tx_dropped``), ``commands`` (an asyncio.Queue of bytes the host
 wrote), ``disconnect(seconds)`` (the per-transport meaning of a link drop, see BLE.md and
-docs/readme/emulator.md), ``describe()`` (what to print / hand to a host) and ``close()``.
+the README's emulator section), ``describe()`` (what to print / hand to a host) and ``close()``.
 """
 
 from __future__ import annotations
