@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar, Union
 
 import numpy as np
@@ -264,10 +264,30 @@ class Samples:
 
 
 @dataclass(frozen=True)
-class Status:
+class _Fixed:
+    """A message whose body is one fixed struct (``_S``) of its fields, in field order."""
+
+    NAME: ClassVar[str] = ""
+    _S: ClassVar[struct.Struct] = struct.Struct("<")
+
+    def body(self) -> bytes:
+        """The message body bytes."""
+        return self._S.pack(*(getattr(self, f.name) for f in fields(self)))
+
+    @classmethod
+    def parse(cls, body: bytes):  # noqa: ANN206 - returns an instance of cls
+        """Parse a body (raises ProtocolError)."""
+        if len(body) != cls._S.size:
+            raise ProtocolError(f"{cls.NAME} body is {len(body)} bytes, {cls._S.size} expected")
+        return cls(*cls._S.unpack(body))
+
+
+@dataclass(frozen=True)
+class Status(_Fixed):
     """STATUS (0x03): battery, temperature and error counters, about once a second."""
 
     TYPE: ClassVar[int] = T_STATUS
+    NAME: ClassVar[str] = "STATUS"
     _S: ClassVar[struct.Struct] = struct.Struct("<QHBhIII")
 
     t_us: int
@@ -288,24 +308,13 @@ class Status:
         """Board temperature in °C."""
         return self.temperature_cdeg / 100.0
 
-    def body(self) -> bytes:
-        """The message body bytes."""
-        return self._S.pack(self.t_us, self.battery_mv, self.battery_pct, self.temperature_cdeg,
-                            self.sensor_errors, self.overruns, self.tx_dropped)
-
-    @classmethod
-    def parse(cls, body: bytes) -> Status:
-        """Parse a body (raises ProtocolError)."""
-        if len(body) != cls._S.size:
-            raise ProtocolError(f"STATUS body is {len(body)} bytes, {cls._S.size} expected")
-        return cls(*cls._S.unpack(body))
-
 
 @dataclass(frozen=True)
-class Event:
+class Event(_Fixed):
     """EVENT (0x04): a tap, sync pulse, button press or boot, at device time ``t_us``."""
 
     TYPE: ClassVar[int] = T_EVENT
+    NAME: ClassVar[str] = "EVENT"
     _S: ClassVar[struct.Struct] = struct.Struct("<QBBi")
 
     t_us: int
@@ -313,23 +322,13 @@ class Event:
     sensor: int = 255
     value: int = 0
 
-    def body(self) -> bytes:
-        """The message body bytes."""
-        return self._S.pack(self.t_us, self.kind, self.sensor, self.value)
-
-    @classmethod
-    def parse(cls, body: bytes) -> Event:
-        """Parse a body (raises ProtocolError)."""
-        if len(body) != cls._S.size:
-            raise ProtocolError(f"EVENT body is {len(body)} bytes, {cls._S.size} expected")
-        return cls(*cls._S.unpack(body))
-
 
 @dataclass(frozen=True)
-class Ack:
+class Ack(_Fixed):
     """ACK (0x05): the device's answer to ``command`` (a command type code) with ``result``."""
 
     TYPE: ClassVar[int] = T_ACK
+    NAME: ClassVar[str] = "ACK"
     _S: ClassVar[struct.Struct] = struct.Struct("<BB")
 
     command: int
@@ -339,17 +338,6 @@ class Ack:
     def ok(self) -> bool:
         """The command was accepted."""
         return self.result == ACK_OK
-
-    def body(self) -> bytes:
-        """The message body bytes."""
-        return self._S.pack(self.command, self.result)
-
-    @classmethod
-    def parse(cls, body: bytes) -> Ack:
-        """Parse a body (raises ProtocolError)."""
-        if len(body) != cls._S.size:
-            raise ProtocolError(f"ACK body is {len(body)} bytes, {cls._S.size} expected")
-        return cls(*cls._S.unpack(body))
 
 
 @dataclass(frozen=True)
@@ -388,45 +376,27 @@ class CmdGetInfo(_Empty):
 
 
 @dataclass(frozen=True)
-class CmdSetRate:
+class CmdSetRate(_Fixed):
     """CMD_SET_RATE (0x82): sample instants per second (25..400), effective at the next START."""
 
     TYPE: ClassVar[int] = T_SET_RATE
+    NAME: ClassVar[str] = "CMD_SET_RATE"
     _S: ClassVar[struct.Struct] = struct.Struct("<H")
 
     rate_hz: int
 
-    def body(self) -> bytes:
-        """The message body bytes."""
-        return self._S.pack(self.rate_hz)
-
-    @classmethod
-    def parse(cls, body: bytes) -> CmdSetRate:
-        """Parse a body (raises ProtocolError). The range is the device's to check (ACK)."""
-        if len(body) != cls._S.size:
-            raise ProtocolError(f"CMD_SET_RATE body is {len(body)} bytes, 2 expected")
-        return cls(*cls._S.unpack(body))
-
 
 @dataclass(frozen=True)
-class CmdIdentify:
+class CmdIdentify(_Fixed):
     """CMD_IDENTIFY (0x83): blink the LED for ``seconds``."""
 
     TYPE: ClassVar[int] = T_IDENTIFY
+    NAME: ClassVar[str] = "CMD_IDENTIFY"
     _S: ClassVar[struct.Struct] = struct.Struct("<B")
 
     seconds: int = 3
 
-    def body(self) -> bytes:
-        """The message body bytes."""
-        return self._S.pack(self.seconds)
 
-    @classmethod
-    def parse(cls, body: bytes) -> CmdIdentify:
-        """Parse a body (raises ProtocolError)."""
-        if len(body) != cls._S.size:
-            raise ProtocolError(f"CMD_IDENTIFY body is {len(body)} bytes, 1 expected")
-        return cls(*cls._S.unpack(body))
 
 
 Message = Union[DeviceInfo, Samples, Status, Event, Ack, CmdStart, CmdStop, CmdSetRate,
