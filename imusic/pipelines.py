@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hardware.vocabulary import N_BLENDSHAPES, N_STREAM_CHANNELS
+from hardware.vocabulary import N_BLENDSHAPES
 
 FUSION_STATE_TYPE = "FusionState"
 """LSL type of the hybrid's per-region state stream."""
@@ -193,21 +193,6 @@ class LivePipeline:
                          self._layout))
 
     # ------------------------------------------------------------------ sources
-    def _transport_factory(self) -> Callable[[], Any]:
-        link = self.link
-        if link.serial:
-            from firmware_bridge.transports.serial import SerialTransport
-
-            return lambda: SerialTransport(link.serial, link.baud)
-        if link.ble:
-            from firmware_bridge.transports.ble import BleTransport
-
-            return lambda: BleTransport(link.ble)
-        from firmware_bridge.transports.udp import UdpTransport
-
-        udp = UdpTransport(link.udp, link.udp_host)
-        return lambda: udp
-
     async def _run_device(self, stop: asyncio.Event) -> None:
         from firmware_bridge.device import DeviceSession, SessionConfig
 
@@ -216,7 +201,12 @@ class LivePipeline:
             from hardware.rig import load_rig
 
             rig = load_rig(rig)
-        session = DeviceSession(self._transport_factory(),
+        from firmware_bridge.transports import link_factory
+
+        link = self.link
+        factory = link_factory(serial=link.serial, baud=link.baud, ble=link.ble, udp=link.udp,
+                               udp_host=link.udp_host)
+        session = DeviceSession(factory,
                                 SessionConfig(rig=rig, name=self.imu_name))
         self.session = session
 
@@ -354,10 +344,12 @@ class HybridPipeline:
         self._state_outlet = pylsl.StreamOutlet(info)
 
     def _on_imu_frame(self, frame: Any, now: float) -> None:
+        from model.runtime import stream_values
+
         tolerance = 1.5 / 60.0
         arkit, arkit_t = self.arkit.at(frame.t, tolerance)
         fused = self.fuser.step(frame.t, frame.blendshapes, arkit, arkit_t)
-        values = list(map(float, fused.values)) + [0.0] * (N_STREAM_CHANNELS - N_BLENDSHAPES)
+        values = stream_values(fused.values)
         if self._fused_outlet is not None:
             self._fused_outlet.push_sample(values, frame.t)
             self._state_outlet.push_sample(

@@ -45,21 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _factory(args: argparse.Namespace):
     """A callable making a fresh transport for the chosen link."""
-    if args.serial:
-        from firmware_bridge.transports.serial import SerialTransport
+    from firmware_bridge.transports import link_factory
 
-        return lambda: SerialTransport(args.serial, args.baud)
-    if args.ble:
-        try:
-            from firmware_bridge.transports.ble import BleTransport
-        except ImportError as err:
-            raise SystemExit(f"imusic stream: BLE is not available here ({err}); "
-                             "install bleak, or use --serial / --udp") from err
-        return lambda: BleTransport(args.ble)
-    from firmware_bridge.transports.udp import UdpTransport
-
-    link = UdpTransport(args.udp, args.udp_host)
-    return lambda: link  # persistent: one socket for the whole session
+    try:
+        return link_factory(serial=args.serial, baud=args.baud, ble=args.ble, udp=args.udp,
+                            udp_host=args.udp_host)
+    except ImportError as err:
+        raise SystemExit(f"imusic stream: BLE is not available here ({err}); "
+                         "install bleak, or use --serial / --udp") from err
 
 
 def summary(health, seconds: float) -> str:
