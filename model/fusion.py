@@ -31,6 +31,7 @@ Pure computation: no I/O, no clocks. ``imusic hybrid`` feeds it from LSL / Live 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,15 +129,16 @@ class HybridFusion:
         self._good = np.zeros(n, int)
         self._why = np.array([""] * n, dtype=object)   # why each region was last distrusted
         self._last_arkit_t: float | None = None
-        self._arkit_hist: list[np.ndarray] = []
-        self._imu_hist: list[np.ndarray] = []
+        self._arkit_hist: deque[np.ndarray] = deque(maxlen=c.frozen_frames + 1)
+        self._imu_hist: deque[np.ndarray] = deque(maxlen=c.frozen_frames + 1)
         self._last_arkit: np.ndarray | None = None
         self._anchor_arkit: np.ndarray | None = None   # ARKit's last good values
         self._anchor_imu: np.ndarray | None = None     # the adapted IMU estimate then
         self._since_good = np.zeros(N_BLENDSHAPES)     # seconds since each was good
         # How far the IMU estimate's changes predict ARKit's (per blendshape, while trusted):
         # EW sums of dI*dA and dI*dI over `delta_horizon_s`.
-        self._pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pairs: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(
+            maxlen=max(int(round(c.delta_horizon_s * c.rate_hz)), 1) + 1)
         self._sxy = np.zeros(N_BLENDSHAPES)
         self._sxx = np.zeros(N_BLENDSHAPES)
         self._usual = np.full(n, c.usual_initial)  # typical |ARKit - IMU| while trusted
@@ -147,11 +149,10 @@ class HybridFusion:
         """Regress ARKit's change over ``delta_horizon_s`` on the IMU estimate's, where both
         ends were good: how much of the IMU's change to trust when carrying ARKit forward."""
         c = self.config
-        h = max(int(round(c.delta_horizon_s * c.rate_hz)), 1)
         now = (adapted.copy(), arkit.copy() if arkit is not None else adapted * np.nan,
                good.copy())
-        self._pairs = (self._pairs + [now])[-(h + 1):]
-        if len(self._pairs) <= h:
+        self._pairs.append(now)
+        if len(self._pairs) < self._pairs.maxlen:
             return
         i0, a0, g0 = self._pairs[0]
         ok = g0 & good
@@ -186,11 +187,13 @@ class HybridFusion:
             bad_now[:] = True
             reasons = ["lost"] * len(REGION_NAMES)
         else:
-            self._arkit_hist = (self._arkit_hist + [arkit])[-(c.frozen_frames + 1):]
-            self._imu_hist = (self._imu_hist + [imu])[-(c.frozen_frames + 1):]
+            self._arkit_hist.append(arkit)
+            self._imu_hist.append(imu)
             prev_a = self._arkit_hist[-2] if len(self._arkit_hist) > 1 else None
             prev_i = self._imu_hist[-2] if len(self._imu_hist) > 1 else None
             full = len(self._arkit_hist) > c.frozen_frames
+            a_hist = np.stack(self._arkit_hist) if full else None
+            i_hist = np.stack(self._imu_hist) if full else None
             for r, idx in enumerate(REGION_INDEX.values()):
                 if prev_a is not None:
                     jump = np.max(np.abs(arkit[idx] - prev_a[idx]))
@@ -202,8 +205,7 @@ class HybridFusion:
                     continue   # face-skin IMUs hardly see gaze: no evidence against ARKit
                 diff = float(np.mean(np.abs(arkit[idx] - adapted[idx])))
                 if full:
-                    a = np.stack(self._arkit_hist)[:, idx]
-                    i = np.stack(self._imu_hist)[:, idx]
+                    a, i = a_hist[:, idx], i_hist[:, idx]
                     # Still ARKit alone is no evidence (faces rest); still ARKit while the IMU
                     # moves on (net change, not its frame-to-frame noise) and the two drift
                     # apart beyond their usual difference is a tracker holding its guess.

@@ -57,28 +57,25 @@ def simulate_occlusions(truth: np.ndarray, rate_hz: float = 60.0, seed: int = 0,
     observed = np.array(truth, dtype=np.float64, copy=True)
     observed += rng.normal(0, tracker_noise, observed.shape) * 0.2   # ARKit's own small jitter
     idx = np.concatenate([REGION_INDEX[r] for r in MOUTH_REGIONS])
-    held = None
-    for k in range(n):
-        if covered[k]:
-            if held is None:
-                held = observed[k - 1, idx].copy() if k > 0 else observed[k, idx].copy()
-            observed[k, idx] = held + rng.normal(0, tracker_noise * 0.1, len(idx))
-        else:
-            held = None
+    # Under the hand the covered regions hold the frame before each episode began.
+    starts = np.flatnonzero(covered & ~np.concatenate([[False], covered[:-1]]))
+    episode_start = np.maximum.accumulate(np.where(np.isin(np.arange(n), starts),
+                                                   np.arange(n), 0))
+    frozen = observed[np.maximum(episode_start - 1, 0)][:, idx]
+    rows = np.flatnonzero(covered)
+    observed[np.ix_(rows, idx)] = frozen[rows] + rng.normal(0, tracker_noise * 0.1,
+                                                            (len(rows), len(idx)))
     observed[lost] = np.nan
     return Occlusions(observed=observed, mouth_covered=covered, face_lost=lost)
 
 
 def hold_last(observed: np.ndarray) -> np.ndarray:
     """ARKit alone: lost frames repeat the last frame seen (zeros before the first)."""
-    out = np.array(observed, dtype=np.float64, copy=True)
-    last = np.zeros(out.shape[1])
-    for k in range(len(out)):
-        if np.all(np.isfinite(out[k])):
-            last = out[k]
-        else:
-            out[k] = last
-    return out
+    observed = np.asarray(observed, dtype=np.float64)
+    seen = np.all(np.isfinite(observed), axis=1)
+    last = np.maximum.accumulate(np.where(seen, np.arange(len(observed)), -1))
+    padded = np.vstack([np.zeros((1, observed.shape[1])), observed])
+    return padded[last + 1]
 
 
 def run_hybrid(imu: np.ndarray, observed: np.ndarray, rate_hz: float = 60.0,
