@@ -36,14 +36,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class DemoScore:
-    """Running comparison of predictions with the twin's ground truth (thread-safe enough:
-    written by the model thread, read by the status line)."""
+    """Running comparison of predictions with the twin's ground truth: a running sum for the
+    whole run (bounded memory however long the demo runs) and the last ``RECENT`` frames for
+    the live line. Written by the model thread, read by the status line."""
+
+    RECENT = 120
 
     def __init__(self, truth) -> None:
+        from collections import deque
+
         import numpy as np
 
         self.truth = truth
-        self.abs_err: list = []
+        self.frames = 0
+        self.sum = np.zeros(52)
+        self.recent: deque = deque(maxlen=self.RECENT)
         self.last = (np.zeros(52), np.zeros(52))
 
     def on_frame(self, frame, now: float) -> None:
@@ -53,20 +60,23 @@ class DemoScore:
         truth, _ = self.truth.at(frame.t, 0.5 / 60.0)
         if truth is None or not frame.valid:
             return
-        self.abs_err.append(np.abs(frame.blendshapes[:52] - truth[:52]))
+        err = np.abs(frame.blendshapes[:52] - truth[:52])
+        self.sum += err
+        self.frames += 1
+        self.recent.append(err)
         self.last = (truth[:52], frame.blendshapes[:52])
 
-    def mae(self, recent: int | None = None) -> dict[str, float]:
-        """MAE x100 per region (and 'all') over all frames, or the last ``recent``."""
+    def mae(self, recent: bool = False) -> dict[str, float]:
+        """MAE x100 per region (and 'all') over the whole run, or the last ``RECENT`` frames."""
         import numpy as np
 
         from hardware.vocabulary import REGION_INDEX
 
-        if not self.abs_err:
+        if not self.frames:
             return {}
-        err = np.asarray(self.abs_err[-recent:] if recent else self.abs_err)
-        out = {r: float(err[:, idx].mean() * 100) for r, idx in REGION_INDEX.items()}
-        out["all"] = float(err.mean() * 100)
+        per_shape = np.mean(self.recent, axis=0) if recent else self.sum / self.frames
+        out = {r: float(per_shape[idx].mean() * 100) for r, idx in REGION_INDEX.items()}
+        out["all"] = float(per_shape.mean() * 100)
         return out
 
 
@@ -156,7 +166,7 @@ async def _main(args: argparse.Namespace) -> int:
             stop.set()   # the window was closed
         st = pipe.stats
         lat = st.motion_to_output_ms[-120:]
-        recent = score.mae(recent=120).get("all")
+        recent = score.mae(recent=True).get("all")
         return (f"[demo] {time.monotonic() - started:5.1f} s | frames {st.frames} | latency p50 "
                 + (f"{sorted(lat)[len(lat) // 2]:.1f} ms" if lat else "-")
                 + (f" | MAE x100 (last 2 s) {recent:.2f}" if recent is not None else "")
@@ -190,7 +200,7 @@ async def _main(args: argparse.Namespace) -> int:
         with open(args.summary_json, "w") as f:
             json.dump(summary, f, indent=1, default=str)
     if args.snapshot:
-        if score.abs_err:
+        if score.frames:
             from viewer.snapshot import snapshot
 
             gt, pred = score.last
