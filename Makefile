@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets up what it needs first (scripts/setup.sh).
-.PHONY: demo test setup bench
+.PHONY: demo test test-newest setup bench
 
 setup:
 	@bash scripts/setup.sh
@@ -12,3 +12,8 @@ test: setup
 
 bench: setup
 	.venv/bin/imusic bench $(ARGS)
+
+# The suite against the newest versions pyproject.toml allows (no pins), in .venv-newest.
+test-newest:
+	@IMUSIC_NEWEST=1 bash scripts/setup.sh
+	.venv-newest/bin/python -m pytest $(ARGS)

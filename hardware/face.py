@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,13 +107,14 @@ class FaceModel:
         return out[0] if single else out
 
     def vertex_subset(self, weights: np.ndarray, indices: np.ndarray,
-                      identity: int | None = None) -> np.ndarray:
-        """Like ``vertices`` but only for ``indices``: ``(T, len(indices), 3)``; cheap."""
-        w = np.atleast_2d(np.asarray(weights, dtype=np.float32))
+                      identity: int | None = None, dtype: Any = np.float32) -> np.ndarray:
+        """Like ``vertices`` but only for ``indices``: ``(T, len(indices), 3)``; cheap.
+        ``dtype=np.float64`` blends in double precision (for references in tests)."""
+        w = np.atleast_2d(np.asarray(weights, dtype=dtype))
         idx = np.asarray(indices, dtype=np.int64)
         cols = (idx[:, None] * 3 + np.arange(3)).ravel()
-        rest = self.rest_shape(identity)[idx]
-        return (w @ self._basis[:, cols]).reshape(len(w), len(idx), 3) + rest
+        rest = self.rest_shape(identity)[idx].astype(dtype)
+        return (w @ self._basis[:, cols].astype(dtype)).reshape(len(w), len(idx), 3) + rest
 
     def vertex_point(self, vertex: int) -> SurfacePoint:
         """A ``SurfacePoint`` exactly at a vertex, on the first triangle that uses it."""

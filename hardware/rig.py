@@ -159,19 +159,31 @@ def _closest_on_triangle(p: np.ndarray, a: np.ndarray, b: np.ndarray,
     return np.array([1 - v - w, v, w])
 
 
+TIE_TOLERANCE_M = 1e-9
+"""Distances to the skin closer than this (a nanometre) are a tie in ``project_to_skin``."""
+
+
 def project_to_skin(point: np.ndarray) -> SurfacePoint:
-    """The point of the face's skin surface (neutral generic head) closest to ``point`` (m)."""
+    """The point of the face's skin surface (neutral generic head) closest to ``point`` (m).
+
+    A point on an edge or a vertex is as close to every triangle that shares it; the last
+    bits of the distances then depend on the BLAS kernel that computed them (they differ
+    with ``OPENBLAS_CORETYPE``), so distances within ``TIE_TOLERANCE_M`` are a tie and the
+    lowest triangle index wins. The anchor, and with it the twin, is the same on every
+    machine.
+    """
     face = FaceModel.load()
     idx, cent = _face_triangles()
-    near = idx[np.argsort(np.linalg.norm(cent - point, axis=1))[:32]]
+    p = np.asarray(point, dtype=np.float64)
+    near = idx[np.argsort(np.linalg.norm(cent - p, axis=1))[:32]]
     best, best_d = None, np.inf
-    for f in near:
+    for f in sorted(int(f) for f in near):
         a, b, c = face.neutral[face.triangles[f]].astype(np.float64)
-        bary = _closest_on_triangle(np.asarray(point, float), a, b, c)
-        d = np.linalg.norm(bary @ np.stack([a, b, c]) - point)
-        if d < best_d:
-            best, best_d = SurfacePoint(int(f), (float(bary[0]), float(bary[1]),
-                                                 float(bary[2]))), d
+        bary = _closest_on_triangle(p, a, b, c)
+        d = float(np.sqrt(np.sum((bary[0] * a + bary[1] * b + bary[2] * c - p) ** 2)))
+        if d < best_d - TIE_TOLERANCE_M:          # ascending ids: a tie keeps the lower one
+            best, best_d = SurfacePoint(f, (float(bary[0]), float(bary[1]),
+                                            float(bary[2]))), d
     assert best is not None
     return best
 

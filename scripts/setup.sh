@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Set up imusic on a fresh machine: system packages, a virtual environment in .venv, the
-# package with its test extras. Safe to run again: it does nothing when all is in place.
+# package with its test extras, at the versions pinned in constraints.txt (made by
+# scripts/lock.sh). Safe to run again: it does nothing when all is in place.
+#
+# IMUSIC_NEWEST=1 sets up .venv-newest instead, with the newest versions that pyproject.toml's
+# ranges allow and no pins (`make test-newest`), to find out early what a new release breaks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,23 +27,30 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  echo "[setup] creating .venv with $($PY --version)"
-  "$PY" -m venv .venv
+NEWEST=${IMUSIC_NEWEST:-0}
+if [ "$NEWEST" = 1 ]; then VENV=.venv-newest; else VENV=.venv; fi
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
 fi
-stamp=.venv/.imusic-installed
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+stamp=$VENV/.imusic-installed
+want=$(cat pyproject.toml scripts/setup.sh constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pipargs=(-q)
   [ -d /opt/wheels ] && pipargs+=(--find-links /opt/wheels)
+  if [ "$NEWEST" = 1 ]; then
+    pipargs+=(--upgrade --upgrade-strategy eager)
+  else
+    pipargs+=(-c constraints.txt)
+  fi
   # Torch first, pinned: an unpinned torch would pull gigabytes of CUDA wheels. 2.13.0 is the
   # CPU build this project is tested with; any torch 2.x already installed is kept.
-  if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "[setup] installing torch 2.13.0 (CPU)"
-    .venv/bin/pip install "${pipargs[@]}" "torch==2.13.0" \
-      || .venv/bin/pip install "${pipargs[@]}" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+    "$VENV/bin/pip" install "${pipargs[@]}" "torch==2.13.0" \
+      || "$VENV/bin/pip" install "${pipargs[@]}" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
   fi
-  echo "[setup] installing imusic and its test extras into .venv"
-  .venv/bin/pip install "${pipargs[@]}" -e ".[test]"
+  echo "[setup] installing imusic and its test extras into $VENV"
+  "$VENV/bin/pip" install "${pipargs[@]}" -e ".[test]"
   echo "$want" > "$stamp"
 fi

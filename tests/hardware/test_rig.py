@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hardware.face import FaceModel
-from hardware.rig import RIGS_DIR, RigError, available_rigs, load_rig, parse_rig, skin_patch
+from hardware.rig import (TIE_TOLERANCE_M, RIGS_DIR, RigError, available_rigs, load_rig, parse_rig,
+                          project_to_skin, skin_patch)
 
 PAPER_MUSCLES = {"frontalis", "corrugator supercilii / procerus", "orbicularis oculi",
                  "zygomaticus major", "buccinator", "orbicularis oris", "mentalis"}
@@ -85,6 +86,23 @@ def test_skin_patch_surrounds_the_anchor():
         patch = skin_patch(s.anchor, 0.005)
         assert patch[0].triangle == s.anchor.triangle
         assert len(patch) >= 4
+
+
+def test_a_point_on_a_shared_edge_resolves_to_one_triangle_whatever_the_rounding():
+    """An edge point is equally close to both triangles that share it: the choice must not hang
+    on the last bits of a distance (BLAS kernels differ there), or the twin differs by machine."""
+    face = FaceModel.load()
+    tri = face.triangles
+    for f in (1110, 5347, 2000):
+        a, b = face.neutral[tri[f, 0]].astype(float), face.neutral[tri[f, 1]].astype(float)
+        edge_mid = 0.5 * (a + b)
+        owners = {int(g) for g in np.nonzero((tri == tri[f, 0]).any(1) & (tri == tri[f, 1]).any(1))[0]}
+        picks = set()
+        for jitter in (0.0, 0.1, -0.1, 0.4, -0.4):       # far below the tie tolerance
+            picks.add(project_to_skin(edge_mid + jitter * TIE_TOLERANCE_M).triangle)
+        assert len(picks) == 1, f"edge of triangle {f}: resolved to {sorted(picks)}"
+        if len(owners) == 2:
+            assert picks == {min(owners)}
 
 
 def test_imusic6_is_a_subset():
