@@ -10,6 +10,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 RESULTS = Path(__file__).resolve().parent / "results"
+"""The tracked results: the README's Figures table is built from these (scripts/figures.py)."""
+SCRATCH = Path(__file__).resolve().parents[1] / "out" / "bench"
+"""Where a run writes its JSON unless asked to save it (ignored by git)."""
+SAVE_ENV = "IMUSIC_BENCH_SAVE"
+"""Set to 1 (``imusic bench --save``) to write the tracked results instead of the scratch copy."""
 
 
 def machine() -> dict[str, Any]:
@@ -45,9 +50,12 @@ def print_table(rows: Sequence[dict[str, Any]], title: str = "") -> None:
 
 
 def save(name: str, results: Any, **extra: Any) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with the machine and a timestamp."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """Write ``<name>.json`` with the machine and a timestamp: into ``benchmarks/results`` (the
+    tracked figures) when ``IMUSIC_BENCH_SAVE=1``, else into ``out/bench`` so that a run never
+    dirties the checkout by accident."""
+    folder = RESULTS if os.environ.get(SAVE_ENV) == "1" else SCRATCH
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     doc = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "machine": machine(), "results": results, **extra}
     path.write_text(json.dumps(doc, indent=2, default=float))

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HELP = "run the benchmarks (benchmarks/bench_*.py): each prints a table and writes JSON"
-EXAMPLE = "imusic bench --quick --only twin decoder"
+EXAMPLE = "imusic bench --quick --only twin decoder   (--save to update benchmarks/results)"
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+SAVE_ENV = "IMUSIC_BENCH_SAVE"   # read by benchmarks/common.save
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME",
                         help="run only these (bench_NAME.py), e.g. twin decoder runtime")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--save", action="store_true",
+                        help="write the tracked benchmarks/results/*.json (the README's Figures "
+                             "table is made from them: then run python scripts/figures.py); "
+                             "without it results go to out/bench/")
 
 
 def available() -> dict[str, Path]:
@@ -47,12 +53,13 @@ def run(args: argparse.Namespace) -> int:
     for name in chosen:
         print(f"\n== {name} ({scripts[name].name}) ==", flush=True)
         cmd = [sys.executable, str(scripts[name])] + (["--quick"] if args.quick else [])
+        env = dict(os.environ, **{SAVE_ENV: "1" if args.save else "0"})
         start = time.monotonic()
-        rc = subprocess.call(cmd, cwd=BENCH_DIR.parent)
+        rc = subprocess.call(cmd, cwd=BENCH_DIR.parent, env=env)
         print(f"-- {name}: exit {rc} after {time.monotonic() - start:.1f} s")
         if rc != 0:
             failed.append(name)
-    results = BENCH_DIR / "results"
+    results = BENCH_DIR / "results" if args.save else BENCH_DIR.parent / "out" / "bench"
     print("\nresults (JSON):")
     for name in chosen:
         path = results / f"bench_{name}.json"

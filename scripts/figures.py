@@ -1,0 +1,198 @@
+"""Build the README's one Figures table from the benchmark results (benchmarks/results/*.json).
+
+Every figure the README quotes is measured by a benchmark that writes JSON; this script is the
+only place that turns that JSON into prose, so a number is stated once and every other mention
+links to the table. Each row names its source file, and the run's date and machine come from
+that file, not from memory.
+
+    python scripts/figures.py            # rewrite the table in README.md (between the markers)
+    python scripts/figures.py --check    # exit 1 if README.md's table is not what the JSON says
+    python scripts/figures.py --print    # print the table
+
+A row whose JSON is missing says so in the table instead of keeping an old number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+README = REPO / "README.md"
+BEGIN = "<!-- figures:begin (made by scripts/figures.py from benchmarks/results; do not edit) -->"
+END = "<!-- figures:end -->"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: what is measured, how to read it from its JSON, the target."""
+
+    what: str
+    source: str                                  # benchmarks/results/<source>.json
+    figure: Callable[[dict[str, Any]], str]      # the JSON document -> the figure as text
+    target: str = ""
+
+
+def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    for r in rows:
+        if all(str(r.get(k, "")).startswith(str(v)) for k, v in match.items()):
+            return r
+    raise KeyError(f"no result row with {match}")
+
+
+def _twin(d: dict[str, Any]) -> str:
+    r = _find(d["results"], case="imusic11 (12 sensors), full error")
+    return f"{r['wall_s']:.1f} s ({r['x_realtime']:.0f}x real time)"
+
+
+def _decoder(d: dict[str, Any]) -> str:
+    rows = d["results"]
+    fast = _find(rows, **{"instants/frame": 4, "read bytes": 256, "path": "decode"})
+    full = _find(rows, **{"instants/frame": 4, "read bytes": 256, "path": "decode+clock"})
+    return (f"{fast['Msensor-samples/s']:.1f} M sensor-samples/s "
+            f"({full['Msensor-samples/s']:.1f} M with clock map and SI rows)")
+
+
+def _stream(d: dict[str, Any]) -> str:
+    r = d["results"][0]
+    return f"{r['cpu_%_of_core']:.1f}% of one core, {r['lost']} lost"
+
+
+def _emulator(d: dict[str, Any]) -> str:
+    by = {r["transport"]: r["stream_cpu_pct_of_core"] for r in d["results"]}
+    serial_udp = "/".join(f"{by[t]:.1f}" for t in ("serial", "udp") if t in by)
+    out = f"{serial_udp}% of a core (serial/UDP)"
+    if "ble" in by:
+        out += f", {by['ble']:.0f}% (BLE, both bumble stacks in one process)"
+    return out
+
+
+def _record(d: dict[str, Any]) -> str:
+    r = d["results"][0]
+    return (f"{r['session_min']:.0f} min at {r['speed_x']:.0f}x: {r['lost_imu'] + r['lost_arkit']}"
+            f" samples lost, {r['peak_rss_mb']:.0f} MB peak RSS, {r['mb_per_hour']:.0f} MB per hour")
+
+
+def _runtime(d: dict[str, Any]) -> str:
+    r = next(x for x in d["results"] if x.get("default"))
+    return f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms per frame ({r['ddim_steps']} DDIM steps)"
+
+
+def _train_time(d: dict[str, Any]) -> str:
+    return f"{d['train_time_s']:.0f} s"
+
+
+def _live(d: dict[str, Any]) -> str:
+    r = d["results"]
+    return (f"p50 {r['motion_to_output_p50_ms']:.1f} ms, p99 {r['motion_to_output_p99_ms']:.1f} ms"
+            f" (frame delay incl. look-ahead: p50 {r['frame_delay_p50_ms']:.0f} ms, "
+            f"p99 {r['frame_delay_p99_ms']:.0f} ms)")
+
+
+def _viewer(d: dict[str, Any]) -> str:
+    parts = []
+    for r in d["results"]:
+        parts.append(f"{r['case']}: {r['fps']:.1f}")
+    return "frames/s: " + "; ".join(parts)
+
+
+def _firmware(d: dict[str, Any]) -> str:
+    r = d["results"]["codec"][0]
+    return f"{r['encode_us']:.1f} us encode, {r['decode_us']:.1f} us decode per {r['bytes']}-byte frame"
+
+
+def _arkit(d: dict[str, Any]) -> str:
+    rows = d["results"]
+    parse = _find(rows, case="parse_packet")["rate"]
+    udp = _find(rows, case="receiver UDP->LSL")["rate"]
+    return f"{parse / 1e3:.0f} k parsed/s; UDP to LSL {udp / 1e3:.0f} k packets/s"
+
+
+def _hybrid(d: dict[str, Any]) -> str:
+    r = d["results"]
+    return (f"hybrid {r['hybrid']['all']:.2f} vs ARKit hold {r['arkit_hold']['all']:.2f}, "
+            f"IMU only {r['imu_only']['all']:.2f}")
+
+
+ROWS: tuple[Row, ...] = (
+    Row("twin: 10 min of the 12-sensor rig at 200 Hz", "bench_twin", _twin, "< 30 s"),
+    Row("decoder, 12 sensors, 4 instants/frame", "bench_decoder", _decoder),
+    Row("`imusic stream`, 12 sensors at 200 Hz", "bench_stream", _stream, "< 10%"),
+    Row("emulator, 12 sensors at 200 Hz", "bench_emulator", _emulator),
+    Row("recorder, 12 x 200 Hz IMU + 60 Hz ARKit", "bench_record", _record),
+    Row("C protocol codec on the host", "bench_firmware", _firmware),
+    Row("Live Link Face packets", "bench_arkit", _arkit),
+    Row("model runtime per 60 Hz frame", "bench_runtime", _runtime, "p99 < 16.7 ms"),
+    Row("training the bundled model (CPU)", "bench_runtime", _train_time, "< 15 min"),
+    Row("`imusic live`, newest sample to output", "bench_live", _live, "p99 < 16.7 ms"),
+    Row("viewer, software GL under Xvfb", "bench_viewer", _viewer, ">= 30 (one face)"),
+    Row("hybrid under simulated occlusion, MAE x100 (twin data)", "eval_hybrid", _hybrid,
+        "beats both"),
+)
+
+
+def _load(source: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{source}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def table() -> str:
+    """The Markdown table, one row per ``ROWS`` entry, with each run's date and machine."""
+    lines = ["| what | figure | target | measured | source |", "|---|---|---|---|---|"]
+    for row in ROWS:
+        doc = _load(row.source)
+        link = f"[`{row.source}`](benchmarks/results/{row.source}.json)"
+        if doc is None:
+            lines.append(f"| {row.what} | not measured (no {row.source}.json) | {row.target} | | {link} |")
+            continue
+        try:
+            figure = row.figure(doc)
+        except (KeyError, IndexError, TypeError, StopIteration) as err:
+            figure = f"unreadable result ({err})"
+        m = doc.get("machine", {})
+        when = str(doc.get("when", "?"))[:10]
+        machine = f"{m.get('cores', '?')} cores" if m else "?"
+        lines.append(f"| {row.what} | {figure} | {row.target} | {when}, {machine} | {link} |")
+    return "\n".join(lines)
+
+
+def render(readme: str) -> str:
+    """``readme`` with the text between the markers replaced by a fresh table."""
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"figures: {README} has no figures markers; add the two lines\n{BEGIN}\n{END}")
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if README.md's table is stale")
+    ap.add_argument("--print", action="store_true", help="print the table and exit")
+    args = ap.parse_args(argv)
+    if args.print:
+        print(table())
+        return 0
+    text = README.read_text()
+    new = render(text)
+    if args.check:
+        if new != text:
+            print(f"figures: the table in {README} is not what benchmarks/results says; run "
+                  "python scripts/figures.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(new)
+    print(f"figures: wrote {len(ROWS)} rows into {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
