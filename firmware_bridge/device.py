@@ -91,6 +91,9 @@ class Health:
     frames: int = 0
     frame_errors: int = 0
     crc_errors: int = 0
+    message_errors: int = 0
+    """Decoded messages the session could not handle (an exception in their accessors):
+    each is dropped, counted here and named in ``last_error``; the session goes on."""
     reconnects: int = 0
     connect_failures: int = 0
     reboots: int = 0
@@ -124,7 +127,9 @@ class Health:
         batt = f"{self.battery_pct}%" if self.battery_pct not in (None, 255) else "-"
         return (f"{self.device or '?'} {self.state} | {self.rate_hz:6.1f}/{self.nominal_hz:.0f} Hz"
                 f" | loss {100 * self.loss:.2f}% ({self.lost}) | crc {self.crc_errors}"
-                f" (bad frames {self.frame_errors}) | drift {drift} | batt {batt}"
+                f" (bad frames {self.frame_errors}"
+                + (f", bad messages {self.message_errors}" if self.message_errors else "")
+                + f") | drift {drift} | batt {batt}"
                 f" | reconnects {self.reconnects} reboots {self.reboots}"
                 + (f" | {self.last_error}" if self.state != "streaming" and self.last_error else ""))
 
@@ -422,10 +427,20 @@ class DeviceSession:
             data = await link.read()
             arrival = self.now()
             for dev, msg in self.decoder.feed(data):
-                self._dispatch(dev, msg, arrival)
+                try:
+                    self._dispatch(dev, msg, arrival)
+                except Exception as err:  # noqa: BLE001 - one bad message must not end the link
+                    self._bad_message(dev, msg, err)
             st = self.decoder.stats
             self.health.crc_errors = st.crc_errors
             self.health.frame_errors = st.errors
+
+    def _bad_message(self, dev: int, msg: P.Message, err: Exception) -> None:
+        """Count and name a decoded message that raised while being handled; drop it."""
+        self.health.message_errors += 1
+        self.health.last_error = (f"{type(msg).__name__} from device {dev:08x} dropped: "
+                                  f"{type(err).__name__}: {err}")
+        log.warning("%s: %s", self.health.transport, self.health.last_error)
 
     def _dispatch(self, dev: int, msg: P.Message, arrival: float) -> None:
         if self.device_id is None:

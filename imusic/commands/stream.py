@@ -62,7 +62,9 @@ def summary(health, seconds: float) -> str:
     return "\n".join([
         f"stopped after {seconds:.1f} s: {h.device or 'no device'} on {h.transport}",
         f"  samples {h.samples}  lost {h.lost} ({100 * h.loss:.2f}%)  gaps {h.gaps}",
-        f"  crc errors {h.crc_errors}  bad frames {h.frame_errors}  reconnects {h.reconnects}"
+        f"  crc errors {h.crc_errors}  bad frames {h.frame_errors}"
+        + (f"  bad messages {h.message_errors}" if h.message_errors else "")
+        + f"  reconnects {h.reconnects}"
         f"  reboots {h.reboots}",
         f"  clock drift {drift}",
         f"  battery {h.battery_pct if h.battery_pct not in (None, 255) else '-'}%"
