@@ -91,6 +91,9 @@ class Health:
     frames: int = 0
     frame_errors: int = 0
     crc_errors: int = 0
+    refused_info: int = 0
+    """DEVICE_INFO frames refused: a changed DEVICE_INFO for this device id from an address
+    other than the one the device's accepted DEVICE_INFO came from (someone else renaming it)."""
     message_errors: int = 0
     """Decoded messages the session could not handle (an exception in their accessors):
     each is dropped, counted here and named in ``last_error``; the session goes on."""
@@ -129,6 +132,7 @@ class Health:
                 f" | loss {100 * self.loss:.2f}% ({self.lost}) | crc {self.crc_errors}"
                 f" (bad frames {self.frame_errors}"
                 + (f", bad messages {self.message_errors}" if self.message_errors else "")
+                + (f", refused DEVICE_INFO {self.refused_info}" if self.refused_info else "")
                 + f") | drift {drift} | batt {batt}"
                 f" | reconnects {self.reconnects} reboots {self.reboots}"
                 + (f" | {self.last_error}" if self.state != "streaming" and self.last_error else ""))
@@ -172,6 +176,11 @@ class DeviceSession:
         self._ever_streamed = False
         self._held: list[tuple] = []
         self._heard = asyncio.Event()
+        self._sender: tuple | None = None        # source address of the bytes being handled
+        self._device_addr: tuple | None = None   # where the accepted DEVICE_INFO came from
+        self._reader: asyncio.Task | None = None
+        self._rig: Any = None
+        self._auto: tuple | None = None
 
     # ------------------------------------------------------------------ the main loop
 
@@ -317,11 +326,15 @@ class DeviceSession:
                     f"on this network and sending to this port?")
             self.health.state = "handshake"
         info = await self._request(P.CmdGetInfo(), reader)
+        if isinstance(self.config.rig, str):
+            # Loading a rig takes a second or more (the face model): off the event loop, so
+            # that the frames of a device already streaming are read as they arrive.
+            await asyncio.to_thread(self._auto_rig, info)
         self._accept_info(info, publish=False)   # published once configured (its rate known)
         await self._configure_and_start()
 
     async def _configure_and_start(self) -> None:
-        reader = getattr(self, "_reader", None)
+        reader = self._reader
         cfg = self.config
         if cfg.rate_hz and self.info is not None and self.info.rate_hz != cfg.rate_hz:
             # A new rate takes effect at the next START: stop first (a Wi-Fi device streams
@@ -374,7 +387,7 @@ class DeviceSession:
     def _publish(self) -> None:
         """Make the outlets for ``self.info``, or remake the IMU outlet if its layout changed
         (same source_id, so LSL inlets with recovery move over)."""
-        info, rig = self.info, getattr(self, "_rig", None)
+        info, rig = self.info, self._rig
         if not self.config.publish or info is None:
             return
         def layout(i: P.DeviceInfo) -> tuple:
@@ -397,7 +410,7 @@ class DeviceSession:
 
     def _auto_rig(self, info: P.DeviceInfo) -> Any:
         """The rig the device says it is wired as, or None (generic site names) if unknown."""
-        if getattr(self, "_auto", None) is not None and self._auto[0] == info.rig_id:
+        if self._auto is not None and self._auto[0] == info.rig_id:
             return self._auto[1]
         rig = None
         try:
@@ -425,7 +438,10 @@ class DeviceSession:
     async def _read_loop(self, link: Transport) -> None:
         while True:
             data = await link.read()
-            arrival = self.now()
+            # When the bytes reached the host (UDP: the kernel's receive time), not when this
+            # loop got to them: frames read late after a busy spell are not late arrivals.
+            arrival = self.now() - link.arrival_age()
+            self._sender = link.last_sender
             for dev, msg in self.decoder.feed(data):
                 try:
                     self._dispatch(dev, msg, arrival)
@@ -448,6 +464,8 @@ class DeviceSession:
                 return  # wait for DEVICE_INFO to know who this is
             self.device_id = dev
         elif dev != self.device_id:
+            return
+        if isinstance(msg, P.DeviceInfo) and not self._info_from_device(msg):
             return
         self._last_frame = time.monotonic()
         self._heard.set()
@@ -484,6 +502,24 @@ class DeviceSession:
                 ts = float(self.clock.map(msg.t_us))
             self._event(rec, ts)
 
+    def _info_from_device(self, msg: P.DeviceInfo) -> bool:
+        """Whether a DEVICE_INFO may be taken: a changed one must come from the address the
+        device's first accepted DEVICE_INFO came from (else it is counted and refused). That
+        address is the device's for the session: a copy sent from elsewhere does not move it."""
+        sender = self._sender
+        if (self.info is not None and msg != self.info and sender is not None
+                and self._device_addr is not None and sender != self._device_addr):
+            self.health.refused_info += 1
+            self.health.last_error = (
+                f"refused DEVICE_INFO for device {self.device_id or 0:08x} from "
+                f"{sender[0]}:{sender[1]}: the device sends from {self._device_addr[0]}:"
+                f"{self._device_addr[1]} (use --allow HOST to accept only the wearable)")
+            log.warning("%s: %s", self.health.transport, self.health.last_error)
+            return False
+        if sender is not None and self._device_addr is None:
+            self._device_addr = sender
+        return True
+
     def _on_samples(self, s: P.Samples, arrival: float) -> None:
         info = self.info
         if info is None or (self.config.publish and self.outlet is None):
@@ -518,12 +554,14 @@ class DeviceSession:
         h.samples += s.n_instants
         self._last_sample = now
         self._last_ts = float(ts[-1])
+        # The rate over the last 2 s of arrivals (when frames reached the host, so that a
+        # burst read at once after a busy spell does not read as thousands of Hz).
         rw = self._rate_window
-        rw.append((now, s.n_instants))
-        while rw and now - rw[0][0] > 2.0:
+        rw.append((arrival, s.n_instants))
+        while rw and arrival - rw[0][0] > 2.0:
             rw.popleft()
-        if len(rw) > 1 and now > rw[0][0]:
-            h.rate_hz = sum(n for _, n in list(rw)[1:]) / (now - rw[0][0])
+        if len(rw) > 1 and arrival - rw[0][0] > 0.1:
+            h.rate_hz = sum(n for _, n in list(rw)[1:]) / (arrival - rw[0][0])
         fit = self.clock.fit
         h.drift_ppm, h.residual_ms = fit.drift_ppm, fit.residual_ms
         # While the clock fit is young (just started, or after a reboot), hold the frames:
