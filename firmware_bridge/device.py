@@ -94,6 +94,8 @@ class Health:
     refused_info: int = 0
     """DEVICE_INFO frames refused: a changed DEVICE_INFO for this device id from an address
     other than the one the device's accepted DEVICE_INFO came from (someone else renaming it)."""
+    refused_senders: int = 0
+    """Datagrams dropped because their sender is not one of ``--allow`` (UDP)."""
     message_errors: int = 0
     """Decoded messages the session could not handle (an exception in their accessors):
     each is dropped, counted here and named in ``last_error``; the session goes on."""
@@ -179,6 +181,7 @@ class DeviceSession:
         self._sender: tuple | None = None        # source address of the bytes being handled
         self._device_addr: tuple | None = None   # where the accepted DEVICE_INFO came from
         self._reader: asyncio.Task | None = None
+        self._stop: asyncio.Event | None = None
         self._rig: Any = None
         self._auto: tuple | None = None
 
@@ -188,6 +191,7 @@ class DeviceSession:
         """Stream until ``stop`` is set; returns the final health. Raises DeviceError when the
         device does not fit the configuration."""
         stop = stop or asyncio.Event()
+        self._stop = stop
         attempt = 0
         link: Transport | None = None
         try:
@@ -316,10 +320,16 @@ class DeviceSession:
             # A UDP wearable is addressed by where its datagrams come from: wait to hear it.
             self.health.state = "listening"
             waits = [asyncio.ensure_future(self._heard.wait()), reader]
+            if self._stop is not None:
+                waits.append(asyncio.ensure_future(self._stop.wait()))
             done, _ = await asyncio.wait(waits, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
-            waits[0].cancel()
+            for w in waits:
+                if w is not reader:
+                    w.cancel()
             if reader in done:
                 reader.result()
+            if self._stop is not None and self._stop.is_set():
+                return
             if not self._heard.is_set():
                 raise asyncio.TimeoutError(
                     f"no device heard on {self.health.transport} in 5 s: is the wearable on, "
@@ -448,6 +458,7 @@ class DeviceSession:
                 except Exception as err:  # noqa: BLE001 - one bad message must not end the link
                     self._bad_message(dev, msg, err)
             st = self.decoder.stats
+            self.health.refused_senders = getattr(link, "refused", 0)
             self.health.crc_errors = st.crc_errors
             self.health.frame_errors = st.errors
 

@@ -250,6 +250,8 @@ class DeviceChannel(Transport):
     def __init__(self, hub: UdpHub, device_id: int) -> None:
         self.hub, self.device_id = hub, device_id
         self.name = f"{hub.link.name}#{device_id:08x}"
+        self.refused = 0
+        """Always 0: the hub's socket counts refused senders (``hub.link.refused``)."""
         self.addresses: dict[tuple, float] = {}
         self.last_sender: tuple | None = None
         self._last_stamp: float | None = None
