@@ -91,6 +91,14 @@ class Health:
     frames: int = 0
     frame_errors: int = 0
     crc_errors: int = 0
+    refused_info: int = 0
+    """DEVICE_INFO frames refused: a changed DEVICE_INFO for this device id from an address
+    other than the one the device's accepted DEVICE_INFO came from (someone else renaming it)."""
+    refused_senders: int = 0
+    """Datagrams dropped because their sender is not one of ``--allow`` (UDP)."""
+    message_errors: int = 0
+    """Decoded messages the session could not handle (an exception in their accessors):
+    each is dropped, counted here and named in ``last_error``; the session goes on."""
     reconnects: int = 0
     connect_failures: int = 0
     reboots: int = 0
@@ -124,7 +132,10 @@ class Health:
         batt = f"{self.battery_pct}%" if self.battery_pct not in (None, 255) else "-"
         return (f"{self.device or '?'} {self.state} | {self.rate_hz:6.1f}/{self.nominal_hz:.0f} Hz"
                 f" | loss {100 * self.loss:.2f}% ({self.lost}) | crc {self.crc_errors}"
-                f" (bad frames {self.frame_errors}) | drift {drift} | batt {batt}"
+                f" (bad frames {self.frame_errors}"
+                + (f", bad messages {self.message_errors}" if self.message_errors else "")
+                + (f", refused DEVICE_INFO {self.refused_info}" if self.refused_info else "")
+                + f") | drift {drift} | batt {batt}"
                 f" | reconnects {self.reconnects} reboots {self.reboots}"
                 + (f" | {self.last_error}" if self.state != "streaming" and self.last_error else ""))
 
@@ -167,6 +178,12 @@ class DeviceSession:
         self._ever_streamed = False
         self._held: list[tuple] = []
         self._heard = asyncio.Event()
+        self._sender: tuple | None = None        # source address of the bytes being handled
+        self._device_addr: tuple | None = None   # where the accepted DEVICE_INFO came from
+        self._reader: asyncio.Task | None = None
+        self._stop: asyncio.Event | None = None
+        self._rig: Any = None
+        self._auto: tuple | None = None
 
     # ------------------------------------------------------------------ the main loop
 
@@ -174,6 +191,7 @@ class DeviceSession:
         """Stream until ``stop`` is set; returns the final health. Raises DeviceError when the
         device does not fit the configuration."""
         stop = stop or asyncio.Event()
+        self._stop = stop
         attempt = 0
         link: Transport | None = None
         try:
@@ -302,21 +320,31 @@ class DeviceSession:
             # A UDP wearable is addressed by where its datagrams come from: wait to hear it.
             self.health.state = "listening"
             waits = [asyncio.ensure_future(self._heard.wait()), reader]
+            if self._stop is not None:
+                waits.append(asyncio.ensure_future(self._stop.wait()))
             done, _ = await asyncio.wait(waits, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
-            waits[0].cancel()
+            for w in waits:
+                if w is not reader:
+                    w.cancel()
             if reader in done:
                 reader.result()
+            if self._stop is not None and self._stop.is_set():
+                return
             if not self._heard.is_set():
                 raise asyncio.TimeoutError(
                     f"no device heard on {self.health.transport} in 5 s: is the wearable on, "
                     f"on this network and sending to this port?")
             self.health.state = "handshake"
         info = await self._request(P.CmdGetInfo(), reader)
+        if isinstance(self.config.rig, str):
+            # Loading a rig takes a second or more (the face model): off the event loop, so
+            # that the frames of a device already streaming are read as they arrive.
+            await asyncio.to_thread(self._auto_rig, info)
         self._accept_info(info, publish=False)   # published once configured (its rate known)
         await self._configure_and_start()
 
     async def _configure_and_start(self) -> None:
-        reader = getattr(self, "_reader", None)
+        reader = self._reader
         cfg = self.config
         if cfg.rate_hz and self.info is not None and self.info.rate_hz != cfg.rate_hz:
             # A new rate takes effect at the next START: stop first (a Wi-Fi device streams
@@ -369,7 +397,7 @@ class DeviceSession:
     def _publish(self) -> None:
         """Make the outlets for ``self.info``, or remake the IMU outlet if its layout changed
         (same source_id, so LSL inlets with recovery move over)."""
-        info, rig = self.info, getattr(self, "_rig", None)
+        info, rig = self.info, self._rig
         if not self.config.publish or info is None:
             return
         def layout(i: P.DeviceInfo) -> tuple:
@@ -392,7 +420,7 @@ class DeviceSession:
 
     def _auto_rig(self, info: P.DeviceInfo) -> Any:
         """The rig the device says it is wired as, or None (generic site names) if unknown."""
-        if getattr(self, "_auto", None) is not None and self._auto[0] == info.rig_id:
+        if self._auto is not None and self._auto[0] == info.rig_id:
             return self._auto[1]
         rig = None
         try:
@@ -420,12 +448,26 @@ class DeviceSession:
     async def _read_loop(self, link: Transport) -> None:
         while True:
             data = await link.read()
-            arrival = self.now()
+            # When the bytes reached the host (UDP: the kernel's receive time), not when this
+            # loop got to them: frames read late after a busy spell are not late arrivals.
+            arrival = self.now() - link.arrival_age()
+            self._sender = link.last_sender
             for dev, msg in self.decoder.feed(data):
-                self._dispatch(dev, msg, arrival)
+                try:
+                    self._dispatch(dev, msg, arrival)
+                except Exception as err:  # noqa: BLE001 - one bad message must not end the link
+                    self._bad_message(dev, msg, err)
             st = self.decoder.stats
+            self.health.refused_senders = getattr(link, "refused", 0)
             self.health.crc_errors = st.crc_errors
             self.health.frame_errors = st.errors
+
+    def _bad_message(self, dev: int, msg: P.Message, err: Exception) -> None:
+        """Count and name a decoded message that raised while being handled; drop it."""
+        self.health.message_errors += 1
+        self.health.last_error = (f"{type(msg).__name__} from device {dev:08x} dropped: "
+                                  f"{type(err).__name__}: {err}")
+        log.warning("%s: %s", self.health.transport, self.health.last_error)
 
     def _dispatch(self, dev: int, msg: P.Message, arrival: float) -> None:
         if self.device_id is None:
@@ -433,6 +475,8 @@ class DeviceSession:
                 return  # wait for DEVICE_INFO to know who this is
             self.device_id = dev
         elif dev != self.device_id:
+            return
+        if isinstance(msg, P.DeviceInfo) and not self._info_from_device(msg):
             return
         self._last_frame = time.monotonic()
         self._heard.set()
@@ -469,6 +513,24 @@ class DeviceSession:
                 ts = float(self.clock.map(msg.t_us))
             self._event(rec, ts)
 
+    def _info_from_device(self, msg: P.DeviceInfo) -> bool:
+        """Whether a DEVICE_INFO may be taken: a changed one must come from the address the
+        device's first accepted DEVICE_INFO came from (else it is counted and refused). That
+        address is the device's for the session: a copy sent from elsewhere does not move it."""
+        sender = self._sender
+        if (self.info is not None and msg != self.info and sender is not None
+                and self._device_addr is not None and sender != self._device_addr):
+            self.health.refused_info += 1
+            self.health.last_error = (
+                f"refused DEVICE_INFO for device {self.device_id or 0:08x} from "
+                f"{sender[0]}:{sender[1]}: the device sends from {self._device_addr[0]}:"
+                f"{self._device_addr[1]} (use --allow HOST to accept only the wearable)")
+            log.warning("%s: %s", self.health.transport, self.health.last_error)
+            return False
+        if sender is not None and self._device_addr is None:
+            self._device_addr = sender
+        return True
+
     def _on_samples(self, s: P.Samples, arrival: float) -> None:
         info = self.info
         if info is None or (self.config.publish and self.outlet is None):
@@ -503,12 +565,14 @@ class DeviceSession:
         h.samples += s.n_instants
         self._last_sample = now
         self._last_ts = float(ts[-1])
+        # The rate over the last 2 s of arrivals (when frames reached the host, so that a
+        # burst read at once after a busy spell does not read as thousands of Hz).
         rw = self._rate_window
-        rw.append((now, s.n_instants))
-        while rw and now - rw[0][0] > 2.0:
+        rw.append((arrival, s.n_instants))
+        while rw and arrival - rw[0][0] > 2.0:
             rw.popleft()
-        if len(rw) > 1 and now > rw[0][0]:
-            h.rate_hz = sum(n for _, n in list(rw)[1:]) / (now - rw[0][0])
+        if len(rw) > 1 and arrival - rw[0][0] > 0.1:
+            h.rate_hz = sum(n for _, n in list(rw)[1:]) / (arrival - rw[0][0])
         fit = self.clock.fit
         h.drift_ppm, h.residual_ms = fit.drift_ppm, fit.residual_ms
         # While the clock fit is young (just started, or after a reboot), hold the frames:

@@ -30,6 +30,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import secrets
 import threading
 import time
 import zlib
@@ -97,7 +99,11 @@ class EmulatorConfig:
     autostart: bool | None = None
     """Stream without waiting for CMD_START (default: True for UDP, False otherwise)."""
     serial: int | None = None
-    """Device serial (default derived from rig and seed)."""
+    """Device serial (default: drawn for this emulator from its pid and a random number, so
+    that two emulators never share a stream name or source id; kept across its reboots)."""
+    wall_seconds: float | None = None
+    """Also stop once this much wall time has passed since streaming first began, even if a
+    host stopped the stream (``imusic emulate --seconds``); None: streamed time only."""
     identity: int | None = None
     """Face model head shape 0..19 (None: generic head)."""
     errors: bool = True
@@ -151,7 +157,7 @@ class Emulator:
             if not 0.0 <= v < 1.0:
                 raise ValueError(f"--{name} is a fraction in [0, 1), got {v}")
         self.serial = int(cfg.serial if cfg.serial is not None else
-                          (0x494D5553 << 32) | zlib.crc32(f"{cfg.rig}:{cfg.seed}".encode()))
+                          (0x494D5553 << 32) | _unique_low32())
         self.device_id = self.serial & 0xFFFFFFFF
         self.name = f"imusic-wearable-{self.device_id & 0xFFFF:04x}"
         self.stats = EmulatorStats()
@@ -180,6 +186,7 @@ class Emulator:
         self._t_now = 0.0                # true time of the last instant sent
         self._next_disconnect: float | None = cfg.disconnect_every
         self._rebooted = False
+        self._first_start: float | None = None   # monotonic time streaming first began
         self._truth_i = 0
         self._tap_i = 0
         self.taps_sent: list[int] = []
@@ -376,6 +383,8 @@ class Emulator:
             else self._t_now
         # the next instant is due one sample period from now (the timer's first tick)
         self._anchor = now + 1.0 / self.rate_hz - t_next
+        if self._first_start is None:
+            self._first_start = now
         self._streaming = True
         self._start_event.set()
 
@@ -473,9 +482,13 @@ class Emulator:
         cfg = self.config
         try:
             while not self._stop_requested.is_set():
+                left = self._wall_left()
+                if left is not None and left <= 0:
+                    break
                 if not self._streaming:
                     self._start_event.clear()
-                    await self._start_event.wait()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._start_event.wait(), left)
                     continue
                 chunk = self._chunk
                 if chunk is None or self._i >= len(chunk.t):
@@ -513,6 +526,12 @@ class Emulator:
                 self._publish_truth(chunk, t_last)
         finally:
             self._done.set()
+
+    def _wall_left(self) -> float | None:
+        """Seconds left of ``wall_seconds`` (None: unbounded, or streaming not begun yet)."""
+        if self.config.wall_seconds is None or self._first_start is None:
+            return None
+        return self._first_start + self.config.wall_seconds - time.monotonic()
 
     async def _send_frame(self, chunk: TwinChunk, i0: int, i1: int) -> None:
         cfg = self.config
@@ -685,6 +704,12 @@ class ThreadedEmulator:
             except RuntimeError:
                 pass   # the loop closed between the check and the call: already stopped
         self._thread.join(10)
+
+
+def _unique_low32() -> int:
+    """A device id (the serial's low 32 bits) for one emulator: from its pid and a random
+    number, never 0 (which addresses every device)."""
+    return zlib.crc32(f"{os.getpid()}:{secrets.token_hex(8)}".encode()) or 1
 
 
 def ready_line(emu: Emulator) -> str:

@@ -61,6 +61,9 @@ MAX_INSTANTS = 32
 """Most sample instants one SAMPLES frame may hold."""
 MAX_DEVICES = 256
 """Devices whose sequence numbers a Decoder tracks at once."""
+MAX_TIME_US = 1 << 53
+"""Latest device time (µs since boot, 285 years) a receiver accepts: exact in the float64
+``device.time_us`` channel and far from int64 overflow. A frame stamped later is malformed."""
 
 
 class ProtocolError(ValueError):
@@ -255,6 +258,8 @@ class Samples:
                 f"SAMPLES body is {len(body)} bytes, {cls._S.size + k * dt.itemsize} expected "
                 f"for {k} instants x {n} sensors (flags 0x{flags:02x})")
         arr = np.frombuffer(body, dt, count=k, offset=cls._S.size)
+        if t0 + int(arr["dt_us"].max()) > MAX_TIME_US:
+            raise ProtocolError(f"SAMPLES device time {t0} + dt is past MAX_TIME_US")
         s = arr["s"]
         return cls(
             seq=seq, t0_us=t0, dt_us=arr["dt_us"], acc=s["acc"], gyro=s["gyro"],
@@ -279,7 +284,10 @@ class _Fixed:
         """Parse a body (raises ProtocolError)."""
         if len(body) != cls._S.size:
             raise ProtocolError(f"{cls.NAME} body is {len(body)} bytes, {cls._S.size} expected")
-        return cls(*cls._S.unpack(body))
+        msg = cls(*cls._S.unpack(body))
+        if getattr(msg, "t_us", 0) > MAX_TIME_US:
+            raise ProtocolError(f"{cls.NAME} device time {msg.t_us} is past MAX_TIME_US")
+        return msg
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ class LinkOptions:
     """Name or source_id of an IMU LSL stream ('' for the first IMU stream found)."""
     rig: str = "auto"
     baud: int = 921600
+    allow: tuple[str, ...] = ()
+    """With udp: the only hosts datagrams are accepted from (empty: any)."""
+    lsl_settle_s: float = 1.0
+    """With a bare ``--lsl`` (no name): seconds spent looking for other IMU streams once one is
+    found; with several, none is chosen (the user names one)."""
 
     def describe(self) -> str:
         """The link in words, for messages."""
@@ -205,7 +210,7 @@ class LivePipeline:
 
         link = self.link
         factory = link_factory(serial=link.serial, baud=link.baud, ble=link.ble, udp=link.udp,
-                               udp_host=link.udp_host)
+                               udp_host=link.udp_host, allow=link.allow)
         session = DeviceSession(factory,
                                 SessionConfig(rig=rig, name=self.imu_name))
         self.session = session
@@ -225,7 +230,8 @@ class LivePipeline:
         inlet = open_inlet(
             "type='IMU'" + (f" and (name='{want}' or source_id='{want}')" if want else ""),
             f"IMU LSL stream {want!r}", "start 'imusic stream' (or 'imusic emulate' + 'imusic "
-            "stream') first, or check --lsl NAME")
+            "stream') first, or check --lsl NAME",
+            only_one_s=None if want else self.link.lsl_settle_s)
         try:
             labels = imu_labels(inlet.info(timeout=5.0))
             while not stop.is_set():
@@ -397,14 +403,24 @@ class HybridPipeline:
             await arkit_task
 
 
-def open_inlet(predicate: str, what: str, fix: str, timeout_s: float = 10.0) -> Any:
+def open_inlet(predicate: str, what: str, fix: str, timeout_s: float = 10.0,
+               only_one_s: float | None = None) -> Any:
     """An LSL inlet (clock-synchronised, monotonic, recovering) on the first stream matching the
-    XPath ``predicate``; ``LookupError`` naming ``what`` and the ``fix`` when none appears."""
+    XPath ``predicate``; ``LookupError`` naming ``what`` and the ``fix`` when none appears.
+    With ``only_one_s``, look that much longer for others and refuse to choose (LookupError
+    listing them) when there are several."""
     import pylsl
 
     found = pylsl.resolve_bypred(predicate, 1, timeout_s)
     if not found:
         raise LookupError(f"no {what} found in {timeout_s:.0f} s: {fix}")
+    if only_one_s is not None:
+        streams = {i.uid(): i for i in found + pylsl.resolve_bypred(predicate, 0, only_one_s)}
+        if len(streams) > 1:
+            names = ", ".join(sorted(f"{i.name()} (source_id {i.source_id()})"
+                                     for i in streams.values()))
+            raise LookupError(f"{len(streams)} streams match {what}: {names}; name one with "
+                              f"--lsl NAME (a name or a source_id)")
     return pylsl.StreamInlet(found[0], max_buflen=5, recover=True,
                              processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
 

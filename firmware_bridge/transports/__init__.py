@@ -10,10 +10,12 @@ __all__ = ["Transport", "TransportClosed", "TransportError", "TransportFactory",
 
 
 def link_factory(serial: str | None = None, baud: int = 921600, ble: str | None = None,
-                 udp: int | None = None, udp_host: str = "0.0.0.0") -> TransportFactory:
+                 udp: int | None = None, udp_host: str = "0.0.0.0",
+                 allow: tuple[str, ...] | list[str] | None = None) -> TransportFactory:
     """A callable making a fresh transport for the one link named (serial port, BLE address or
-    UDP port). A UDP link is one persistent socket for the whole session. Raises ImportError
-    when the BLE stack (bleak) cannot be imported."""
+    UDP port; ``allow``: the only hosts a UDP link accepts datagrams from). A UDP link is one
+    persistent socket for the whole session. Raises ImportError when the BLE stack (bleak)
+    cannot be imported."""
     if serial:
         from firmware_bridge.transports.serial import SerialTransport
 
@@ -26,5 +28,5 @@ def link_factory(serial: str | None = None, baud: int = 921600, ble: str | None 
         raise ValueError("name a link: a serial port, a BLE address or a UDP port")
     from firmware_bridge.transports.udp import UdpTransport
 
-    link = UdpTransport(udp, udp_host)
+    link = UdpTransport(udp, udp_host, allow=allow)
     return lambda: link

@@ -40,6 +40,14 @@ class Transport(abc.ABC):
     persistent: bool = False
     """True where the link outlives a device's silence (a bound UDP socket): a session re-runs
     the handshake on it instead of closing and reopening it."""
+    last_sender: tuple | None = None
+    """Where the bytes the last read() returned came from (UDP: the datagram's source
+    address); None where the link has one peer only."""
+
+    def arrival_age(self) -> float:
+        """Seconds since the bytes the last read() returned reached this host: the kernel's
+        receive time where the link knows it (UDP), else 0 (taken as arriving now)."""
+        return 0.0
 
     @abc.abstractmethod
     async def open(self) -> None:

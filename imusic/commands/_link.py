@@ -15,8 +15,11 @@ def add_link_arguments(parser: argparse.ArgumentParser) -> None:
     link.add_argument("--ble", metavar="ADDRESS", help="BLE wearable (address or name)")
     link.add_argument("--lsl", metavar="NAME", nargs="?", const="",
                       help="an IMU LSL stream already published ('imusic stream'); "
-                           "NAME or source_id, or the first one found")
+                           "NAME or source_id; bare --lsl takes the only one there is "
+                           "(and refuses to choose among several)")
     parser.add_argument("--udp-host", default="0.0.0.0", help="address to listen on with --udp")
+    parser.add_argument("--allow", action="append", default=None, metavar="HOST",
+                        help="with --udp: accept datagrams only from this host (repeatable)")
     parser.add_argument("--rig", default="auto", metavar="NAME|PATH",
                         help="rig the wearable must match (default: the rig it names)")
     parser.add_argument("--model", default=None, metavar="CKPT",
@@ -30,4 +33,4 @@ def add_link_arguments(parser: argparse.ArgumentParser) -> None:
 def link_options(args: argparse.Namespace) -> LinkOptions:
     """The ``LinkOptions`` the parsed arguments name."""
     return LinkOptions(serial=args.serial, udp=args.udp, udp_host=args.udp_host, ble=args.ble,
-                       lsl=args.lsl, rig=args.rig)
+                       lsl=args.lsl, rig=args.rig, allow=tuple(args.allow or ()))

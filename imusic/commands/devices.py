@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="UDP port to listen on for Wi-Fi wearables (default 9000)")
     parser.add_argument("--udp-host", default="0.0.0.0", metavar="HOST",
                         help="address to listen on (default all interfaces)")
+    parser.add_argument("--allow", action="append", default=None, metavar="HOST",
+                        help="list only UDP wearables sending from this host (repeatable)")
     parser.add_argument("--listen", type=float, default=1.5, metavar="S",
                         help="seconds to listen on UDP and scan BLE (default 1.5)")
     parser.add_argument("--all-ports", action="store_true",
@@ -103,7 +105,8 @@ async def ble_devices(timeout: float) -> tuple[list[dict], str | None]:
     return [{"address": d.address, "name": d.name, "rssi": d.rssi} for d in found], None
 
 
-async def udp_devices(port: int, host: str, seconds: float) -> tuple[list[dict], str | None]:
+async def udp_devices(port: int, host: str, seconds: float,
+                      allow: list[str] | None = None) -> tuple[list[dict], str | None]:
     """Devices whose frames arrive on UDP ``host:port`` within ``seconds`` (a wearable sends
     STATUS about once a second even when idle), with what they said about themselves."""
     import asyncio
@@ -114,7 +117,7 @@ async def udp_devices(port: int, host: str, seconds: float) -> tuple[list[dict],
     from firmware_bridge.transports.base import TransportError
     from firmware_bridge.transports.udp import UdpTransport
 
-    link = UdpTransport(port, host)
+    link = UdpTransport(port, host, allow=allow)
     try:
         await link.open()
     except TransportError as err:
@@ -158,15 +161,26 @@ def run(args: argparse.Namespace) -> int:
     """Look on every kind of link and print what answers."""
     import asyncio
     import json
+    import sys
 
     async def look() -> dict:
         tasks = {}
         if not args.no_ble:
             tasks["ble"] = asyncio.create_task(ble_devices(args.listen))
         if not args.no_udp:
-            tasks["udp"] = asyncio.create_task(udp_devices(args.udp, args.udp_host, args.listen))
+            tasks["udp"] = asyncio.create_task(udp_devices(args.udp, args.udp_host, args.listen,
+                                                           args.allow))
         return {k: await t for k, t in tasks.items()}
 
+    if args.allow:
+        from firmware_bridge.transports.base import TransportError
+        from firmware_bridge.transports.udp import resolve_hosts
+
+        try:
+            resolve_hosts(args.allow)
+        except TransportError as err:
+            print(f"imusic devices: {err}", file=sys.stderr)
+            return 2
     result: dict = {}
     if not args.no_serial:
         try:
@@ -174,10 +188,11 @@ def run(args: argparse.Namespace) -> int:
         except Exception as err:
             result["serial"] = ([], f"cannot list serial ports: {err}")
     result.update(asyncio.run(look()))
+    found_any = any(v[0] for v in result.values())
     if args.json:
         print(json.dumps({k: {"devices": v[0], "error": v[1]} for k, v in result.items()},
                          indent=1))
-        return 0
+        return 0 if found_any else 1
     titles = {"serial": "serial ports", "ble": "BLE wearables (imusic service)",
               "udp": f"Wi-Fi wearables heard on UDP {args.udp_host}:{args.udp}"}
     for kind, (found, error) in result.items():
@@ -199,4 +214,10 @@ def run(args: argparse.Namespace) -> int:
                                  if k in d)
                 print(f"  device {d['device_id']}  {extra}"
                       f"   -> imusic stream --udp {args.udp} --device-id 0x{d['device_id']}")
+    if not found_any:
+        why = "; ".join(f"{titles[k]}: {v[1]}" for k, v in result.items() if v[1])
+        print(f"imusic devices: no wearable found in {args.listen:g} s"
+              + (f" ({why})" if why else "") + ": plug one in, switch it on, or start "
+              "'imusic emulate'", file=sys.stderr)
+        return 1
     return 0

@@ -9,6 +9,10 @@ EXAMPLE = (
     "imusic emulate --transport serial --rig imusic11 --motion procedural --rate 100 --seconds 60")
 
 
+WALL_GRACE_S = 1.0
+"""With --seconds N: exit at the latest N + this many seconds after streaming first began."""
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     try:
@@ -35,7 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="'procedural' or a Live Link Face CSV take to drive the twin")
     p.add_argument("--rate", type=int, default=100, help="sample instants per second (25..400)")
     p.add_argument("--seconds", type=float, default=None,
-                   help="seconds of motion to stream, then exit (default: until Ctrl-C)")
+                   help="stream N seconds of motion, then exit; also exit N seconds after "
+                        "streaming first began if a host stopped the stream (default: until "
+                        "Ctrl-C)")
     p.add_argument("--udp", type=_host_port, default=("127.0.0.1", 9000), metavar="HOST:PORT",
                    help="where UDP datagrams go (default 127.0.0.1:9000)")
     p.add_argument("--seed", type=int, default=0, help="twin seed (motion, sensor errors, faults)")
@@ -75,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = EmulatorConfig(
         transport=args.transport, rig=args.rig, motion=args.motion, rate_hz=args.rate,
-        seconds=args.seconds, seed=args.seed, udp_target=args.udp,
+        seconds=args.seconds,
+        wall_seconds=None if args.seconds is None else args.seconds + WALL_GRACE_S, seed=args.seed, udp_target=args.udp,
         instants_per_frame=args.instants_per_frame, drift_ppm=args.drift_ppm,
         clock_offset_us=args.clock_offset_us,
         jitter_us=args.jitter_us, send_jitter_ms=args.send_jitter_ms, loss=args.loss,

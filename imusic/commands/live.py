@@ -52,6 +52,18 @@ async def _main(args: argparse.Namespace) -> int:
         print("imusic live: --no-raw only applies with --record SESSION.h5", file=sys.stderr)
         return 2
     livelink = parse_host_port(args.livelink) if args.livelink else None
+    if args.allow:
+        from firmware_bridge.transports.base import TransportError
+        from firmware_bridge.transports.udp import resolve_hosts
+
+        if args.udp is None:
+            print("imusic live: --allow goes with --udp PORT", file=sys.stderr)
+            return 2
+        try:
+            resolve_hosts(args.allow)
+        except TransportError as err:
+            print(f"imusic live: {err}", file=sys.stderr)
+            return 2
     link = link_options(args)
     try:
         pipe = LivePipeline(link, model=args.model, steps=args.steps, name=args.name,
@@ -95,6 +107,12 @@ async def _main(args: argparse.Namespace) -> int:
                 mark_no_raw(args.record)
         if viewer is not None:
             viewer.terminate()
+    if code == 0 and args.seconds is not None and pipe.stats.samples == 0:
+        why = pipe.health.last_error if pipe.health is not None and pipe.health.last_error \
+            else "no device answered"
+        print(f"imusic live: nothing received from {link.describe()} in {args.seconds:g} s: "
+              f"{why}", file=sys.stderr)
+        code = 1
     s = pipe.stats.summary()
     print(f"frames {s['frames']:.0f}  samples {s['samples']:.0f}  motion-to-output latency "
           f"p50 {s['motion_to_output_p50_ms']:.1f} ms  p99 {s['motion_to_output_p99_ms']:.1f} ms"

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="listen for a Wi-Fi wearable on this UDP port (e.g. 9000)")
     parser.add_argument("--udp-host", default="0.0.0.0", metavar="HOST",
                         help="address to listen on with --udp (default all interfaces)")
+    parser.add_argument("--allow", action="append", default=None, metavar="HOST",
+                        help="with --udp: accept datagrams only from this host (name or IP; "
+                             "repeat for several wearables); default any sender")
     parser.add_argument("--device-id", type=_int, default=None, metavar="ID",
                         help="with several devices on one link (UDP): the device id to stream "
                              "(low 32 bits of the serial; default the first one heard)")
@@ -49,7 +52,7 @@ def _factory(args: argparse.Namespace):
 
     try:
         return link_factory(serial=args.serial, baud=args.baud, ble=args.ble, udp=args.udp,
-                            udp_host=args.udp_host)
+                            udp_host=args.udp_host, allow=args.allow)
     except ImportError as err:
         raise SystemExit(f"imusic stream: BLE is not available here ({err}); "
                          "install bleak, or use --serial / --udp") from err
@@ -62,12 +65,24 @@ def summary(health, seconds: float) -> str:
     return "\n".join([
         f"stopped after {seconds:.1f} s: {h.device or 'no device'} on {h.transport}",
         f"  samples {h.samples}  lost {h.lost} ({100 * h.loss:.2f}%)  gaps {h.gaps}",
-        f"  crc errors {h.crc_errors}  bad frames {h.frame_errors}  reconnects {h.reconnects}"
+        f"  crc errors {h.crc_errors}  bad frames {h.frame_errors}"
+        + (f"  bad messages {h.message_errors}" if h.message_errors else "")
+        + f"  reconnects {h.reconnects}"
         f"  reboots {h.reboots}",
         f"  clock drift {drift}",
         f"  battery {h.battery_pct if h.battery_pct not in (None, 255) else '-'}%"
         + (f"  last error: {h.last_error}" if h.last_error else ""),
     ])
+
+
+def nothing_received(health, seconds: float) -> str:
+    """The one line when a bounded run (``--seconds``) got no sample at all."""
+    why = health.last_error or (
+        "no device heard: is the wearable on, on this network and sending to this port?"
+        if health.state in ("listening", "stopped") and health.transport.startswith("udp")
+        else "no device answered")
+    return (f"imusic stream: nothing received on {health.transport or 'the link'} in "
+            f"{seconds:.1f} s: {why}")
 
 
 async def stream(args: argparse.Namespace, stop=None) -> int:
@@ -82,7 +97,18 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
     import time
 
     from firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
+    from firmware_bridge.transports.base import TransportError
+    from firmware_bridge.transports.udp import resolve_hosts
 
+    if args.allow:
+        if args.udp is None:
+            print("imusic stream: --allow goes with --udp PORT", file=sys.stderr)
+            return 2
+        try:
+            resolve_hosts(args.allow)
+        except TransportError as err:
+            print(f"imusic stream: {err}", file=sys.stderr)
+            return 2
     rig = args.rig
     if rig and rig != "auto":
         from hardware.rig import RigError, load_rig
@@ -145,6 +171,9 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
     if tty and not args.quiet:
         print(file=sys.stderr)
     print(summary(session.health, elapsed))
+    if code == 0 and args.seconds is not None and session.health.samples == 0:
+        print(nothing_received(session.health, elapsed), file=sys.stderr)
+        code = 1
     if args.summary_json:
         record = {"seconds": elapsed, "health": session.health.as_dict(),
                   "decoder": session.decoder.stats.as_dict(),
@@ -167,7 +196,7 @@ async def stream_all(args: argparse.Namespace, rig, stop) -> int:
     from firmware_bridge.transports.base import TransportError
     from firmware_bridge.transports.udp import UdpHub
 
-    hub = UdpHub(args.udp, args.udp_host)
+    hub = UdpHub(args.udp, args.udp_host, allow=args.allow)
     try:
         await hub.__aenter__()
     except TransportError as err:
@@ -211,7 +240,10 @@ async def stream_all(args: argparse.Namespace, rig, stop) -> int:
     for session, _ in sessions.values():
         print(summary(session.health, elapsed))
     if not sessions:
-        print(f"no device heard on {hub.link.name} in {elapsed:.1f} s")
+        print(f"imusic stream: no device heard on {hub.link.name} in {elapsed:.1f} s: is the "
+              f"wearable on, on this network and sending to this port?", file=sys.stderr)
+        if args.seconds is not None:
+            code = 1
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             json.dump({"seconds": elapsed, "unroutable_frames": hub.unroutable,

@@ -26,6 +26,8 @@ u8 = st.integers(0, 255)
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
 u64 = st.integers(0, 2**64 - 1)
+device_time = st.integers(0, p.MAX_TIME_US)
+"""Device times a receiver accepts (later ones are malformed: see wild_messages)."""
 f32 = st.floats(width=32, allow_nan=False)
 short_text = st.text(max_size=24).filter(lambda s: len(s.encode()) <= 255)
 
@@ -41,7 +43,7 @@ def samples(draw) -> p.Samples:
     def block(width: int) -> np.ndarray:
         return rng.integers(-32768, 32768, size=(k, n, width), dtype=np.int16)
 
-    return p.Samples(seq=draw(u32), t0_us=draw(u64),
+    return p.Samples(seq=draw(u32), t0_us=draw(st.integers(0, p.MAX_TIME_US - 2**32)),
                      dt_us=rng.integers(0, 2**32, size=k, dtype=np.uint32),
                      acc=block(3), gyro=block(3),
                      mag=block(3) if flags & p.FLAG_MAG else None,
@@ -56,12 +58,21 @@ device_infos = st.builds(
 messages = st.one_of(
     device_infos,
     samples(),
-    st.builds(p.Status, u64, u16, u8, st.integers(-32768, 32767), u32, u32, u32),
-    st.builds(p.Event, u64, u8, u8, st.integers(-(2**31), 2**31 - 1)),
+    st.builds(p.Status, device_time, u16, u8, st.integers(-32768, 32767), u32, u32, u32),
+    st.builds(p.Event, device_time, u8, u8, st.integers(-(2**31), 2**31 - 1)),
     st.builds(p.Ack, u8, u8),
     st.just(p.CmdStart()), st.just(p.CmdStop()), st.just(p.CmdGetInfo()),
     st.builds(p.CmdSetRate, u16), st.builds(p.CmdIdentify, u8),
 )
+
+wild_messages = st.one_of(
+    messages,
+    st.builds(p.Status, u64, u16, u8, st.integers(-32768, 32767), u32, u32, u32),
+    st.builds(p.Event, u64, u8, u8, st.integers(-(2**31), 2**31 - 1)),
+    st.builds(lambda m, t0: p.Samples(m.seq, t0, m.dt_us, m.acc, m.gyro, m.mag, m.quat),
+              samples(), u64),
+)
+"""Also device times past MAX_TIME_US: both decoders must count them as malformed."""
 
 
 def _hex(s: str) -> str:
@@ -201,7 +212,7 @@ def noisy_streams(draw) -> bytes:
         elif kind == 1:  # a run long enough to overflow the receiver
             parts.append(b"\x5a" * draw(st.integers(p.MAX_ENCODED - 2, p.MAX_ENCODED + 40)))
         else:
-            frame = bytearray(p.encode(draw(messages), draw(u32)))
+            frame = bytearray(p.encode(draw(wild_messages), draw(u32)))
             for _ in range(draw(st.integers(0, 3))):
                 i = draw(st.integers(0, len(frame) - 1))
                 frame[i] ^= 1 << draw(st.integers(0, 7))

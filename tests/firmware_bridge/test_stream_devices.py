@@ -59,10 +59,14 @@ def test_devices_reports_a_busy_udp_port_and_missing_ble(capsys: pytest.CaptureF
         port = busy.getsockname()[1]
         code = devices_cmd.run(_devices("--udp", str(port), "--udp-host", "127.0.0.1",
                                         "--listen", "0.5", "--no-serial"))
-    text = capsys.readouterr().out
-    assert code == 0
+    out = capsys.readouterr()
+    text = out.out
+    assert code == 1                 # nothing found anywhere: one line says so, and why
     assert f"cannot listen on UDP 127.0.0.1:{port}" in text
     assert "BLE wearables" in text and ("unavailable" in text or "none" in text)
+    last = out.err.strip().splitlines()
+    assert len(last) == 1 and last[0].startswith("imusic devices: no wearable found in 0.5 s")
+    assert "Address already in use" in last[0]
 
 
 def test_devices_scans_the_emulated_ble_wearable(capsys: pytest.CaptureFixture,

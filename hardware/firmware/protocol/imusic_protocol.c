@@ -529,6 +529,11 @@ static imp_result decode_samples(const uint8_t *b, size_t n, imp_samples *s)
         return IMP_ERR_FIELD;
     if (imp_samples_body_size(s->n_instants, s->n_sensors, s->flags) != n)
         return IMP_ERR_LENGTH;
+    size_t per = 4u + (size_t)s->n_sensors * imp_sensor_bytes(s->flags);
+    for (size_t i = 0; i < s->n_instants; i++) {
+        if (s->t0_us > IMP_MAX_TIME_US || rd_u32(s->data + i * per) > IMP_MAX_TIME_US - s->t0_us)
+            return IMP_ERR_FIELD;
+    }
     return IMP_OK;
 }
 
@@ -565,7 +570,7 @@ imp_result imp_decode_packet(const uint8_t *packet, size_t len, imp_message *msg
         msg->u.status.sensor_errors = rd_u32(b + 13);
         msg->u.status.overruns = rd_u32(b + 17);
         msg->u.status.tx_dropped = rd_u32(b + 21);
-        return IMP_OK;
+        return msg->u.status.t_us > IMP_MAX_TIME_US ? IMP_ERR_FIELD : IMP_OK;
     case IMP_EVENT:
         if (n != 8 + 1 + 1 + 4)
             return IMP_ERR_LENGTH;
@@ -573,7 +578,7 @@ imp_result imp_decode_packet(const uint8_t *packet, size_t len, imp_message *msg
         msg->u.event.kind = b[8];
         msg->u.event.sensor = b[9];
         msg->u.event.value = rd_i32(b + 10);
-        return IMP_OK;
+        return msg->u.event.t_us > IMP_MAX_TIME_US ? IMP_ERR_FIELD : IMP_OK;
     case IMP_ACK:
         if (n != 2)
             return IMP_ERR_LENGTH;

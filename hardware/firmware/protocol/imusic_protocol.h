@@ -29,6 +29,9 @@ extern "C" {
 #define IMP_MAX_STUFFED (IMP_MAX_PACKET + (IMP_MAX_PACKET + 253u) / 254u)
 #define IMP_MAX_FRAME (IMP_MAX_STUFFED + 2u) /* with the leading and the ending 0x00 */
 #define IMP_MAX_INSTANTS 32u
+/* Latest device time (us) a receiver accepts (as firmware_bridge/protocol.py MAX_TIME_US):
+ * SAMPLES, STATUS and EVENT stamped later are IMP_ERR_FIELD. */
+#define IMP_MAX_TIME_US (UINT64_C(1) << 53)
 #define IMP_MIN_RATE_HZ 25u
 #define IMP_MAX_RATE_HZ 400u
 
