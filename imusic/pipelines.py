@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -290,14 +291,18 @@ def model_layout(labels: list[str], runtime: Any, stream: str = "", model: Any =
     try:
         return ChannelLayout(labels, runtime.sites)
     except KeyError as err:
-        have = "+".join(stream_quantities(labels)) or "nothing"
-        need = err.args[0] if err.args else str(err)
+        text = err.args[0] if err.args else str(err)
+        have = stream_quantities(labels)
+        found = re.search(r"channels (\S+)\.(\w+)\.(\S+)", text)
+        if found is None or found.group(2) in have:
+            raise ChannelMismatch(text) from None   # another rig: the layout's own words
         where = f"IMU stream {stream}" if stream else "the IMU stream"
         raise ChannelMismatch(
-            f"the model ({model or 'the bundled checkpoint'}) cannot run on {where}, which sends "
-            f"{have} per site: {need}; train a checkpoint on sessions recorded from this device "
-            "(imusic record, then imusic train), or use a device (or emulate --report mode) that "
-            "sends the channels the model was trained on") from None
+            f"the model ({model or 'the bundled checkpoint'}) needs channels "
+            f"{'.'.join(found.groups())} that {where} does not have (it sends "
+            f"{'+'.join(have) or 'nothing'} per site): train a checkpoint on sessions recorded "
+            f"from this device (imusic record, then imusic train), or use a device that sends "
+            f"{found.group(2)}") from None
 
 
 class FrameBuffer:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cobs import cobs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_bridge import protocol as P
 
@@ -210,3 +212,26 @@ def test_sequence_tracking_memory_is_bounded_and_counts_survive() -> None:
         dec.feed(P.encode(_samples(seq=0, k=1, n=1), dev))
     assert len(dec.stats.seq) == P.MAX_DEVICES
     assert dec.stats.lost_instants == 4 and dec.stats.seq_gaps == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 255), st.integers(1, 3), st.integers(1, 4), st.binary(max_size=64),
+       st.booleans())
+def test_samples_parse_any_flags_and_body(flags: int, k: int, n: int, tail: bytes,
+                                          exact: bool) -> None:
+    """Any flags byte with a body of the right length for its layout, or any other length:
+    a Samples whose blocks are exactly the flagged ones (and re-encodes to the same body), or
+    ProtocolError; never anything else."""
+    head = struct.pack("<IQBBB", 5, 77, k, n, flags)
+    size = k * P.sample_dtype(n, flags & P.KNOWN_FLAGS).itemsize
+    body = head + (bytes(range(256)) * 8)[:size] if exact else head + tail
+    try:
+        s = P.Samples.parse(body)
+    except P.ProtocolError:
+        assert flags & ~P.KNOWN_FLAGS or not exact
+        return
+    assert s.flags == flags and s.body() == body
+    assert (s.gyro is None) == bool(flags & P.FLAG_NO_GYRO)
+    assert (s.mag is not None) == bool(flags & P.FLAG_MAG)
+    assert (s.quat is not None) == bool(flags & P.FLAG_QUAT)
+    assert s.acc.shape == (k, n, 3) and (s.quat is None or s.quat.shape == (k, n, 4))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pylsl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_bridge.emulator import Emulator, EmulatorConfig
 from imusic.cli import main
@@ -51,3 +53,13 @@ def test_live_says_one_line_when_the_model_needs_gyro_the_device_does_not_send(
     assert len(lines) == 1, err
     line = lines[0]
     assert "sends acc+quat per site" in line and ".gyro." in line and "imusic train" in line
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="abc.xyzwqu_", max_size=16), max_size=30))
+def test_stream_quantities_reads_any_labels(labels):
+    from imusic.pipelines import stream_quantities
+
+    got = stream_quantities(labels)
+    assert len(set(got)) == len(got)
+    assert all(any(lb.split(".")[1:2] == [q] and lb.count(".") == 2 for lb in labels) for q in got)
