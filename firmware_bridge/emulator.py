@@ -16,8 +16,14 @@ In-process use (tests, the demo, ``imusic stream`` end-to-end tests)::
         await emu.wait_done(timeout=10)     # all ``seconds`` streamed (or emu.stop())
     log = emu.truth()                       # TruthLog: every instant generated, sent or not
     log.seq, log.device_us, log.t, log.acc / log.gyro / log.mag (SI, quantised), log.counts
+    log.quat                                # orientation mode: the quaternions sent (Q14 -> float)
     log.sent, log.lost, log.corrupted       # per instant; log.blendshapes (twin truth, 61 ch)
     emu.stats                               # frames sent / lost / corrupted / tx_dropped ...
+
+``report="orientation"`` (``imusic emulate --report orientation``) makes a device that fuses on
+board (emulator_fusion.py) and sends acceleration + quaternion, plus gyro and mag unless
+``gyro=False`` / ``mag=False`` (``--no-gyro`` / ``--no-mag``); the truth log then holds exactly
+the blocks that went on the wire.
 
 Serial and BLE devices wait for CMD_START (as the firmware does); UDP devices stream at boot
 (``autostart``), like the paper's ESP32. The twin's timeline runs while streaming, so
@@ -42,6 +48,7 @@ from typing import Any, Callable
 import numpy as np
 
 from firmware_bridge import protocol as P
+from firmware_bridge.emulator_fusion import DeviceFusionConfig
 from firmware_bridge.emulator_truth import TruthLog, truth_outlet
 from firmware_bridge.emulator_twin import BOOT_US, CHUNK_SECONDS, TRUTH_FPS, TwinChunk, TwinSource
 
@@ -54,6 +61,8 @@ FW_VERSION = (1, 0, 0)
 """Firmware version the emulator reports."""
 STATUS_PERIOD_S = 1.0
 """STATUS about once a second."""
+REPORTS = ("raw", "orientation")
+"""What a device reports: raw readings, or on-device orientation (quaternion) + acceleration."""
 
 
 @dataclass
@@ -70,6 +79,14 @@ class EmulatorConfig:
     seconds: float | None = 10.0
     """Streamed motion time; None runs until stopped."""
     seed: int = 0
+    report: str = "raw"
+    """``raw`` (acc, gyro, mag) or ``orientation`` (on-device fusion: acc + quaternion)."""
+    gyro: bool = True
+    """Send the gyro block (False needs ``report="orientation"``; the fusion still uses it)."""
+    mag: bool = True
+    """The device has a magnetometer: send its block and fuse with it (False: 6-axis fusion)."""
+    fusion: DeviceFusionConfig | None = None
+    """The on-device AHRS settings in orientation mode (None: the defaults)."""
     udp_target: tuple[str, int] = ("127.0.0.1", 9000)
     instants_per_frame: int | None = None
     """Sample instants per SAMPLES frame (default: about 50 frames per second)."""
@@ -156,6 +173,15 @@ class Emulator:
             v = getattr(cfg, name)
             if not 0.0 <= v < 1.0:
                 raise ValueError(f"--{name} is a fraction in [0, 1), got {v}")
+        if cfg.report not in REPORTS:
+            raise ValueError(f"--report is raw or orientation, not {cfg.report!r}")
+        if not cfg.gyro and cfg.report != "orientation":
+            raise ValueError("--no-gyro needs --report orientation: a raw device must send its "
+                             "gyroscope (the host's orientation filter runs on it)")
+        self.flags = ((P.FLAG_MAG if cfg.mag else 0)
+                      | (P.FLAG_QUAT if cfg.report == "orientation" else 0)
+                      | (0 if cfg.gyro else P.FLAG_NO_GYRO))
+        """The DEVICE_INFO / SAMPLES flags: which blocks each sensor sends."""
         self.serial = int(cfg.serial if cfg.serial is not None else
                           (0x494D5553 << 32) | _unique_low32())
         self.device_id = self.serial & 0xFFFFFFFF
@@ -328,15 +354,17 @@ class Emulator:
         twin = self._twin
         assert twin is not None
         ipf = self.config.instants_per_frame or max(1, round(self.rate_hz / 50))
-        per_instant = 4 + twin.rig.n_sites * 18
+        per_instant = P.sample_dtype(twin.rig.n_sites, self.flags).itemsize
         fit = (P.MAX_PACKET - P.MIN_PACKET - 15) // per_instant
         ipf = int(max(1, min(ipf, fit, P.MAX_INSTANTS)))
+        gyro, mag = self.config.gyro, self.config.mag   # absent blocks: scale and range 0
         return P.DeviceInfo(
             fw_version=FW_VERSION, serial=self.serial, boot_id=self.boot_id,
-            rate_hz=self.rate_hz, sensor_count=twin.rig.n_sites, flags=P.FLAG_MAG,
-            accel_scale=twin.scales["acc"], gyro_scale=twin.scales["gyro"],
-            mag_scale=twin.scales["mag"], accel_range=twin.ranges["acc"],
-            gyro_range=twin.ranges["gyro"], mag_range=twin.ranges["mag"],
+            rate_hz=self.rate_hz, sensor_count=twin.rig.n_sites, flags=self.flags,
+            accel_scale=twin.scales["acc"], gyro_scale=twin.scales["gyro"] if gyro else 0.0,
+            mag_scale=twin.scales["mag"] if mag else 0.0, accel_range=twin.ranges["acc"],
+            gyro_range=twin.ranges["gyro"] if gyro else 0.0,
+            mag_range=twin.ranges["mag"] if mag else 0.0,
             instants_per_frame=ipf, rig_id=twin.rig.id, name=self.name)
 
     def device_us_now(self) -> int:
@@ -538,9 +566,9 @@ class Emulator:
         stamps = chunk.stamp_us[i0:i1] + int(round(self._adj_us))
         stamps = np.maximum(stamps, 0)
         t0 = int(stamps[0])
-        msg = P.Samples(seq=self._seq, t0_us=t0,
-                        dt_us=(stamps - t0).astype(np.uint32),
-                        acc=chunk.acc[i0:i1], gyro=chunk.gyro[i0:i1], mag=chunk.mag[i0:i1])
+        blocks = self._blocks(chunk, i0, i1)
+        msg = P.Samples(seq=self._seq, t0_us=t0, dt_us=(stamps - t0).astype(np.uint32),
+                        **blocks)
         frame = P.encode(msg, self.device_id)
         n = i1 - i0
         lost = cfg.loss > 0 and self._rng.random() < cfg.loss
@@ -578,10 +606,21 @@ class Emulator:
         if cfg.keep_truth:
             self._log.append(dict(
                 seq=self._seq, n=n, stamps=stamps.astype(np.int64), t=chunk.t[i0:i1].copy(),
-                boot_id=self.boot_id, acc=chunk.acc[i0:i1], gyro=chunk.gyro[i0:i1],
-                mag=chunk.mag[i0:i1], sent=ok and not corrupted, lost=lost,
+                boot_id=self.boot_id, blocks=blocks, sent=ok and not corrupted, lost=lost,
                 corrupted=corrupted, tx_dropped=(not lost and not ok)))
         self._seq = (self._seq + n) % P.SEQ_MOD
+
+    def _blocks(self, chunk: TwinChunk, i0: int, i1: int) -> dict[str, np.ndarray]:
+        """The per-sensor blocks this device sends for instants ``i0:i1`` (wire order)."""
+        cfg = self.config
+        out = {"acc": chunk.acc[i0:i1]}
+        if cfg.gyro:
+            out["gyro"] = chunk.gyro[i0:i1]
+        if cfg.mag:
+            out["mag"] = chunk.mag[i0:i1]
+        if chunk.quat is not None:
+            out["quat"] = chunk.quat[i0:i1]
+        return out
 
     # ---- ground truth --------------------------------------------------------------------------
 
@@ -612,6 +651,12 @@ class Emulator:
         if self._outlet is not None:
             self._outlet.push_chunk(np.ascontiguousarray(chunk.truth[j0:j1]), stamps.tolist())
 
+    def _blocks_sent(self) -> tuple[str, ...]:
+        from firmware_bridge.outlet import quantities
+
+        cfg = self.config
+        return quantities(cfg.gyro, cfg.mag, cfg.report == "orientation")
+
     def truth(self) -> TruthLog:
         """Everything generated so far (needs ``keep_truth``)."""
         recs = self._log
@@ -619,7 +664,7 @@ class Emulator:
         if recs:
             seq = np.concatenate([(r["seq"] + np.arange(r["n"])) % P.SEQ_MOD for r in recs])
             per = lambda key: np.concatenate([np.full(r["n"], r[key]) for r in recs])  # noqa: E731
-            counts = {q: np.concatenate([r[q] for r in recs]) for q in ("acc", "gyro", "mag")}
+            counts = {q: np.concatenate([r["blocks"][q] for r in recs]) for q in recs[0]["blocks"]}
             dev = np.concatenate([r["stamps"] for r in recs])
             t = np.concatenate([r["t"] for r in recs])
             flags = {k: per(k).astype(bool) for k in ("sent", "lost", "corrupted", "tx_dropped")}
@@ -627,7 +672,8 @@ class Emulator:
         else:
             seq = dev = boot = np.zeros(0, np.int64)
             t = np.zeros(0)
-            counts = {q: np.zeros((0, s, 3), np.int16) for q in ("acc", "gyro", "mag")}
+            counts = {q: np.zeros((0, s, 4 if q == "quat" else 3), np.int16)
+                      for q in self._blocks_sent()}
             flags = {k: np.zeros(0, bool) for k in ("sent", "lost", "corrupted", "tx_dropped")}
         if self._truth_log:
             bt = np.concatenate([x[0] for x in self._truth_log])
@@ -636,6 +682,7 @@ class Emulator:
         else:
             bt, bv, bl = np.zeros(0), np.zeros((0, 61), np.float32), np.zeros(0)
         scales = dict(self._twin.scales) if self._twin else {}
+        scales["quat"] = P.QUAT_SCALE
         return TruthLog(seq=seq.astype(np.int64), device_us=dev, t=t, boot_id=boot,
                         counts=counts, scales=scales, blendshape_t=bt, blendshapes=bv,
                         blendshape_lsl=bl, **flags)

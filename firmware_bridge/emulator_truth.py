@@ -13,8 +13,11 @@ class TruthLog:
     """Everything the emulator generated, one row per sample instant, in order.
 
     ``sent`` is True where the instant left in a frame that was neither dropped (``lost``,
-    ``--loss``), nor ``corrupted``, nor refused by the link (``tx_dropped``). ``acc/gyro/mag``
-    are SI values in sensor frames exactly as the counts encode them (counts × scale).
+    ``--loss``), nor ``corrupted``, nor refused by the link (``tx_dropped``). ``counts`` holds
+    exactly the blocks the device put on the wire (``acc`` always; ``gyro``, ``mag``, ``quat``
+    as its flags say); ``acc/gyro/mag/quat`` are their values exactly as the counts encode
+    them (counts × scale: SI in sensor frames; quaternions w, x, y, z, sensor-to-earth, as the
+    on-device fusion made them), or None for a block the device does not send.
     ``blendshapes`` (F, 61) with ``blendshape_t`` (true s) and ``blendshape_lsl`` (LSL time
     they were or would have been stamped with) are the twin's ground truth.
     """
@@ -39,14 +42,23 @@ class TruthLog:
         return self.counts["acc"] * self.scales["acc"]
 
     @property
-    def gyro(self) -> np.ndarray:
-        """Angular rate (N, S, 3) rad/s."""
-        return self.counts["gyro"] * self.scales["gyro"]
+    def gyro(self) -> np.ndarray | None:
+        """Angular rate (N, S, 3) rad/s (None: not sent)."""
+        return self._block("gyro")
 
     @property
-    def mag(self) -> np.ndarray:
-        """Magnetic field (N, S, 3) µT."""
-        return self.counts["mag"] * self.scales["mag"]
+    def mag(self) -> np.ndarray | None:
+        """Magnetic field (N, S, 3) µT (None: not sent)."""
+        return self._block("mag")
+
+    @property
+    def quat(self) -> np.ndarray | None:
+        """On-device orientation (N, S, 4) w, x, y, z as sent (None: a raw device)."""
+        return self._block("quat")
+
+    def _block(self, q: str) -> np.ndarray | None:
+        c = self.counts.get(q)
+        return None if c is None else c * self.scales[q]
 
 
 def truth_outlet(name: str, source_id: str, fps: float, rig: str, serial: str, motion: str):

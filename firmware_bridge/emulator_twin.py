@@ -1,6 +1,8 @@
 """The twin as the emulator's signal source: motion (procedural, a Live Link Face take or a
 ``Motion``) through ``hardware.physics.simulate`` to int16 counts with device timestamps,
-in chunks, plus the ground-truth blendshapes the emulator can publish."""
+in chunks, plus the ground-truth blendshapes the emulator can publish. In orientation mode
+(``cfg.report == "orientation"``) the device-side fusion (emulator_fusion.py) turns each
+chunk's counts into Q14 quaternion counts, its state running on across chunks."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class TwinChunk:
     truth_t: np.ndarray      # (m,) true time of motion frames, s
     truth: np.ndarray        # (m, 61) float32 blendshapes + pose
     taps: list[float] = field(default_factory=list)
+    quat: np.ndarray | None = None   # (n, S, 4) int16 Q14 on-device quaternions (orientation mode)
 
 
 def pose_from_rotvec(rotvec: np.ndarray) -> np.ndarray:
@@ -84,6 +87,13 @@ class TwinSource:
         self._tau = 0.0          # where in the source motion the next chunk starts
         self.scales: dict[str, float] = {}
         self.ranges: dict[str, float] = {}
+        self.fusion = None
+        if cfg.report == "orientation":
+            from firmware_bridge.emulator_fusion import DeviceFusion
+
+            # the device fuses with the magnetometer only when it has one (--no-mag: 6-axis)
+            self.fusion = DeviceFusion(self.rig.n_sites, self.rate, use_mag=cfg.mag,
+                                       config=cfg.fusion)
 
     def _source_motion(self) -> tuple[Any, np.ndarray] | None:
         """The whole motion chunks are cut from, with its 9 pose values; None for an unbounded
@@ -158,9 +168,16 @@ class TwinSource:
         truth = np.concatenate([motion.blendshapes, pose], axis=1)[frames].astype(np.float32)
         taps = [float(e.start) + t_shift for e in getattr(m, "events", [])
                 if e.kind == "tap" and tau0 <= e.start < tau0 + span]
+        quat = None
+        if self.fusion is not None:
+            from firmware_bridge.emulator_fusion import to_counts as quat_counts
+
+            si = {q: counts[q] * self.scales[q] for q in ("acc", "gyro", "mag")}
+            quat = quat_counts(self.fusion.update(si["acc"], si["gyro"], si["mag"]))
         chunk = TwinChunk(t=t[keep], stamp_us=sig.device_time_us[keep].astype(np.int64),
                           acc=counts["acc"], gyro=counts["gyro"], mag=counts["mag"],
-                          truth_t=motion.t[frames] + t_shift, truth=truth, taps=taps)
+                          truth_t=motion.t[frames] + t_shift, truth=truth, taps=taps,
+                          quat=quat)
         # the next chunk starts at the next tick of the device's sample timer
         self._tau = tau0 + n / self.rate / drift
         self.n_done += n

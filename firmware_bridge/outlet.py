@@ -1,8 +1,10 @@
 """The IMU LSL outlet: one stream per device, type ``IMU``, double64, with full metadata.
 
-Channels, per site in rig order: ``site.acc.x|y|z`` (m/s²), ``site.gyro.x|y|z`` (rad/s),
-``site.mag.x|y|z`` (µT, when the device has magnetometers), ``site.quat.w|x|y|z`` (when it sends
-an on-device quaternion); then ``device.time_us`` (the device clock, µs, unwrapped) and
+Channels, per site in rig order: ``site.acc.x|y|z`` (m/s², gravity included),
+``site.gyro.x|y|z`` (rad/s, unless the device sends no gyro: FLAG_NO_GYRO), ``site.mag.x|y|z``
+(µT, when the device has magnetometers), ``site.quat.w|x|y|z`` (unit "normalized", type
+"Orientation", scalar first: the sensor-to-earth rotation in the device's own earth frame, when
+it sends an on-device quaternion); then ``device.time_us`` (the device clock, µs, unwrapped) and
 ``device.seq`` (sequence number). Every sample carries its own timestamp from the clock map.
 ``desc`` holds per-channel label/unit/type, the device, the rig (sites, reference flag), the
 sensor ranges and scales, and the clock-mapping method with the fit as it stood when the
@@ -40,11 +42,18 @@ def default_sites(n: int) -> list[str]:
     return [f"s{i:02d}" for i in range(n)]
 
 
-def channel_table(sites: list[str], has_mag: bool, has_quat: bool) -> list[tuple[str, str, str]]:
+def quantities(has_gyro: bool, has_mag: bool, has_quat: bool) -> tuple[str, ...]:
+    """The quantities each site sends, in wire and stream order: acc [, gyro] [, mag] [, quat]."""
+    return (("acc",) + (("gyro",) if has_gyro else ()) + (("mag",) if has_mag else ())
+            + (("quat",) if has_quat else ()))
+
+
+def channel_table(sites: list[str], has_mag: bool, has_quat: bool,
+                  has_gyro: bool = True) -> list[tuple[str, str, str]]:
     """(label, unit, type) of every channel, in stream order."""
     out: list[tuple[str, str, str]] = []
     for s in sites:
-        for q in ("acc", "gyro") + (("mag",) if has_mag else ()) + (("quat",) if has_quat else ()):
+        for q in quantities(has_gyro, has_mag, has_quat):
             for ax in (QUAT_AXES if q == "quat" else AXES):
                 out.append((f"{s}.{q}.{ax}", UNITS[q], TYPES[q]))
     out.extend(EXTRA_CHANNELS)
@@ -71,7 +80,8 @@ class ImuStreamSpec:
     @property
     def channels(self) -> list[tuple[str, str, str]]:
         """(label, unit, type) per channel."""
-        return channel_table(self.sites, self.info.has_mag, self.info.has_quat)
+        return channel_table(self.sites, self.info.has_mag, self.info.has_quat,
+                             self.info.has_gyro)
 
     @property
     def channel_count(self) -> int:
@@ -113,8 +123,9 @@ def make_stream_info(spec: ImuStreamSpec) -> pylsl.StreamInfo:
     ranges = d.append_child("sensors")
     _child(ranges, "acc", {"range": i.accel_range, "scale": i.accel_scale, "unit": "m/s^2",
                            "bits": 16})
-    _child(ranges, "gyro", {"range": i.gyro_range, "scale": i.gyro_scale, "unit": "rad/s",
-                            "bits": 16})
+    if i.has_gyro:
+        _child(ranges, "gyro", {"range": i.gyro_range, "scale": i.gyro_scale, "unit": "rad/s",
+                                "bits": 16})
     if i.has_mag:
         _child(ranges, "mag", {"range": i.mag_range, "scale": i.mag_scale, "unit": "uT",
                                "bits": 16})
@@ -132,7 +143,9 @@ def samples_to_rows(samples: Samples, info: DeviceInfo, t_us: np.ndarray,
                     seqs: np.ndarray) -> np.ndarray:
     """The (k, C) float64 rows of one SAMPLES frame in stream channel order, SI units."""
     k = samples.n_instants
-    blocks = [samples.acc * np.float64(info.accel_scale), samples.gyro * np.float64(info.gyro_scale)]
+    blocks = [samples.acc * np.float64(info.accel_scale)]
+    if samples.gyro is not None:
+        blocks.append(samples.gyro * np.float64(info.gyro_scale))
     if samples.mag is not None:
         blocks.append(samples.mag * np.float64(info.mag_scale))
     if samples.quat is not None:

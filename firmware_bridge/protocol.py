@@ -38,10 +38,13 @@ SEQ_MOD = 1 << 32
 """Sequence numbers wrap here."""
 
 FLAG_MAG = 0x01
-"""DEVICE_INFO / SAMPLES flag: a magnetometer block follows each sensor's acc and gyro."""
+"""DEVICE_INFO / SAMPLES flag: a magnetometer block follows each sensor's acc (and gyro)."""
 FLAG_QUAT = 0x02
 """DEVICE_INFO / SAMPLES flag: an on-device orientation quaternion (w, x, y, z × 2⁻¹⁴) follows."""
-KNOWN_FLAGS = FLAG_MAG | FLAG_QUAT
+FLAG_NO_GYRO = 0x04
+"""DEVICE_INFO / SAMPLES flag: there is *no* gyroscope block (a device that reports orientation
+and acceleration only). A clear bit means the gyro block is there, as it always was in v1."""
+KNOWN_FLAGS = FLAG_MAG | FLAG_QUAT | FLAG_NO_GYRO
 QUAT_SCALE = 2.0 ** -14
 """Quaternion units per LSB."""
 
@@ -128,6 +131,11 @@ class DeviceInfo:
         return bool(self.flags & FLAG_QUAT)
 
     @property
+    def has_gyro(self) -> bool:
+        """The samples carry a gyroscope block."""
+        return not self.flags & FLAG_NO_GYRO
+
+    @property
     def fw_string(self) -> str:
         """Firmware version as ``major.minor.patch``."""
         return ".".join(str(v) for v in self.fw_version)
@@ -155,7 +163,7 @@ class DeviceInfo:
 
 def sample_dtype(n_sensors: int, flags: int) -> np.dtype:
     """The numpy dtype of one sample instant in a SAMPLES body (``dt_us`` then per sensor
-    ``acc``, ``gyro`` [, ``mag``] [, ``quat``], packed little-endian)."""
+    ``acc`` [, ``gyro``] [, ``mag``] [, ``quat``], packed little-endian)."""
     return _sample_dtype(n_sensors, flags)
 
 
@@ -166,7 +174,9 @@ def _sample_dtype(n_sensors: int, flags: int) -> np.dtype:
     key = (n_sensors, flags)
     dt = _DTYPES.get(key)
     if dt is None:
-        sensor = [("acc", "<i2", (3,)), ("gyro", "<i2", (3,))]
+        sensor = [("acc", "<i2", (3,))]
+        if not flags & FLAG_NO_GYRO:
+            sensor.append(("gyro", "<i2", (3,)))
         if flags & FLAG_MAG:
             sensor.append(("mag", "<i2", (3,)))
         if flags & FLAG_QUAT:
@@ -181,8 +191,8 @@ class Samples:
     """SAMPLES (0x02): ``n_instants`` sample instants of ``n_sensors`` sensors, raw int16 counts.
 
     Arrays: ``dt_us`` (k,) uint32 offsets from ``t0_us``; ``acc``, ``gyro``, ``mag`` (k, S, 3)
-    int16; ``quat`` (k, S, 4) int16 (w, x, y, z × 2⁻¹⁴). ``mag``/``quat`` are None when absent.
-    Decoded arrays are read-only views on the frame bytes.
+    int16; ``quat`` (k, S, 4) int16 (w, x, y, z × 2⁻¹⁴). ``gyro``/``mag``/``quat`` are None when
+    absent (``gyro`` None is FLAG_NO_GYRO). Decoded arrays are read-only views on the frame bytes.
     """
 
     TYPE: ClassVar[int] = T_SAMPLES
@@ -192,7 +202,7 @@ class Samples:
     t0_us: int
     dt_us: np.ndarray
     acc: np.ndarray
-    gyro: np.ndarray
+    gyro: np.ndarray | None = None
     mag: np.ndarray | None = None
     quat: np.ndarray | None = None
 
@@ -208,8 +218,10 @@ class Samples:
 
     @property
     def flags(self) -> int:
-        """Which optional blocks are present (FLAG_MAG, FLAG_QUAT)."""
-        return (FLAG_MAG if self.mag is not None else 0) | (FLAG_QUAT if self.quat is not None else 0)
+        """Which optional blocks are present (FLAG_MAG, FLAG_QUAT) or absent (FLAG_NO_GYRO)."""
+        return ((FLAG_MAG if self.mag is not None else 0)
+                | (FLAG_QUAT if self.quat is not None else 0)
+                | (FLAG_NO_GYRO if self.gyro is None else 0))
 
     @property
     def t_us(self) -> np.ndarray:
@@ -233,7 +245,8 @@ class Samples:
         arr["dt_us"] = self.dt_us
         try:
             arr["s"]["acc"] = self.acc
-            arr["s"]["gyro"] = self.gyro
+            if self.gyro is not None:
+                arr["s"]["gyro"] = self.gyro
             if self.mag is not None:
                 arr["s"]["mag"] = self.mag
             if self.quat is not None:
@@ -262,7 +275,8 @@ class Samples:
             raise ProtocolError(f"SAMPLES device time {t0} + dt is past MAX_TIME_US")
         s = arr["s"]
         return cls(
-            seq=seq, t0_us=t0, dt_us=arr["dt_us"], acc=s["acc"], gyro=s["gyro"],
+            seq=seq, t0_us=t0, dt_us=arr["dt_us"], acc=s["acc"],
+            gyro=None if flags & FLAG_NO_GYRO else s["gyro"],
             mag=s["mag"] if flags & FLAG_MAG else None,
             quat=s["quat"] if flags & FLAG_QUAT else None,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ class LivePipeline:
         torch.set_num_threads(1)
         self.link = link
         self.runtime = Runtime.from_checkpoint(model, steps=steps)
+        self.model_path = model
+        """The checkpoint given (None: the bundled one), for messages."""
         self.name = name
         self.imu_name = imu_name
         self.livelink = livelink
@@ -189,11 +192,10 @@ class LivePipeline:
                     self.on_frame(frame, now)
             self.stats.skipped = self.runtime.skipped
 
-    def _feed(self, rows: np.ndarray, timestamps: np.ndarray, labels: list[str]) -> None:
+    def _feed(self, rows: np.ndarray, timestamps: np.ndarray, labels: list[str],
+              stream: str = "") -> None:
         if self._layout is None:
-            from model.runtime import ChannelLayout
-
-            self._layout = ChannelLayout(labels, self.runtime.sites)
+            self._layout = model_layout(labels, self.runtime, stream, self.model_path)
         self._queue.put((np.asarray(rows, np.float64), np.asarray(timestamps, np.float64),
                          self._layout))
 
@@ -217,7 +219,8 @@ class LivePipeline:
 
         def on_samples(rows: np.ndarray, ts: np.ndarray) -> None:
             labels = [c[0] for c in session.outlet.spec.channels]
-            self._feed(rows, ts, labels)
+            spec = session.outlet.spec
+            self._feed(rows, ts, labels, f"'{spec.name}' (device {spec.info.name})")
 
         session.on_samples = on_samples
         self.health = session.health
@@ -233,11 +236,12 @@ class LivePipeline:
             "stream') first, or check --lsl NAME",
             only_one_s=None if want else self.link.lsl_settle_s)
         try:
-            labels = imu_labels(inlet.info(timeout=5.0))
+            full = inlet.info(timeout=5.0)
+            labels = imu_labels(full)
             while not stop.is_set():
                 rows, ts = inlet.pull_chunk(timeout=0.05, max_samples=1024)
                 if ts:
-                    self._feed(np.asarray(rows), np.asarray(ts), labels)
+                    self._feed(np.asarray(rows), np.asarray(ts), labels, f"'{full.name()}'")
         finally:
             inlet.close_stream()
 
@@ -268,6 +272,43 @@ class LivePipeline:
                 self._sender.close()
             self._outlet = None
         return self.stats
+
+
+class ChannelMismatch(LookupError):
+    """The model needs IMU channels the stream does not have (one clear line: ``str(err)``)."""
+
+
+def stream_quantities(labels: list[str]) -> list[str]:
+    """The quantities an IMU stream's ``site.quantity.axis`` labels carry, in stream order."""
+    out: list[str] = []
+    for label in labels:
+        parts = label.split(".")
+        if len(parts) == 3 and parts[0] != "device" and parts[1] not in out:
+            out.append(parts[1])
+    return out
+
+
+def model_layout(labels: list[str], runtime: Any, stream: str = "", model: Any = None) -> Any:
+    """The runtime's ``ChannelLayout`` on a stream's labels, or ChannelMismatch saying in one
+    line which channels the checkpoint's features need that the stream lacks (an orientation
+    device that sends no gyro, a 6-axis device, another rig), and what to do."""
+    from model.runtime import ChannelLayout
+
+    try:
+        return ChannelLayout(labels, runtime.sites)
+    except KeyError as err:
+        text = err.args[0] if err.args else str(err)
+        have = stream_quantities(labels)
+        found = re.search(r"channels (\S+)\.(\w+)\.(\S+)", text)
+        if found is None or found.group(2) in have:
+            raise ChannelMismatch(text) from None   # another rig: the layout's own words
+        where = f"IMU stream {stream}" if stream else "the IMU stream"
+        raise ChannelMismatch(
+            f"the model ({model or 'the bundled checkpoint'}) needs channels "
+            f"{'.'.join(found.groups())} that {where} does not have (it sends "
+            f"{'+'.join(have) or 'nothing'} per site): train a checkpoint on sessions recorded "
+            f"from this device (imusic record, then imusic train), or use a device that sends "
+            f"{found.group(2)}") from None
 
 
 class FrameBuffer:

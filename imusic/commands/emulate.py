@@ -6,7 +6,8 @@ import argparse
 
 HELP = "Run a virtual wearable: the digital twin speaking the wire protocol on a pty, UDP or BLE."
 EXAMPLE = (
-    "imusic emulate --transport serial --rig imusic11 --motion procedural --rate 100 --seconds 60")
+    "imusic emulate --transport serial --rig imusic11 --motion procedural --rate 100 --seconds 60"
+    "\n  imusic emulate --transport udp --report orientation --no-gyro --no-mag --rate 60")
 
 
 WALL_GRACE_S = 1.0
@@ -45,6 +46,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--udp", type=_host_port, default=("127.0.0.1", 9000), metavar="HOST:PORT",
                    help="where UDP datagrams go (default 127.0.0.1:9000)")
     p.add_argument("--seed", type=int, default=0, help="twin seed (motion, sensor errors, faults)")
+    p.add_argument("--report", choices=("raw", "orientation"), default="raw",
+                   help="raw: acc, gyro, mag as the reference wearable sends (default); "
+                        "orientation: a device with on-board fusion (imufusion AHRS on the twin's "
+                        "own readings) that sends acceleration + quaternion, like the IMUSIC "
+                        "paper's ESP32, x-IMU3, Xsens DOT or BNO08x boards")
+    p.add_argument("--no-gyro", action="store_true",
+                   help="with --report orientation: do not send the gyroscope block "
+                        "(the device still fuses with its gyro)")
+    p.add_argument("--no-mag", action="store_true",
+                   help="a device without magnetometer: no mag block, and 6-axis fusion "
+                        "(heading drifts) in orientation mode")
     p.add_argument("--instants-per-frame", type=int, default=None,
                    help="sample instants per SAMPLES frame (default about 50 frames/s)")
     p.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=None,
@@ -82,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = EmulatorConfig(
         transport=args.transport, rig=args.rig, motion=args.motion, rate_hz=args.rate,
         seconds=args.seconds,
-        wall_seconds=None if args.seconds is None else args.seconds + WALL_GRACE_S, seed=args.seed, udp_target=args.udp,
+        wall_seconds=None if args.seconds is None else args.seconds + WALL_GRACE_S,
+        seed=args.seed, udp_target=args.udp, report=args.report,
+        gyro=not args.no_gyro, mag=not args.no_mag,
         instants_per_frame=args.instants_per_frame, drift_ppm=args.drift_ppm,
         clock_offset_us=args.clock_offset_us,
         jitter_us=args.jitter_us, send_jitter_ms=args.send_jitter_ms, loss=args.loss,
@@ -111,8 +125,12 @@ def run(args: argparse.Namespace) -> int:
                  "udp": lambda: f"UDP {info['local']} -> {info['target']}",
                  "ble": lambda: (f"BLE peripheral {info['address']} '{info['name']}'; hosts: "
                                  f"IMUSIC_BLE_HCI={info['hci']}")}[cfg.transport]()
-        print(f"{emu.name}: rig {cfg.rig}, {emu.info.sensor_count} sensors at {emu.rate_hz} Hz, "
-              f"device id {emu.device_id:08x}, motion {cfg.motion}; {where}", flush=True)
+        from firmware_bridge.outlet import quantities
+
+        sends = "+".join(quantities(emu.info.has_gyro, emu.info.has_mag, emu.info.has_quat))
+        print(f"{emu.name}: rig {cfg.rig}, {emu.info.sensor_count} sensors at {emu.rate_hz} Hz "
+              f"sending {sends}" + (" (on-device fusion)" if emu.info.has_quat else "")
+              + f", device id {emu.device_id:08x}, motion {cfg.motion}; {where}", flush=True)
         print(ready_line(emu), flush=True)
         if not emu.autostart:
             print("waiting for START from a host (e.g. imusic stream)...", flush=True)

@@ -40,9 +40,11 @@ class ImpTool:
         self.env = {**os.environ, **SANITIZER_ENV}
         """Environment to run it with (sanitizer options)."""
 
-    def run(self, mode: str, data: bytes = b"", *, timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run one mode with ``data`` on stdin; raises AssertionError naming a sanitizer report."""
-        proc = subprocess.run([str(self.path), mode], input=data, capture_output=True,
+    def run(self, mode: str, data: bytes = b"", *, timeout: float = 60,
+            args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        """Run one mode (with ``args``) with ``data`` on stdin; raises AssertionError naming a
+        sanitizer report."""
+        proc = subprocess.run([str(self.path), mode, *args], input=data, capture_output=True,
                               timeout=timeout, env=self.env, check=False)
         stderr = proc.stderr.decode(errors="replace")
         assert "Sanitizer" not in stderr and "runtime error" not in stderr, (

@@ -35,8 +35,8 @@ short_text = st.text(max_size=24).filter(lambda s: len(s.encode()) <= 255)
 @st.composite
 def samples(draw) -> p.Samples:
     n = draw(st.integers(1, 12))
-    flags = draw(st.integers(0, 3))
-    per_instant = 4 + n * 2 * (6 + 3 * (flags & 1) + 2 * (flags & 2))
+    flags = draw(st.integers(0, p.KNOWN_FLAGS))
+    per_instant = p.sample_dtype(n, flags).itemsize
     k = draw(st.integers(1, min(8, (p.MAX_PACKET - 10 - 15) // per_instant)))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
 
@@ -45,14 +45,14 @@ def samples(draw) -> p.Samples:
 
     return p.Samples(seq=draw(u32), t0_us=draw(st.integers(0, p.MAX_TIME_US - 2**32)),
                      dt_us=rng.integers(0, 2**32, size=k, dtype=np.uint32),
-                     acc=block(3), gyro=block(3),
+                     acc=block(3), gyro=None if flags & p.FLAG_NO_GYRO else block(3),
                      mag=block(3) if flags & p.FLAG_MAG else None,
                      quat=block(4) if flags & p.FLAG_QUAT else None)
 
 
 device_infos = st.builds(
     p.DeviceInfo, fw_version=st.tuples(u8, u8, u8), serial=u64, boot_id=u32, rate_hz=u16,
-    sensor_count=u8, flags=st.integers(0, 3), accel_scale=f32, gyro_scale=f32, mag_scale=f32,
+    sensor_count=u8, flags=st.integers(0, p.KNOWN_FLAGS), accel_scale=f32, gyro_scale=f32, mag_scale=f32,
     accel_range=f32, gyro_range=f32, mag_range=f32, instants_per_frame=st.integers(1, 32),
     rig_id=short_text, name=short_text)
 messages = st.one_of(
@@ -80,7 +80,7 @@ def _hex(s: str) -> str:
 
 
 def _wire_values(m: p.Samples) -> np.ndarray:
-    blocks = [m.acc, m.gyro] + [b for b in (m.mag, m.quat) if b is not None]
+    blocks = [b for b in (m.acc, m.gyro, m.mag, m.quat) if b is not None]
     return np.concatenate(blocks, axis=2).ravel()
 
 
@@ -126,7 +126,9 @@ def to_json(dev: int, msg: p.Message) -> dict:
     elif isinstance(msg, p.Samples):
         d.update(seq=msg.seq, t0_us=msg.t0_us, n_instants=msg.n_instants,
                  n_sensors=msg.n_sensors, flags=msg.flags, dt_us=msg.dt_us.tolist(),
-                 acc=msg.acc.tolist(), gyro=msg.gyro.tolist())
+                 acc=msg.acc.tolist())
+        if msg.gyro is not None:
+            d["gyro"] = msg.gyro.tolist()
         if msg.mag is not None:
             d["mag"] = msg.mag.tolist()
         if msg.quat is not None:
@@ -298,3 +300,4 @@ def test_c_and_python_judge_device_info_strings_alike(imp_tool, rig_id, name):
     msgs, errors, counters = c_decode(imp_tool, frame)
     assert msgs == expected
     assert counters["malformed"] == py.stats.malformed
+

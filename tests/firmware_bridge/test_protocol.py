@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cobs import cobs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_bridge import protocol as P
 
@@ -20,7 +22,8 @@ def _samples(k: int = 4, n: int = 12, flags: int = P.FLAG_MAG, seq: int = 7, see
     rng = np.random.default_rng(seed)
     c = lambda d: rng.integers(-32768, 32768, (k, n, d)).astype(np.int16)  # noqa: E731
     return P.Samples(seq=seq, t0_us=123_456_789_012, dt_us=np.arange(k, dtype=np.uint32) * 5000,
-                     acc=c(3), gyro=c(3), mag=c(3) if flags & P.FLAG_MAG else None,
+                     acc=c(3), gyro=None if flags & P.FLAG_NO_GYRO else c(3),
+                     mag=c(3) if flags & P.FLAG_MAG else None,
                      quat=c(4) if flags & P.FLAG_QUAT else None)
 
 
@@ -29,7 +32,7 @@ def _info() -> P.DeviceInfo:
                         0.0625, 2.0 ** -10, 0.5, 156.0, 34.5, 1600.0, 4, "imusic11", "imusic-7788")
 
 
-@pytest.mark.parametrize("flags", [0, P.FLAG_MAG, P.FLAG_QUAT, P.FLAG_MAG | P.FLAG_QUAT])
+@pytest.mark.parametrize("flags", range(P.KNOWN_FLAGS + 1))
 def test_samples_round_trip_every_layout(flags: int) -> None:
     s = _samples(flags=flags)
     dev, got = P.decode_frame(P.encode(s, 0xCAFE))
@@ -143,6 +146,12 @@ def _doc_vectors() -> list[tuple[str, str]]:
     return re.findall(r"^### (.+?)\n.*?```hex\n(.+?)\n```", section, flags=re.S | re.M)
 
 
+VECTOR_QUATS = np.array([[[16384, 0, 0, 0], [11585, 0, 0, 11585]],
+                         [[15137, 6270, 0, 0], [8192, 8192, 8192, 8192]]], np.int16)
+"""The quaternions of the PROTOCOL.md vectors: identity, 90° about z, 45° about x, 120° about
+(1, 1, 1), in Q14."""
+
+
 def _vector_messages() -> dict[str, tuple[int, P.Message]]:
     """The messages behind the PROTOCOL.md test vectors (name -> (device_id, message))."""
     k, n = 2, 2
@@ -159,6 +168,15 @@ def _vector_messages() -> dict[str, tuple[int, P.Message]]:
         "SAMPLES, 2 instants x 2 sensors, acc+gyro+mag": (0x55667788, P.Samples(
             seq=0xFFFFFFFE, t0_us=1_000_000, dt_us=np.array([0, 10_000], np.uint32),
             acc=counts, gyro=-counts, mag=counts * 100)),
+        "DEVICE_INFO, orientation device (acc+quat)": (0x55667788, P.DeviceInfo(
+            (1, 1, 0), 0x1122334455667788, 0x0BADF00D, 60, 2, P.FLAG_QUAT | P.FLAG_NO_GYRO,
+            0.00048828125, 0.0, 0.0, 16.0, 0.0, 0.0, 1, "imusic11", "imusic-7788")),
+        "SAMPLES, 2 instants x 2 sensors, acc+gyro+quat": (0x55667788, P.Samples(
+            seq=41, t0_us=2_000_000, dt_us=np.array([0, 16_667], np.uint32),
+            acc=counts, gyro=-counts, quat=VECTOR_QUATS)),
+        "SAMPLES, 2 instants x 2 sensors, acc+quat (no gyro)": (0x55667788, P.Samples(
+            seq=41, t0_us=2_000_000, dt_us=np.array([0, 16_667], np.uint32),
+            acc=counts, quat=VECTOR_QUATS)),
         "STATUS": (0x55667788, P.Status(1_500_000, 3987, 92, 3150, 0, 1, 2)),
         "EVENT tap on sensor 3": (0x55667788, P.Event(2_000_000, P.EVENT_TAP, 3, 15000)),
     }
@@ -175,7 +193,10 @@ def test_protocol_md_vectors_match_the_codec() -> None:
         got_dev, got = P.decode_frame(wire)
         assert got_dev == dev
         if isinstance(msg, P.Samples):
-            assert got.seq == msg.seq and np.array_equal(got.acc, msg.acc)
+            assert got.seq == msg.seq and got.flags == msg.flags
+            for q in ("dt_us", "acc", "gyro", "mag", "quat"):
+                a, b = getattr(got, q), getattr(msg, q)
+                assert (a is None and b is None) or np.array_equal(a, b), (name, q)
         else:
             assert got == msg, name
 
@@ -191,3 +212,26 @@ def test_sequence_tracking_memory_is_bounded_and_counts_survive() -> None:
         dec.feed(P.encode(_samples(seq=0, k=1, n=1), dev))
     assert len(dec.stats.seq) == P.MAX_DEVICES
     assert dec.stats.lost_instants == 4 and dec.stats.seq_gaps == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 255), st.integers(1, 3), st.integers(1, 4), st.binary(max_size=64),
+       st.booleans())
+def test_samples_parse_any_flags_and_body(flags: int, k: int, n: int, tail: bytes,
+                                          exact: bool) -> None:
+    """Any flags byte with a body of the right length for its layout, or any other length:
+    a Samples whose blocks are exactly the flagged ones (and re-encodes to the same body), or
+    ProtocolError; never anything else."""
+    head = struct.pack("<IQBBB", 5, 77, k, n, flags)
+    size = k * P.sample_dtype(n, flags & P.KNOWN_FLAGS).itemsize
+    body = head + (bytes(range(256)) * 8)[:size] if exact else head + tail
+    try:
+        s = P.Samples.parse(body)
+    except P.ProtocolError:
+        assert flags & ~P.KNOWN_FLAGS or not exact
+        return
+    assert s.flags == flags and s.body() == body
+    assert (s.gyro is None) == bool(flags & P.FLAG_NO_GYRO)
+    assert (s.mag is not None) == bool(flags & P.FLAG_MAG)
+    assert (s.quat is not None) == bool(flags & P.FLAG_QUAT)
+    assert s.acc.shape == (k, n, 3) and (s.quat is None or s.quat.shape == (k, n, 4))

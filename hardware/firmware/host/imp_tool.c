@@ -9,6 +9,9 @@
  *   imp_tool wearable S [RATE]   the firmware's main loop on stdin/stdout (wearable_sim.c)
  *   imp_tool bench S FLAGS K N   time N encodes and decodes of a SAMPLES frame of K instants x
  *                                S sensors; prints one JSON line (benchmarks/bench_firmware.py)
+ *   imp_tool fuse RATE < lines   the on-device fusion (core/imusic_fusion) on one sensor: each
+ *                                line "ax ay az gx gy gz [mx my mz]" (m/s^2, rad/s, uT) -> one
+ *                                line "w x y z" (floats) and the Q14 counts the wire carries
  *
  * encode lines (integers in decimal, floats as C strtod reads them, strings as hex or "-"):
  *   device_info DEVICE_ID MAJ MIN PATCH SERIAL BOOT_ID RATE SENSORS FLAGS ASCALE GSCALE MSCALE
@@ -28,6 +31,7 @@
 #include <time.h>
 
 #include "imusic_device.h"
+#include "imusic_fusion.h"
 #include "imusic_protocol.h"
 
 int imp_selftest(void);                        /* selftest.c */
@@ -113,7 +117,8 @@ static void print_message(const imp_message *m)
             printf(i ? ",%u" : "%u", (unsigned)imp_samples_dt(s, i));
         putchar(']');
         json_block(s, "acc", 0, 3);
-        json_block(s, "gyro", 1, 3);
+        if (!(s->flags & IMP_FLAG_NO_GYRO))
+            json_block(s, "gyro", 1, 3);
         if (s->flags & IMP_FLAG_MAG)
             json_block(s, "mag", 2, 3);
         if (s->flags & IMP_FLAG_QUAT)
@@ -505,6 +510,37 @@ static int cmd_bench(int argc, char **argv)
     return good == iters ? 0 : 1;
 }
 
+/* ---- fuse -------------------------------------------------------------------------- */
+
+static int cmd_fuse(int argc, char **argv)
+{
+    if (argc != 3 || atoi(argv[2]) < 1 || atoi(argv[2]) > 65535) {
+        fprintf(stderr, "usage: imp_tool fuse RATE_HZ < lines of 6 or 9 floats\n");
+        return 2;
+    }
+    imd_fusion f;
+    imd_fusion_init(&f, (uint16_t)atoi(argv[2]), 9.80665f, 0.0f, 0.0f);
+    char line[512];
+    long lineno = 0;
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        lineno++;
+        float v[9];
+        int n = sscanf(line, "%f %f %f %f %f %f %f %f %f", &v[0], &v[1], &v[2], &v[3], &v[4],
+                       &v[5], &v[6], &v[7], &v[8]);
+        if (n != 6 && n != 9) {
+            fprintf(stderr, "imp_tool fuse: line %ld: 6 or 9 numbers wanted, got %d\n", lineno,
+                    n);
+            return 2;
+        }
+        imd_fusion_update(&f, v, v + 3, n == 9 ? v + 6 : NULL);
+        int16_t q[4];
+        imd_fusion_q14(&f, q);
+        printf("%.7f %.7f %.7f %.7f %d %d %d %d\n", (double)f.q[0], (double)f.q[1],
+               (double)f.q[2], (double)f.q[3], q[0], q[1], q[2], q[3]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -520,7 +556,9 @@ int main(int argc, char **argv)
         return cmd_bench(argc, argv);
     if (strcmp(mode, "wearable") == 0)
         return imp_wearable_sim(argc, argv);
-    fprintf(stderr, "usage: %s decode|encode|device|wearable|selftest|bench (see imp_tool.c)\n",
+    if (strcmp(mode, "fuse") == 0)
+        return cmd_fuse(argc, argv);
+    fprintf(stderr, "usage: %s decode|encode|device|wearable|selftest|bench|fuse (see imp_tool.c)\n",
             argv[0]);
     return 2;
 }

@@ -5,10 +5,12 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "imusic_datagram.h"
 #include "imusic_device.h"
+#include "imusic_fusion.h"
 #include "imusic_i2c_budget.h"
 #include "imusic_packer.h"
 #include "imusic_protocol.h"
@@ -511,6 +513,91 @@ static void test_i2c_budget(void)
           reply.u.ack.result == IMP_ACK_BAD_ARGUMENT && dev.info.rate_hz == 200);
 }
 
+static void test_no_gyro_layout(void)
+{
+    /* acc + quat, no gyro block: 7 values (14 bytes) per sensor, gyro reads as zeros. */
+    const uint8_t flags = IMP_FLAG_QUAT | IMP_FLAG_NO_GYRO;
+    CHECK(imp_values_per_sensor(flags) == 7 && imp_sensor_bytes(flags) == 14);
+    CHECK(imp_values_per_sensor(IMP_FLAG_NO_GYRO) == 3);
+    CHECK(imp_values_per_sensor(IMP_FLAGS_KNOWN) == 10);
+    CHECK(imp_samples_body_size(2, 11, flags) == 15u + 2u * (4u + 11u * 14u));
+    enum { K = 2, S = 3 };
+    int16_t values[K * S * 7];
+    uint32_t dt[K] = {0, 16667};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        values[i] = (int16_t)(rnd() & 0xFFFF);
+    size_t n = imp_encode_samples(9, 41, 2000000, K, S, flags, dt, values, frame, sizeof frame);
+    imp_message m;
+    imp_decoder_init(&dec);
+    CHECK(n > 0 && decode_one(&dec, frame, n, &m) == IMP_OK && m.u.samples.flags == flags);
+    bool same = true;
+    for (unsigned i = 0; i < K; i++)
+        for (unsigned s = 0; s < S; s++) {
+            imp_sensor_sample v;
+            imp_samples_sensor(&m.u.samples, i, s, &v);
+            const int16_t *w = values + (i * S + s) * 7;
+            same &= memcmp(v.acc, w, 6) == 0 && memcmp(v.quat, w + 3, 8) == 0 &&
+                    v.gyro[0] == 0 && v.gyro[1] == 0 && v.gyro[2] == 0;
+        }
+    CHECK(same);
+    CHECK(imp_encode_samples(9, 41, 0, K, S, 0x08, dt, values, frame, sizeof frame) == 0);
+}
+
+/* Angle (rad) between the sensor's up direction as q says it and the true one. */
+static float tilt_error(const imd_fusion *f, const float up[3])
+{
+    const float *q = f->q;
+    float v[3] = {2 * (q[1] * q[3] - q[0] * q[2]), 2 * (q[2] * q[3] + q[0] * q[1]),
+                  q[0] * q[0] - q[1] * q[1] - q[2] * q[2] + q[3] * q[3]};
+    float c = v[0] * up[0] + v[1] * up[1] + v[2] * up[2];
+    return acosf(c > 1.0f ? 1.0f : c < -1.0f ? -1.0f : c);
+}
+
+static void test_fusion(void)
+{
+    const float g = 9.80665f;
+    imd_fusion f;
+    /* At rest, tilted 30 deg about x: the first sample sets the tilt exactly. */
+    const float up[3] = {0.0f, sinf(0.5235988f), cosf(0.5235988f)};
+    const float acc[3] = {g * up[0], g * up[1], g * up[2]}, still[3] = {0.0f, 0.0f, 0.0f};
+    imd_fusion_init(&f, 100, g, 0.0f, 0.0f);
+    imd_fusion_update(&f, acc, still, NULL);
+    CHECK(f.started && tilt_error(&f, up) < 1e-3f);
+    /* A gyro bias of 0.02 rad/s about x: the correction holds the tilt and learns the bias. */
+    const float biased[3] = {0.02f, 0.0f, 0.0f};
+    for (int i = 0; i < 100 * 120; i++)
+        imd_fusion_update(&f, acc, biased, NULL);
+    CHECK(tilt_error(&f, up) < 0.01f);
+    CHECK(fabsf(f.bias[0] + 0.02f) < 0.004f);
+    /* Turning about the earth's vertical at 1 rad/s for 1 s, level: heading follows the gyro. */
+    const float level[3] = {0.0f, 0.0f, g}, turn[3] = {0.0f, 0.0f, 1.0f};
+    imd_fusion_init(&f, 200, g, 0.0f, 0.0f);
+    imd_fusion_update(&f, level, still, NULL);
+    for (int i = 0; i < 200; i++)
+        imd_fusion_update(&f, level, turn, NULL);
+    float yaw = 2.0f * atan2f(f.q[3], f.q[0]);
+    CHECK(fabsf(yaw - 1.0f) < 0.01f);
+    /* With a field the heading is north's: the sensor's x at 90 deg west of north is found. */
+    const float field[3] = {0.0f, -20.0f, -40.0f}; /* north lies along the sensor's -y */
+    imd_fusion_init(&f, 100, g, 0.0f, 0.0f);
+    imd_fusion_update(&f, level, still, field);
+    yaw = 2.0f * atan2f(f.q[3], f.q[0]);
+    CHECK(fabsf(yaw - 1.5707963f) < 0.01f);
+    /* And a heading knocked off by 0.37 rad comes back within 30 s (to 2 deg: the integral
+     * term took some of the error for a bias and lets go of it slowly). */
+    f.q[0] = cosf(0.6f), f.q[3] = sinf(0.6f); /* yaw 1.2 rad instead of ~1.571 */
+    for (int i = 0; i < 100 * 30; i++)
+        imd_fusion_update(&f, level, still, field);
+    yaw = 2.0f * atan2f(f.q[3], f.q[0]);
+    CHECK(fabsf(yaw - 1.5707963f) < 0.035f);
+    /* Non-finite input is ignored; the Q14 form is the float one rounded. */
+    const float bad[3] = {NAN, 0.0f, 0.0f};
+    imd_fusion_update(&f, bad, still, NULL);
+    int16_t q14[4];
+    imd_fusion_q14(&f, q14);
+    CHECK(isfinite(f.q[0]) && abs(q14[0] - (int)lrintf(f.q[0] * 16384.0f)) == 0);
+}
+
 int imp_selftest(void)
 {
     test_i2c_budget();
@@ -524,6 +611,8 @@ int imp_selftest(void)
     test_packer();
     test_tap();
     test_device();
+    test_no_gyro_layout();
+    test_fusion();
     printf("selftest: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

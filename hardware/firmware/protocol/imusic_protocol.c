@@ -125,7 +125,8 @@ static float rd_f32(const uint8_t *p)
 
 size_t imp_values_per_sensor(uint8_t flags)
 {
-    return 6u + ((flags & IMP_FLAG_MAG) ? 3u : 0u) + ((flags & IMP_FLAG_QUAT) ? 4u : 0u);
+    return 3u + ((flags & IMP_FLAG_NO_GYRO) ? 0u : 3u) + ((flags & IMP_FLAG_MAG) ? 3u : 0u) +
+           ((flags & IMP_FLAG_QUAT) ? 4u : 0u);
 }
 
 size_t imp_sensor_bytes(uint8_t flags) { return 2u * imp_values_per_sensor(flags); }
@@ -162,9 +163,11 @@ void imp_samples_sensor(const imp_samples *s, unsigned instant, unsigned sensor,
     for (int a = 0; a < 3; a++)
         out->acc[a] = rd_i16(p + 2 * a);
     p += 6;
-    for (int a = 0; a < 3; a++)
-        out->gyro[a] = rd_i16(p + 2 * a);
-    p += 6;
+    if (!(s->flags & IMP_FLAG_NO_GYRO)) {
+        for (int a = 0; a < 3; a++)
+            out->gyro[a] = rd_i16(p + 2 * a);
+        p += 6;
+    }
     if (s->flags & IMP_FLAG_MAG) {
         for (int a = 0; a < 3; a++)
             out->mag[a] = rd_i16(p + 2 * a);

@@ -49,8 +49,14 @@ enum {
     IMP_CMD_GET_INFO = 0x84,
 };
 
-/* SAMPLES / DEVICE_INFO flags: which per-sensor blocks follow acc and gyro. */
-enum { IMP_FLAG_MAG = 0x01, IMP_FLAG_QUAT = 0x02, IMP_FLAGS_KNOWN = 0x03 };
+/* SAMPLES / DEVICE_INFO flags: which per-sensor blocks follow acc. The gyro block is there
+ * unless IMP_FLAG_NO_GYRO is set (a device reporting orientation + acceleration only). */
+enum {
+    IMP_FLAG_MAG = 0x01,
+    IMP_FLAG_QUAT = 0x02,
+    IMP_FLAG_NO_GYRO = 0x04,
+    IMP_FLAGS_KNOWN = 0x07
+};
 
 /* ACK results. */
 enum { IMP_ACK_OK = 0, IMP_ACK_BAD_ARGUMENT = 1, IMP_ACK_BUSY = 2, IMP_ACK_UNKNOWN = 3 };
@@ -107,7 +113,8 @@ typedef struct {
     char name[256];
 } imp_device_info;
 
-/* One sensor at one instant, in wire order; mag / quat only meaningful with their flag. */
+/* One sensor at one instant, in wire order; gyro / mag / quat only meaningful when their
+ * block is there (gyro: IMP_FLAG_NO_GYRO clear; zeros otherwise). */
 typedef struct {
     int16_t acc[3], gyro[3], mag[3], quat[4];
 } imp_sensor_sample;
@@ -157,7 +164,7 @@ typedef struct {
 
 /* Sizes of the SAMPLES layout. */
 size_t imp_sensor_bytes(uint8_t flags);
-size_t imp_values_per_sensor(uint8_t flags); /* 6, 9, 10 or 13 int16 values */
+size_t imp_values_per_sensor(uint8_t flags); /* 3 (acc) + 3 gyro + 3 mag + 4 quat as flagged */
 size_t imp_samples_body_size(uint8_t n_instants, uint8_t n_sensors, uint8_t flags);
 /* The most instants a SAMPLES frame can hold within IMP_MAX_PACKET (capped at 32). */
 uint8_t imp_max_instants(uint8_t n_sensors, uint8_t flags);
@@ -196,7 +203,7 @@ size_t imp_writer_end(imp_writer *w);
 size_t imp_encode_device_info(uint32_t device_id, const imp_device_info *m, uint8_t *out,
                               size_t cap);
 /* dt_us: n_instants values; values: n_instants * n_sensors * imp_values_per_sensor(flags)
- * int16 in wire order (per instant, per sensor: acc xyz, gyro xyz, [mag xyz], [quat wxyz]). */
+ * int16 in wire order (per instant, per sensor: acc xyz, [gyro xyz], [mag xyz], [quat wxyz]). */
 size_t imp_encode_samples(uint32_t device_id, uint32_t seq, uint64_t t0_us, uint8_t n_instants,
                           uint8_t n_sensors, uint8_t flags, const uint32_t *dt_us,
                           const int16_t *values, uint8_t *out, size_t cap);
