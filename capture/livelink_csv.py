@@ -45,6 +45,10 @@ COUNT_COLUMN = "BlendshapeCount"
 DECIMALS = 10
 """Decimals the app writes for each value."""
 
+SHIPPED_TAKES_DIR = Path(__file__).resolve().parent.parent / "hardware" / "data" / "takes"
+"""Short real takes shipped with the package (MIT, see PROVENANCE.md there): the default
+motion of the examples, so that they run from a plain clone."""
+
 _TIMECODE = re.compile(r"^\s*(\d{1,2}):(\d{1,2}):(\d{1,2})[:;.](\d{1,3})(?:\.(\d+))?\s*$")
 _DAY = 86400.0
 
@@ -83,6 +87,24 @@ class LiveLinkTake:
     def duration(self) -> float:
         """Seconds from the first to the last row."""
         return float(self.t[-1] - self.t[0]) if len(self.t) else 0.0
+
+
+def shipped_takes() -> list[Path]:
+    """The shipped takes (``hardware/data/takes/*.csv``), sorted by name."""
+    takes = sorted(SHIPPED_TAKES_DIR.glob("*.csv"))
+    if not takes:
+        raise FileNotFoundError(f"no shipped takes in {SHIPPED_TAKES_DIR}: reinstall the "
+                                "package, or give Live Link Face CSV files")
+    return takes
+
+
+def shipped_take(name: str = "alex_rom_3") -> Path:
+    """One shipped take by name (default: the range-of-motion excerpt)."""
+    path = SHIPPED_TAKES_DIR / f"{name}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped take {name!r} in {SHIPPED_TAKES_DIR}; there are "
+                                f"{[p.stem for p in SHIPPED_TAKES_DIR.glob('*.csv')]}")
+    return path
 
 
 def parse_timecode(text: str) -> float:
@@ -128,11 +150,19 @@ def read_take(path: str | Path) -> LiveLinkTake:
     """Read a Live Link Face CSV take.
 
     Raises ``FileNotFoundError`` for a missing file and ``LiveLinkCSVError`` (naming the file
-    and line) for a header without the 61 value columns, a bad timecode or a short row.
+    and line) for a binary file, a header without the 61 value columns, a bad timecode or a
+    short row.
     """
     path = Path(path)
-    with open(path, "r", encoding="utf-8-sig", newline="") as f:
-        return parse_take(f, path)
+    try:
+        with open(path, "r", encoding="utf-8-sig", newline="") as f:
+            return parse_take(f, path)
+    except UnicodeDecodeError as err:
+        raise LiveLinkCSVError(
+            f"{path}: not a text file (byte {err.start} is not UTF-8); a Live Link Face take "
+            "is the CSV the app saves with each recording") from None
+    except IsADirectoryError:
+        raise LiveLinkCSVError(f"{path}: is a folder, not a Live Link Face CSV take") from None
 
 
 def parse_take(lines: Iterable[str] | str, path: str | Path = "<string>") -> LiveLinkTake:

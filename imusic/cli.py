@@ -65,9 +65,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args._run(args) or 0)
+        rc = int(args._run(args) or 0)
+        sys.stdout.flush()   # a closed pipe shows here, inside the boundary, not at exit
+        return rc
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+SIGPIPE_EXIT = 128 + 13
+"""Exit status after the reader of stdout went away (``imusic info | head``): what a shell
+reports for a Unix tool killed by SIGPIPE."""
+
+
+def _reader_went_away() -> int:
+    """Stop quietly, as Unix tools do when the other end of their pipe closes: point stdout
+    at /dev/null so that the interpreter's last flush has nowhere to fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return SIGPIPE_EXIT
 
 
 if __name__ == "__main__":

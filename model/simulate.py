@@ -162,7 +162,7 @@ def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identi
     gt = np.concatenate([truth, pose_al], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
-        path.unlink()   # simulate is deterministic: regenerate rather than refuse
+        path.unlink()   # the caller decided to replace it (simulate_dataset refuses otherwise)
     with SessionWriter(path, subject=subject, attrs=attrs, swmr=False) as w:
         k_imu = w.add_stream(imu_spec, "imu")
         k_bs = w.add_stream(bs_spec, "blendshapes")
@@ -198,17 +198,36 @@ def plan(subjects: int, minutes: float, takes: Sequence[MotionSource], use_proce
     return jobs
 
 
+def existing_sessions(out: str | Path) -> list[Path]:
+    """Session files already in the folder ``out`` (none when it does not exist)."""
+    out = Path(out)
+    return sorted(out.glob("*.h5")) if out.is_dir() else []
+
+
 def simulate_dataset(out: str | Path, subjects: int = 20, minutes: float = 1.5,
                      takes: Sequence[str | Path] = (), use_procedural: bool = True,
                      rig: str = "imusic11", seed: int = 0, device_rate_hz: float = 100.0,
                      progress: Callable[[int, int, str], None] | None = None,
-                     command: str = "") -> list[Path]:
-    """Make ``subjects`` x sources sessions under ``out`` (``<subject>_<take>.h5``)."""
+                     command: str = "", overwrite: bool = False) -> list[Path]:
+    """Make ``subjects`` x sources sessions under ``out`` (``<subject>_<take>.h5``).
+
+    A folder that already holds session files is refused (``FileExistsError``, before anything
+    is simulated) unless ``overwrite``: then files of the same names are replaced.
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file; -o needs a folder for the session files")
+    old = existing_sessions(out)
+    if old and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds {len(old)} session file(s) (e.g. {old[0].name}); nothing was "
+            "written. Choose a new folder, or pass --overwrite to replace them")
     out.mkdir(parents=True, exist_ok=True)
     sources = [load_take(p) for p in takes]
     jobs = plan(subjects, minutes, sources, use_procedural, seed)
     paths = []
+    if progress:
+        progress(0, len(jobs), "")
     for i, (identity, subject, src, sl, sseed) in enumerate(jobs):
         p = out / f"{subject}_{src.name}.h5"
         paths.append(write_session(p, src, sl, subject, identity, rig, seed, sseed,

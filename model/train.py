@@ -8,6 +8,11 @@ same training split and saved in the same checkpoint, so ``imusic eval`` compare
 
 Runs on CPU by default; under ``torchrun`` (WORLD_SIZE set) each process trains on its shard
 with DistributedDataParallel and rank 0 writes the checkpoints.
+
+Checkpoints are written every ``save_every`` steps, at the end of each stage, and when
+``should_stop()`` turns true (``imusic train`` makes Ctrl-C do that: the step in progress
+finishes, the checkpoint is saved, :class:`TrainingInterrupted` is raised). ``resume=True``
+continues from the checkpoint's ``train_state`` (stage, step, optimiser state).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -85,6 +90,14 @@ class TrainConfig:
             raise ValueError(f"unknown training settings {bad} in {path or 'overrides'}; "
                              f"known: {sorted(known)}")
         return cls(**d)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on request after saving a checkpoint (``resume=True`` continues)."""
+
+    def __init__(self, out: Path, stage: int, step: int) -> None:
+        super().__init__(f"stopped in stage {stage} after step {step}; checkpoint saved to {out}")
+        self.out, self.stage, self.step = out, stage, step
 
 
 def _dist() -> tuple[int, int]:
@@ -219,10 +232,12 @@ def quick_eval(net: IMUSIC, schedule: Schedule, ds: WindowDataset, cfg: TrainCon
 
 
 def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
-          command: str | None = None, progress: bool = True) -> dict[str, Any]:
+          command: str | None = None, progress: bool = True,
+          should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Train both stages on the sessions under ``data`` and write the checkpoint to ``out``.
 
-    Returns the checkpoint config (with metrics).
+    ``should_stop`` is asked after every step; when it says True the checkpoint is saved and
+    :class:`TrainingInterrupted` raised. Returns the checkpoint config (with metrics).
     """
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
@@ -369,13 +384,23 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                     if progress:
                         bar.console.print(f"stage {stage} step {step + 1}: loss {loss.item():.4f} "
                                           + " ".join(f"{k} {v:.2f}" for k, v in ev.items()))
-                if cfg.save_every and (step + 1) % cfg.save_every == 0:
+                stopping = should_stop is not None and should_stop()
+                if stopping or (cfg.save_every and (step + 1) % cfg.save_every == 0):
                     now = time.perf_counter()
                     state["elapsed_s"] = state.get("elapsed_s", 0.0) + now - t_start
                     t_start = now
                     save(opt)
+                if stopping:
+                    raise TrainingInterrupted(out, stage, step + 1)
         state.update(stage=stage + 1, step=0)
         tensors = {}
+        if stage == 1:   # a finished stage is never lost: --resume starts stage 2 from here
+            now = time.perf_counter()
+            state["elapsed_s"] = state.get("elapsed_s", 0.0) + now - t_start
+            t_start = now
+            save(None)
+            if rank == 0:
+                print(f"stage 1 done: checkpoint saved to {out}", file=sys.stderr, flush=True)
     state["elapsed_s"] = state.get("elapsed_s", 0.0) + time.perf_counter() - t_start
     state["done"] = True
 

@@ -24,7 +24,9 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import print_table, save  # noqa: E402
 from model.fusion import REGION_NAMES  # noqa: E402
 
-TAKES = sorted((REPO.parent / "shared" / "data" / "arkit").rglob("*.csv"))
+FULL_TAKES = REPO.parent / "shared" / "data" / "arkit"
+"""The whole real takes, where they sit beside the repository; a plain clone uses the short
+excerpts shipped in hardware/data/takes instead (same names, so the held-out take is found)."""
 
 
 def main() -> int:
@@ -39,9 +41,13 @@ def main() -> int:
     from model.evaluate import load_for_eval
     from model.occlusion import twin_study
 
+    from capture.livelink_csv import shipped_takes
+
+    all_takes = sorted(FULL_TAKES.rglob("*.csv")) or shipped_takes()
     held = load_for_eval(args.model).config.get("train", {})
     identities = tuple(int(s[2:]) for s in held.get("holdout_subjects", ["id16", "id17"]))
-    takes = tuple(str(p) for p in TAKES if p.stem in held.get("holdout_takes", ["S07-001"]))
+    takes = tuple(str(p) for p in all_takes if p.stem in held.get("holdout_takes", ["S07-001"]))
+    print(f"held-out takes: {', '.join(takes) or 'none (procedural motion only)'}")
     results, seconds, sessions = twin_study(
         args.model, identities[:2] if args.quick else identities, takes,
         60.0 if args.quick else None, args.seed, args.data)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Plot what the twin's 12 sensors read for one real Live Link Face take.
 
-    .venv/bin/python scripts/plot_twin.py                       # default take, 30 s
-    .venv/bin/python scripts/plot_twin.py --take ../shared/data/arkit/alexdjulin_llf/S07-001.csv \
-        --start 10 --seconds 20 --out docs/img/twin_signals.png
+    .venv/bin/python scripts/plot_twin.py                       # the shipped alex_rom_3 excerpt
+    .venv/bin/python scripts/plot_twin.py --take hardware/data/takes/S07-001.csv \
+        --start 1 --seconds 4 --out /tmp/twin_s07.png
 
 The take's blendshapes drive the face model (head still: these takes carry no head pose);
 ``hardware.physics.simulate`` gives accelerometer, gyroscope and magnetometer readings of the
@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DEFAULT_TAKE = REPO.parent / "shared" / "data" / "arkit" / "alexdjulin_llf" / "alex_rom_3.csv"
+DEFAULT_TAKE = REPO / "hardware" / "data" / "takes" / "alex_rom_3.csv"
+"""The shipped 8 s excerpt of a real take (hardware/data/takes/PROVENANCE.md)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--take", type=Path, default=DEFAULT_TAKE, help="Live Link Face CSV take")
     ap.add_argument("--rig", default="imusic11", help="rig name or file")
-    ap.add_argument("--start", type=float, default=20.0, help="start of the window (s)")
-    ap.add_argument("--seconds", type=float, default=30.0, help="length of the window (s)")
+    ap.add_argument("--start", type=float, default=0.0, help="start of the window (s)")
+    ap.add_argument("--seconds", type=float, default=30.0,
+                    help="length of the window (s; the take's end cuts it short)")
     ap.add_argument("--rate", type=float, default=100.0, help="device rate (Hz)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "img" / "twin_signals.png")
+    ap.add_argument("--out", type=Path, default=Path("twin_signals.png"),
+                    help="PNG to write (default twin_signals.png here)")
     args = ap.parse_args(argv)
 
     import matplotlib
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from capture.livelink_csv import read_take
+    from capture.livelink_csv import LiveLinkCSVError, read_take
     from hardware.motion import Motion
     from hardware.physics import simulate
     from hardware.rig import load_rig
@@ -51,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"take not found: {args.take} (pass --take PATH to a Live Link Face CSV)",
               file=sys.stderr)
         return 2
-    take = read_take(args.take)
+    try:
+        take = read_take(args.take)
+    except LiveLinkCSVError as err:
+        print(err, file=sys.stderr)
+        return 2
     sel = (take.t >= args.start) & (take.t <= args.start + args.seconds)
     if sel.sum() < 4:
         print(f"{args.take}: window {args.start}+{args.seconds} s has no frames "
@@ -72,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in shown:
         top.plot(motion.t, motion.blendshapes[:, ARKIT_NAMES.index(name)], lw=1, label=name)
     top.set_ylabel("weight")
-    top.set_title(f"{args.take.name}: {args.start:g}-{args.start + args.seconds:g} s, rig "
+    top.set_title(f"{args.take.name}: {take.t[sel][0]:.0f}-{take.t[sel][-1]:.0f} s, rig "
                   f"{rig.id}, {args.rate:g} Hz, full error model (twin data, not a recording)")
     top.legend(ncol=len(shown), fontsize=8, loc="upper right")
     top.set_xlim(motion.t[0], motion.t[-1])

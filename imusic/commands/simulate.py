@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "make paired twin sessions (synthetic IMU from real Live Link Face takes + procedural motion)"
-EXAMPLE = ("imusic simulate -o data/twin --subjects 20 --minutes 2 "
-           "--motion ../shared/data/arkit/alexdjulin_llf/*.csv --procedural --seed 0")
+EXAMPLE = "imusic simulate -o data/twin --subjects 20 --minutes 2 --procedural --seed 0"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=2.0, metavar="M",
                         help="minutes of motion per subject, shared equally between the "
                              "sources (default 2)")
-    parser.add_argument("--motion", nargs="*", default=[], metavar="TAKE.csv",
-                        help="real Live Link Face CSV takes to drive the face")
+    parser.add_argument("--motion", nargs="*", default=None, metavar="TAKE.csv",
+                        help="real Live Link Face CSV takes to drive the face (default: the "
+                             "takes shipped in hardware/data/takes; 'none' or no file: "
+                             "procedural motion only)")
     parser.add_argument("--procedural", action="store_true",
-                        help="add procedural motion (default when no --motion is given)")
+                        help="add procedural motion (always used when there are no takes)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the session files already in --out (refused otherwise)")
     parser.add_argument("--rig", default="imusic11", help="rig name or JSON file (default imusic11)")
     parser.add_argument("--rate", type=float, default=100.0, metavar="HZ",
                         help="device sample rate of the simulated IMUs (default 100)")
@@ -30,16 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate every (subject, source) session and write it."""
-    import shlex
     import sys
     import time
     from pathlib import Path
 
-    from rich.progress import Progress
+    from capture.livelink_csv import LiveLinkCSVError, shipped_takes
+    from model.simulate import existing_sessions
 
-    from model.simulate import simulate_dataset
-
-    takes = [Path(p) for p in args.motion]
+    if args.motion is None:
+        takes = shipped_takes()
+    else:
+        takes = [Path(p) for p in args.motion if p != "none"]
     missing = [str(p) for p in takes if not p.is_file()]
     if missing:
         print(f"imusic simulate: no such take file(s): {', '.join(missing)} "
@@ -50,16 +54,44 @@ def run(args: argparse.Namespace) -> int:
         return 2
     procedural = args.procedural or not takes
     t0 = time.perf_counter()
-    with Progress(transient=False) as bar:
-        task = bar.add_task("simulating", total=None)
-
-        def report(i: int, n: int, name: str) -> None:
-            bar.update(task, total=n, completed=i, description=f"simulating {name}")
-
-        command = "imusic simulate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-            if len(sys.argv) > 1 and sys.argv[1] == "simulate" else ""
-        paths = simulate_dataset(args.out, args.subjects, args.minutes, takes, procedural,
-                                 args.rig, args.seed, args.rate, report, command)
+    try:
+        paths = _simulate(args, takes, procedural)
+    except (LiveLinkCSVError, NotADirectoryError, FileExistsError) as err:
+        print(f"imusic simulate: {err}", file=sys.stderr)
+        return 1
     print(f"wrote {len(paths)} twin sessions to {args.out} in {time.perf_counter() - t0:.0f} s "
-          f"(rig {args.rig}, seed {args.seed}; labelled source=twin)")
+          f"(rig {args.rig}, seed {args.seed}; labelled source=twin; motion: "
+          f"{', '.join(p.name for p in takes) or 'none'}{' + procedural' if procedural else ''})")
+    left = sorted(set(existing_sessions(args.out)) - set(paths))
+    if left:
+        print(f"note: {len(left)} other session file(s) in {args.out} were left as they were "
+              f"(e.g. {left[0].name}); training reads every file in the folder")
     return 0
+
+
+def _simulate(args: argparse.Namespace, takes: list, procedural: bool) -> list:
+    """simulate_dataset under a progress bar."""
+    import shlex
+    import sys
+
+    from rich.progress import Progress
+
+    from model.simulate import simulate_dataset
+
+    bar = Progress(transient=False)
+    task = bar.add_task("simulating", total=None)
+
+    def report(i: int, n: int, name: str) -> None:
+        if not bar.live.is_started:
+            bar.start()   # only once the checks have passed and work begins
+        bar.update(task, total=n, completed=i, description=f"simulating {name}")
+
+    command = "imusic simulate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
+        if len(sys.argv) > 1 and sys.argv[1] == "simulate" else ""
+    try:
+        return simulate_dataset(args.out, args.subjects, args.minutes, takes, procedural,
+                                args.rig, args.seed, args.rate, report, command,
+                                overwrite=args.overwrite)
+    finally:
+        if bar.live.is_started:
+            bar.stop()

@@ -27,22 +27,83 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+class _CtrlC:
+    """SIGINT while training: the first one asks the loop to save and stop after the step in
+    progress; before the loop has started (loading data), or a second time, it stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.training = False
+        self._previous = None
+
+    def __call__(self) -> bool:
+        """``should_stop`` for ``model.train.train``: called after every step."""
+        self.training = True
+        return self.requested
+
+    def _signal(self, signum, frame) -> None:
+        if self.requested or not self.training:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_CtrlC":
+        import signal
+
+        self._previous = signal.signal(signal.SIGINT, self._signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _resumed_settings(cfg, args: argparse.Namespace, given: set[str]):
+    """--resume: the settings the run was started with (saved in the checkpoint), except those
+    given again now in --config or on the command line."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from model import checkpoint as ckpt
+
+    path = Path(args.out) / ckpt.CONFIG
+    if not path.is_file():
+        return cfg   # train() says there is nothing to resume
+    _, saved = ckpt.load(args.out)
+    if args.config:
+        given |= set(json.loads(Path(args.config).read_text()))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    old = saved.get("train", {}) if isinstance(saved.get("train"), dict) else {}
+    return dataclasses.replace(cfg, **{k: v for k, v in old.items()
+                                       if k in names and k not in given})
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, print where the checkpoint is and its held-out numbers."""
     import os
     import shlex
     import sys
 
-    from model.train import TrainConfig, train
+    from model.train import TrainConfig, TrainingInterrupted, train
 
     try:
-        cfg = TrainConfig.from_json(args.config, stage1_steps=args.stage1_steps,
-                                    stage2_steps=args.stage2_steps, device=args.device,
-                                    seed=args.seed, final_eval=False if args.no_eval else None)
+        flags = dict(stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                     device=args.device, seed=args.seed,
+                     final_eval=False if args.no_eval else None)
+        cfg = TrainConfig.from_json(args.config, **flags)
+        if args.resume:
+            cfg = _resumed_settings(cfg, args, {k for k, v in flags.items() if v is not None})
         command = "imusic train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
             if len(sys.argv) > 1 and sys.argv[1] == "train" else None
-        config = train(args.data, args.out, cfg, resume=args.resume, command=command,
-                       progress=not args.quiet)
+        with _CtrlC() as ctrl_c:
+            config = train(args.data, args.out, cfg, resume=args.resume, command=command,
+                           progress=not args.quiet, should_stop=ctrl_c)
+    except TrainingInterrupted as stop:
+        print(f"imusic train: interrupted: {stop}; continue with 'imusic train --data "
+              f"{shlex.quote(args.data)} --out {shlex.quote(args.out)} --resume'",
+              file=sys.stderr)
+        return 130
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"imusic train: {err}", file=sys.stderr)
         return 2

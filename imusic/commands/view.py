@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from viewer.live import LslSource, StreamNotFound, resolve_blendshapes
     from viewer.player import Player
     from viewer.snapshot import parse_blendshapes, snapshot
-    from viewer.sources import SourceError, load_track
+    from viewer.sources import SourceError
 
     if args.identity is not None and not 0 <= args.identity <= 19:
         print("imusic view: --identity must be 0..19", file=sys.stderr)
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     try:
-        track = load_track(args.source, args.rate) if args.source else None
-        second = load_track(args.compare, args.rate) if args.compare else None
+        track = _track(args.source, args.rate) if args.source else None
+        second = _track(args.compare, args.rate) if args.compare else None
         if second is not None and track is None:
             print("imusic view: --predictions needs a SOURCE to compare with", file=sys.stderr)
             return 2
@@ -178,6 +178,23 @@ def run(args: argparse.Namespace) -> int:
     except (SourceError, StreamNotFound, DisplayError, WindowError, KeyError) as err:
         print(f"imusic view: {err}", file=sys.stderr)
         return 1
+
+
+def _track(path: str, rate_hz: float):
+    """``viewer.sources.load_track``, with a file that is not what its name says (a CSV that
+    is not a Live Link Face take, a binary file, a .npy of pickled objects) as a SourceError
+    naming the file."""
+    from capture.livelink_csv import LiveLinkCSVError
+    from viewer.sources import SourceError, load_track
+
+    try:
+        return load_track(path, rate_hz)
+    except SourceError:
+        raise
+    except LiveLinkCSVError as err:   # names the file and line already
+        raise SourceError(str(err)) from None
+    except ValueError as err:
+        raise SourceError(f"{path}: cannot be read as blendshapes ({err})") from None
 
 
 def _session_rig(path: str) -> str | None:

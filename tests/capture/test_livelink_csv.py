@@ -188,3 +188,18 @@ def test_fuzz_writer_round_trip(steps, start):
     np.testing.assert_allclose(take.t, t, atol=2e-5)
     assert (take.face_found == found).all()
     np.testing.assert_allclose(take.values[found], values[found], atol=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=400))
+def test_fuzz_any_bytes_file(data: bytes):
+    """A binary (or any) file read as a take: a take, or LiveLinkCSVError naming the file."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "blob.csv"
+        path.write_bytes(data)
+        try:
+            read_take(path)
+        except LiveLinkCSVError as err:
+            assert str(path) in str(err)
