@@ -544,6 +544,7 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
         ik, bk = pick_streams(reader, imu_key, bs_key)
         imu_stream, bs_stream = reader.stream(ik), reader.stream(bk)
         marker_taps = device_taps(reader)
+        root = reader.attrs
     if len(imu_stream.time_stamps) < 10 or len(bs_stream.time_stamps) < 10:
         raise SyncError(f"{path}: too little data to synchronise ({ik}: "
                         f"{len(imu_stream.time_stamps)} samples, {bk}: "
@@ -630,7 +631,10 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
         mag=mag_g.astype(np.float32), valid_imu=v1 & v2, valid_arkit=v_b,
         sites=imu.sites, reference=imu.reference, rig_id=imu.rig_id,
         quat=None if quat_g is None else quat_g.astype(np.float32),
-        attrs={"lag_s": float(lag_s), "lag_confidence": float(conf), "source": "recording",
+        attrs={**{k: str(root[k]) for k in ("subject", "take") if root.get(k)},
+               "lag_s": float(lag_s), "lag_confidence": float(conf),
+               "source": str(root.get("source")) if root.get("source") in ("real", "twin")
+               else "recording",
                "tap_time": float(tap_i) if np.isfinite(tap_i) else float("nan"),
                "tap_blendshapes_time": float(tap_b - lag_s) if np.isfinite(tap_b)
                else float("nan"),
