@@ -86,7 +86,7 @@ def _write_imu(path: Path, frame: np.ndarray, acc_g: np.ndarray, quat: np.ndarra
 
 
 def write_take_folder(session: Path, folder: Path, provenance: dict,
-                      warmup_s: float = WARMUP_S) -> Path:
+                      warmup_s: float = WARMUP_S, raw_out: Path | None = None) -> Path:
     """Turn one twin session file (raw IMU stream + aligned group) into a release take,
     leaving out its first ``warmup_s`` seconds (the fusion's convergence)."""
     from capture.aligned import read_aligned
@@ -112,6 +112,8 @@ def write_take_folder(session: Path, folder: Path, provenance: dict,
     q, q_rel, acc_g, lin_g = q[cut:], q_rel[cut:], acc_g[cut:], lin_g[cut:]
     blend, pose, valid = al.blendshapes[cut:], al.pose[cut:], al.valid_arkit[cut:]
     n = al.n_frames - cut
+    if raw_out is not None:
+        _write_raw(raw_out, al, cut, folder.name)
     frame = FIRST_FRAME + np.arange(n)
     (folder / RAW_DIR).mkdir(parents=True, exist_ok=True)
     (folder / CALIB_DIR).mkdir(parents=True, exist_ok=True)
@@ -126,11 +128,36 @@ def write_take_folder(session: Path, folder: Path, provenance: dict,
     return folder
 
 
+def _write_raw(path: Path, al, cut: int, name: str) -> None:
+    """The same frames as the take, as a raw-mode session (acc/gyro/mag of the 12-site twin
+    rig, no orientation), for comparing the two feature modes on identical motion."""
+    import dataclasses
+
+    import h5py
+
+    from capture.aligned import write_aligned
+    from capture.imusic_release import parse_take_name
+    from capture.session import SessionWriter
+
+    subject, take = parse_take_name(name)
+    attrs = {**al.attrs, "subject": subject, "take": take}
+    part = dataclasses.replace(
+        al, t=al.t[cut:], blendshapes=al.blendshapes[cut:], pose=al.pose[cut:],
+        acc=al.acc[cut:], gyro=al.gyro[cut:], mag=al.mag[cut:], valid_imu=al.valid_imu[cut:],
+        valid_arkit=al.valid_arkit[cut:], attrs=attrs)
+    with SessionWriter(path, subject=subject, attrs=attrs, swmr=False):
+        pass
+    with h5py.File(path, "a") as h5:
+        write_aligned(h5, part)
+
+
 def make_release(out: str | Path, subjects: int = 2, takes: int = 2, seconds: float = 30.0,
                  seed: int = 0, device_rate_hz: float = 100.0,
-                 progress: Callable[[int, int, str], None] | None = None) -> list[Path]:
+                 progress: Callable[[int, int, str], None] | None = None,
+                 raw_sessions: str | Path | None = None) -> list[Path]:
     """Write ``subjects`` x ``takes`` take folders ``out/data/participant_<i>_testcase_<j>``
-    (subject i wears head shape i-1; every take is fresh procedural motion). Returns them."""
+    (subject i wears head shape i-1; every take is fresh procedural motion). Returns them.
+    ``raw_sessions``: also write each take's raw twin signals (same frames) as a session there."""
     from hardware.motion import procedural
     from model.simulate import MotionSource, _seed, write_session
 
@@ -158,7 +185,11 @@ def make_release(out: str | Path, subjects: int = 2, takes: int = 2, seconds: fl
                         "device_rate_hz": device_rate_hz, "site_map": TWIN_SITES,
                         "orientation": "imufusion AHRS (gain 0.5, NWU) on the twin's raw "
                                        "acc/gyro/mag at the device rate, sampled at 60 Hz"}
-                folders.append(write_take_folder(sess, folder, prov))
+                raw = None
+                if raw_sessions is not None:
+                    Path(raw_sessions).mkdir(parents=True, exist_ok=True)
+                    raw = Path(raw_sessions) / f"{name}.h5"
+                folders.append(write_take_folder(sess, folder, prov, raw_out=raw))
                 if progress:
                     progress(len(folders), total, name)
     return folders

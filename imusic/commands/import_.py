@@ -58,11 +58,10 @@ def _import_release(src, out, takes) -> int:
         print(f"wrote {target}: {t.subject} {t.take}, {t.n_frames} frames "
               f"({t.n_frames / 60:.1f} s) of {len(t.sensors)} sensors, source={t.source}",
               file=sys.stderr)
-    if failed:
+    if failed and not single:
         print(f"imusic import: {failed} of {len(takes)} takes not imported (see above)",
               file=sys.stderr)
-        return 2
-    return 0
+    return 2 if failed else 0
 
 
 def run(args: argparse.Namespace) -> int:

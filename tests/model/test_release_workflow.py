@@ -14,7 +14,7 @@ import pytest
 from capture.aligned import read_aligned
 from model.release_twin import make_release
 
-TINY = {"stage1_steps": 60, "stage2_steps": 30, "d_model": 32, "n_heads": 4, "enc_layers": 1,
+TINY = {"stage1_steps": 40, "stage2_steps": 20, "d_model": 32, "n_heads": 4, "enc_layers": 1,
         "den_layers": 1, "past": 24, "lookahead": 2, "batch_size": 16, "carry_max": 4,
         "save_every": 0, "threads": 1, "warmup": 10, "lr": 3e-3}
 
@@ -27,7 +27,7 @@ def _imusic(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("release")
-    make_release(root, subjects=2, takes=2, seconds=12, seed=3)
+    make_release(root, subjects=2, takes=2, seconds=8, seed=3)
     return root
 
 
