@@ -25,9 +25,11 @@ class Aligned:
     """IMU signals and blendshapes resampled onto one timeline.
 
     IMU arrays are in each sensor's own frame, SI units: ``acc`` specific force (m/s²,
-    gravity included), ``gyro`` angular rate (rad/s), ``mag`` magnetic field (µT; NaN where
-    the device has no magnetometer). ``sites`` names the sensors in rig order; ``reference``
-    is the rigid reference site used to cancel head motion.
+    gravity included), ``gyro`` angular rate (rad/s; NaN where the device has no gyroscope),
+    ``mag`` magnetic field (µT; NaN where the device has no magnetometer). ``quat`` (optional)
+    is the orientation the device reported (w, x, y, z, sensor-to-earth; NaN for sites that
+    report none; ``None`` when no site does). ``sites`` names the sensors in rig order;
+    ``reference`` is the rigid reference site used to cancel head motion.
     """
 
     rate_hz: float
@@ -43,6 +45,7 @@ class Aligned:
     reference: str
     rig_id: str
     attrs: dict[str, Any] = field(default_factory=dict)   # lag_s, lag_confidence, source, ...
+    quat: np.ndarray | None = None    # (N, S, 4) float32 reported orientation, or None
 
     def __post_init__(self) -> None:
         n, s = len(self.t), len(self.sites)
@@ -54,6 +57,8 @@ class Aligned:
             got = np.shape(getattr(self, name))
             if got != shape:
                 raise ValueError(f"aligned.{name} has shape {got}, expected {shape}")
+        if self.quat is not None and np.shape(self.quat) != (n, s, 4):
+            raise ValueError(f"aligned.quat has shape {np.shape(self.quat)}, expected {(n, s, 4)}")
         if self.reference not in self.sites:
             raise ValueError(f"reference site {self.reference!r} is not among {self.sites}")
 
@@ -61,6 +66,16 @@ class Aligned:
     def n_frames(self) -> int:
         """Number of frames on the common timeline."""
         return len(self.t)
+
+    @property
+    def has_gyro(self) -> bool:
+        """True when some site has angular rates (a quaternion-only device has none)."""
+        return bool(np.isfinite(self.gyro).any())
+
+    @property
+    def has_quat(self) -> bool:
+        """True when the device reported orientation for every site."""
+        return self.quat is not None and bool(np.isfinite(self.quat[self.valid_imu]).all())
 
 
 def write_aligned(h5: h5py.File, data: Aligned) -> None:
@@ -80,6 +95,8 @@ def write_aligned(h5: h5py.File, data: Aligned) -> None:
     g.create_dataset("t", data=np.asarray(data.t, np.float64), **comp)
     for name in ("blendshapes", "pose", "acc", "gyro", "mag"):
         g.create_dataset(name, data=np.asarray(getattr(data, name), np.float32), **comp)
+    if data.quat is not None:
+        g.create_dataset("quat", data=np.asarray(data.quat, np.float32), **comp)
     g.create_dataset("valid_imu", data=np.asarray(data.valid_imu, bool), **comp)
     g.create_dataset("valid_arkit", data=np.asarray(data.valid_arkit, bool), **comp)
 
@@ -118,4 +135,5 @@ def _read(h5: h5py.File, path: Path) -> Aligned:
         valid_imu=g["valid_imu"][()], valid_arkit=g["valid_arkit"][()],
         sites=json.loads(g.attrs["sites"]), reference=str(g.attrs["reference"]),
         rig_id=str(g.attrs["rig_id"]), attrs=attrs,
+        quat=g["quat"][()] if "quat" in g else None,
     )

@@ -30,6 +30,12 @@ Steps (``sync_session``), each a pure function below:
    then linear interpolation, per segment; blendshapes (shifted by ``-lag``) by linear
    interpolation per segment, invalid where a neighbour row is face-lost or in a gap.
    Invalid frames hold 0 (masks say which); ``mag`` is NaN when the device has none.
+
+Orientation. A stream with ``site.quat.w|x|y|z`` channels (a device with on-device fusion)
+gets its quaternions resampled too (signs made continuous, linear interpolation, renormalised;
+no low-pass) into ``aligned.quat``. A site with quaternions but no gyroscope (the IMUSIC
+device sends only orientation and acceleration) gets the angular rate its quaternions imply
+(capture/orientation.py) for calibration and the lag estimate; its ``aligned.gyro`` stays NaN.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from scipy.signal import butter, sosfiltfilt
 
 from capture.aligned import Aligned, write_aligned
 from capture.calibration import Calibration, calibrate
+from capture.orientation import angular_rate, continuous, normalise
 from capture.recorder import gap_threshold
 from capture.session import SessionError, SessionReader, StreamData
 from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, REGIONS, STREAM_NAMES
@@ -160,6 +167,17 @@ class ImuSeries:
     rate_hz: float
     key: str = ""
     muscles: dict[str, str] = field(default_factory=dict)
+    quat: np.ndarray | None = None  # (N, S, 4) w, x, y, z sensor-to-earth; None: no site has it
+
+    def rates(self) -> np.ndarray:
+        """(N, S, 3) angular rate: the gyroscope where a site has one, else what its
+        quaternions imply."""
+        g = self.gyro.copy()
+        if self.quat is not None:
+            no_gyro = np.isnan(g).all(axis=(0, 2))
+            if no_gyro.any():
+                g[:, no_gyro] = angular_rate(self.quat[:, no_gyro], self.rate_hz)
+        return g
 
 
 def _desc(xml: str) -> ET.Element | None:
@@ -176,7 +194,9 @@ def parse_imu(stream: StreamData) -> ImuSeries:
     col: dict[tuple[str, str, str], int] = {}
     for i, lab in enumerate(labels):
         parts = lab.rsplit(".", 2)
-        if len(parts) == 3 and parts[1] in ("acc", "gyro", "mag") and parts[2] in "xyz":
+        if len(parts) == 3 and ((parts[1] in ("acc", "gyro", "mag") and parts[2] in
+                                 ("x", "y", "z")) or (parts[1] == "quat" and parts[2] in
+                                                      ("w", "x", "y", "z"))):
             if parts[0] not in sites:
                 sites.append(parts[0])
             col[(parts[0], parts[1], parts[2])] = i
@@ -193,9 +213,22 @@ def parse_imu(stream: StreamData) -> ImuSeries:
                 if (s, q, ax) in col:
                     a[:, si, ai] = x[:, col[(s, q, ax)]]
         arrays[q] = a
-    for q in ("acc", "gyro"):
-        if np.isnan(arrays[q]).all(axis=(0, 2)).any():
-            raise SyncError(f"IMU stream {stream.spec.name!r}: some site lacks {q} channels")
+    quat = None
+    if any(k[1] == "quat" for k in col):
+        quat = np.full((n, len(sites), 4), np.nan)
+        for si, s in enumerate(sites):
+            if all((s, "quat", ax) in col for ax in "wxyz"):
+                quat[:, si] = x[:, [col[(s, "quat", ax)] for ax in "wxyz"]]
+        quat = continuous(normalise(quat))
+    no_acc = [s for si, s in enumerate(sites) if np.isnan(arrays["acc"][:, si]).all()]
+    if no_acc:
+        raise SyncError(f"IMU stream {stream.spec.name!r}: site(s) {', '.join(no_acc)} lack "
+                        "acc channels")
+    no_rate = [s for si, s in enumerate(sites) if np.isnan(arrays["gyro"][:, si]).all()
+               and (quat is None or np.isnan(quat[:, si]).all())]
+    if no_rate:
+        raise SyncError(f"IMU stream {stream.spec.name!r}: site(s) {', '.join(no_rate)} have "
+                        "neither gyro nor quat channels")
     desc = _desc(stream.spec.info_xml)
     reference, rig_id, muscles = "", "", {}
     if desc is not None:
@@ -218,7 +251,7 @@ def parse_imu(stream: StreamData) -> ImuSeries:
         srate = float(1.0 / np.median(np.diff(t)))
     return ImuSeries(t=t, acc=arrays["acc"], gyro=arrays["gyro"], mag=arrays["mag"],
                      sites=sites, reference=reference, rig_id=rig_id or "unknown",
-                     rate_hz=srate, key=stream.key, muscles=muscles)
+                     rate_hz=srate, key=stream.key, muscles=muscles, quat=quat)
 
 
 def blendshape_rows(stream: StreamData) -> np.ndarray:
@@ -511,6 +544,7 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
         ik, bk = pick_streams(reader, imu_key, bs_key)
         imu_stream, bs_stream = reader.stream(ik), reader.stream(bk)
         marker_taps = device_taps(reader)
+        root = reader.attrs
     if len(imu_stream.time_stamps) < 10 or len(bs_stream.time_stamps) < 10:
         raise SyncError(f"{path}: too little data to synchronise ({ik}: "
                         f"{len(imu_stream.time_stamps)} samples, {bk}: "
@@ -522,9 +556,11 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
     bs = blendshape_rows(bs_stream)
     bs[~np.all(np.isfinite(bs[:, :N_BLENDSHAPES]), axis=1)] = np.nan   # face lost: whole row
 
-    calib = calibrate(imu.t, imu.acc, imu.gyro, imu.rate_hz, imu.sites, imu.reference,
+    rates = imu.rates()
+    has_gyro = np.isfinite(imu.gyro).any(axis=(0, 2))          # (S,) sites with a gyroscope
+    calib = calibrate(imu.t, imu.acc, rates, imu.rate_hz, imu.sites, imu.reference,
                       neutral=neutral_mask(imu.t, bs_t, bs[:, :N_BLENDSHAPES], bs_rate))
-    gyro = imu.gyro - calib.gyro_bias
+    gyro = rates - calib.gyro_bias
 
     # Common grid: the overlap of both streams (before the lag shift, widened after).
     t0, t1 = max(imu.t[0], bs_t[0]), min(imu.t[-1], bs_t[-1])
@@ -570,6 +606,16 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
     grid = t0 + np.arange(int(np.floor((t1 - t0) * rate_hz)) + 1) / rate_hz
     acc_g, v1 = resample_segments(imu.t, imu.acc, grid, imu_segs, imu.rate_hz, cutoff)
     gyr_g, v2 = resample_segments(imu.t, gyro, grid, imu_segs, imu.rate_hz, cutoff)
+    gyr_g[:, ~has_gyro] = np.nan          # a quat-only site has no gyroscope to report
+    quat_g = None
+    if imu.quat is not None:
+        has_q = np.isfinite(imu.quat).all(axis=(0, 2))
+        quat_g = np.full(gyr_g.shape[:2] + (4,), np.nan)
+        if has_q.any():
+            qg, vq = resample_segments(imu.t, imu.quat[:, has_q], grid, imu_segs)
+            quat_g[:, has_q] = normalise(np.where(vq[:, None, None], qg, 1.0))
+            quat_g[~vq] = 0.0
+            v2 = v2 & vq
     has_mag = np.isfinite(imu.mag).any()
     if has_mag:
         mag_g, _ = resample_segments(imu.t, np.nan_to_num(imu.mag), grid, imu_segs,
@@ -584,7 +630,11 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
         acc=acc_g.astype(np.float32), gyro=gyr_g.astype(np.float32),
         mag=mag_g.astype(np.float32), valid_imu=v1 & v2, valid_arkit=v_b,
         sites=imu.sites, reference=imu.reference, rig_id=imu.rig_id,
-        attrs={"lag_s": float(lag_s), "lag_confidence": float(conf), "source": "recording",
+        quat=None if quat_g is None else quat_g.astype(np.float32),
+        attrs={**{k: str(root[k]) for k in ("subject", "take") if root.get(k)},
+               "lag_s": float(lag_s), "lag_confidence": float(conf),
+               "source": str(root.get("source")) if root.get("source") in ("real", "twin")
+               else "recording",
                "tap_time": float(tap_i) if np.isfinite(tap_i) else float("nan"),
                "tap_blendshapes_time": float(tap_b - lag_s) if np.isfinite(tap_b)
                else float("nan"),

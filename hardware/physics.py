@@ -129,6 +129,7 @@ def sensor_frames(motion: Motion, rig: Rig, identity: int | None = None,
     """
     from scipy.spatial.transform import Rotation
 
+    rig.require_twin()
     face = FaceModel.load()
     anchors = [s.anchor for s in rig.sites]
     skin0 = skin_frames_at_rest(face, anchors, identity)                     # (S, 3, 3)
@@ -207,6 +208,7 @@ def simulate(motion: Motion, rig: Rig | str, rate_hz: float = 100.0,
     """
     if isinstance(rig, str):
         rig = load_rig(rig)
+    rig.require_twin()
     if not 0 < rate_hz <= MAX_RATE_HZ:
         raise ValueError(f"rate_hz must be in (0, {MAX_RATE_HZ:g}], got {rate_hz}")
     model = ErrorModel() if errors is True else ErrorModel.none() if errors is False else errors

@@ -5,6 +5,14 @@ each anchor was chosen). ``load_rig("imusic11")`` or ``load_rig(path)`` reads on
 and resolves every site's anchor to a point on the face model's surface. A bad file raises
 ``RigError`` naming the file, the site and what to change.
 
+Two kinds of rig. A *twin rig* (imusic11, imusic6) anchors every site on the face model and
+names its chips, so the digital twin can simulate it. A *device rig* describes a real device
+whose sensors are known only by id (``imusic_release``: the IMUSIC authors' 11 sensors
+``000``..``020``): sites without ``anchor`` (and optionally without region, muscle, part),
+and the ``quantities`` the device reports (``acc``, ``gyro``, ``mag``, ``quat``). Everything
+but the twin works with either; ``Rig.require_twin`` says in one line why the twin cannot
+simulate a device rig.
+
 Frames. The *skin frame* of a site is built on the face surface at its anchor: z the outward
 normal, y the head's up direction projected onto the skin's tangent plane, x = y cross z (so
 on the forehead the skin frame is roughly the head frame: x to the subject's left, y up, z
@@ -14,6 +22,7 @@ to the skin frame (its columns are the chip's x, y, z axes in skin coordinates).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -33,9 +42,13 @@ SITE_REGIONS = tuple(REGIONS) + ("rigid",)
 """Allowed site regions: the blendshape regions, or ``rigid`` for the reference."""
 
 QUANTITIES = ("acc", "gyro", "mag")
+"""What a nine-axis part measures (and what the twin simulates)."""
+REPORTED_QUANTITIES = QUANTITIES + ("quat",)
+"""What a device may report per site: ``quat`` is the sensor's orientation (unit quaternion,
+scalar first, sensor-to-earth) from on-device fusion."""
 
 _SITE_KEYS = {"name", "muscle", "region", "side", "anchor", "anchor_note", "part", "mounting",
-              "note"}
+              "note", "quantities"}
 _ANCHOR_KEYS = {"landmark", "landmarks", "vertex", "triangle", "barycentric", "offset_cm"}
 
 
@@ -48,19 +61,20 @@ class Site:
     """One sensor site of a rig."""
 
     name: str
-    muscle: str
-    region: str
-    anchor: SurfacePoint           # resolved point on the face surface (generic head)
-    part: str                      # parts joined by "+", e.g. "QMI8658C+QMC5883P"
+    muscle: str                    # "" when unknown (a device rig)
+    region: str                    # "" when unknown (a device rig)
+    anchor: SurfacePoint | None    # resolved point on the face surface; None: not on the model
+    part: str                      # parts joined by "+", e.g. "QMI8658C+QMC5883P"; "" unknown
     mounting: np.ndarray           # (3, 3) sensor frame -> skin frame
     side: str = "center"           # "left" | "right" | "center" (the subject's side)
     anchor_spec: dict = field(default_factory=dict, compare=False)
     anchor_note: str = ""
+    quantities: tuple[str, ...] = QUANTITIES   # what the site reports, canonical order
 
     @property
     def parts(self) -> tuple[str, ...]:
         """The individual part names of ``part``."""
-        return tuple(p.strip() for p in self.part.split("+"))
+        return tuple(p.strip() for p in self.part.split("+")) if self.part else ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,30 @@ class Rig:
         """Index of the reference site in ``sites``."""
         return self.site_names.index(self.reference)
 
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        """Every quantity some site reports, in canonical order."""
+        have = {q for s in self.sites for q in s.quantities}
+        return tuple(q for q in REPORTED_QUANTITIES if q in have)
+
+    @property
+    def unanchored(self) -> list[str]:
+        """Sites with no anchor on the face model (the twin cannot place them)."""
+        return [s.name for s in self.sites if s.anchor is None]
+
+    @property
+    def simulatable(self) -> bool:
+        """True when the digital twin can simulate the rig (every site anchored, with parts)."""
+        return not self.unanchored and all(s.part for s in self.sites)
+
+    def require_twin(self, what: str = "the twin") -> None:
+        """Raise a one-line ``RigError`` when the twin cannot simulate this rig."""
+        if self.unanchored:
+            raise RigError(f"rig {self.id}: {what} cannot simulate it: sites "
+                           f"{', '.join(self.unanchored)} have no anchor on the face model "
+                           "(a device rig; give each site an 'anchor' and a 'part' to "
+                           "simulate it, or use a twin rig such as imusic11)")
+
     def site(self, name: str) -> Site:
         """The site called ``name``."""
         for s in self.sites:
@@ -101,15 +139,21 @@ class Rig:
         return {
             "id": self.id,
             "reference": self.reference,
+            "quantities": list(self.quantities),
             "sites": [{"name": s.name, "muscle": s.muscle, "region": s.region, "side": s.side,
                        "part": s.part, "reference": s.name == self.reference,
+                       "anchored": s.anchor is not None, "quantities": list(s.quantities),
                        "mounting": np.round(s.mounting, 6).tolist()} for s in self.sites],
         }
 
 
-def available_rigs() -> list[str]:
-    """Names of the rigs shipped in ``hardware/rigs``."""
-    return sorted(p.stem for p in RIGS_DIR.glob("*.json"))
+def available_rigs(twin: bool | None = None) -> list[str]:
+    """Names of the rigs shipped in ``hardware/rigs``; ``twin=True`` only those the twin (and
+    the project's own firmware) can run, ``twin=False`` only device rigs."""
+    names = sorted(p.stem for p in RIGS_DIR.glob("*.json"))
+    if twin is None:
+        return names
+    return [n for n in names if load_rig(n).simulatable == twin]
 
 
 # --- geometry helpers -----------------------------------------------------------------------
@@ -320,6 +364,19 @@ def _rotation(spec: Any, where: str, path: Path | str) -> np.ndarray:
     raise _fail(path, f"{where}: mounting needs 'matrix' or 'euler_deg', got keys {sorted(spec)}")
 
 
+def _quantities(spec: Any, where: str, path: Path | str) -> tuple[str, ...]:
+    """A checked list of reported quantities, in canonical order."""
+    if not isinstance(spec, list) or not spec or not all(isinstance(q, str) for q in spec):
+        raise _fail(path, f"{where} must be a non-empty list of {list(REPORTED_QUANTITIES)}")
+    bad = sorted(set(spec) - set(REPORTED_QUANTITIES))
+    if bad:
+        raise _fail(path, f"{where}: unknown quantities {bad}; allowed: "
+                          f"{list(REPORTED_QUANTITIES)}")
+    if "acc" not in spec:
+        raise _fail(path, f"{where}: every site must report 'acc' (got {spec})")
+    return tuple(q for q in REPORTED_QUANTITIES if q in spec)
+
+
 def _parse(data: Any, path: Path | str) -> Rig:
     from hardware.sensors import load_parts
 
@@ -335,6 +392,7 @@ def _parse(data: Any, path: Path | str) -> Rig:
         raise _fail(path, "missing 'sites' (a non-empty list)")
     parts = load_parts()
     default_part = data.get("default_part")
+    rig_quantities = _quantities(data.get("quantities", list(QUANTITIES)), "quantities", path)
     sites: list[Site] = []
     seen: set[str] = set()
     for i, s in enumerate(sites_raw):
@@ -353,35 +411,39 @@ def _parse(data: Any, path: Path | str) -> Rig:
         if unknown:
             raise _fail(path, f"{where}: unknown key(s) {sorted(unknown)}; "
                               f"allowed: {sorted(_SITE_KEYS)}")
-        region = s.get("region")
-        if region not in SITE_REGIONS:
+        anchored = "anchor" in s
+        region = s.get("region", "" if not anchored else None)
+        if region not in SITE_REGIONS and not (region == "" and not anchored):
             raise _fail(path, f"{where}: unknown region {region!r}; one of {SITE_REGIONS}")
         side = s.get("side", "center")
         if side not in ("left", "right", "center"):
             raise _fail(path, f"{where}: side must be left, right or center, got {side!r}")
-        muscle = s.get("muscle")
-        if not isinstance(muscle, str) or not muscle:
+        muscle = s.get("muscle", "" if not anchored else None)
+        if not isinstance(muscle, str) or (anchored and not muscle):
             raise _fail(path, f"{where}: missing 'muscle'")
+        quantities = _quantities(s.get("quantities", list(rig_quantities)), f"{where}: quantities",
+                                 path)
         part = s.get("part", default_part)
-        if not isinstance(part, str) or not part:
+        if anchored and (not isinstance(part, str) or not part):
             raise _fail(path, f"{where}: no 'part' and no rig 'default_part'")
+        if part is not None and not isinstance(part, str):
+            raise _fail(path, f"{where}: part must be a string such as 'QMI8658C+QMC5883P'")
         covered: list[str] = []
-        for p in part.split("+"):
+        for p in (part.split("+") if part else []):
             p = p.strip()
             if p not in parts:
                 raise _fail(path, f"{where}: unknown part {p!r}; known parts: "
                                   f"{', '.join(sorted(parts))} (hardware/data/sensor_parts.json)")
             covered += parts[p].quantities
-        if sorted(covered) != sorted(QUANTITIES):
+        if part and sorted(covered) != sorted(QUANTITIES):
             raise _fail(path, f"{where}: part {part!r} must measure acc, gyro and mag exactly "
                               f"once each, it measures {covered}")
-        if "anchor" not in s:
-            raise _fail(path, f"{where}: missing 'anchor'")
-        anchor = _resolve_anchor(s["anchor"], where, path)
+        anchor = _resolve_anchor(s["anchor"], where, path) if anchored else None
         mounting = _rotation(s.get("mounting"), where, path)
-        sites.append(Site(name=name, muscle=muscle, region=region, anchor=anchor, part=part,
-                          mounting=mounting, side=side, anchor_spec=dict(s["anchor"]),
-                          anchor_note=str(s.get("anchor_note", ""))))
+        sites.append(Site(name=name, muscle=muscle, region=region, anchor=anchor,
+                          part=part or "", mounting=mounting, side=side,
+                          anchor_spec=dict(s["anchor"]) if anchored else {},
+                          anchor_note=str(s.get("anchor_note", "")), quantities=quantities))
     ref = data.get("reference")
     if not isinstance(ref, str) or not ref:
         raise _fail(path, "missing 'reference': name the site on a rigid spot (nasal bridge "
@@ -389,6 +451,10 @@ def _parse(data: Any, path: Path | str) -> Rig:
     if ref not in seen:
         raise _fail(path, f"reference {ref!r} is not one of the sites {sorted(seen)}")
     ref_site = next(s for s in sites if s.name == ref)
+    if ref_site.region == "" and ref_site.anchor is None:
+        sites = [dataclasses.replace(s, region="rigid") if s is ref_site else s
+                 for s in sites]     # a device rig's reference is rigid by definition
+        ref_site = next(s for s in sites if s.name == ref)
     if ref_site.region != "rigid":
         raise _fail(path, f"reference site {ref!r} must have region 'rigid', "
                           f"has {ref_site.region!r}")
@@ -397,6 +463,9 @@ def _parse(data: Any, path: Path | str) -> Rig:
         raise _fail(path, f"settings must map some of {QUANTITIES} to a range, got {settings!r}")
     for q, rng in settings.items():
         for s in sites:
+            if not s.part:
+                raise _fail(path, f"settings.{q}: site {s.name!r} names no part to check the "
+                                  "range against; drop 'settings' or give every site a 'part'")
             spec = next(parts[p] for p in s.parts if q in parts[p].quantities).spec(q)
             if rng not in spec.ranges:
                 raise _fail(path, f"settings.{q} = {rng!r} is not a range of {s.part}; "

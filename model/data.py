@@ -56,8 +56,16 @@ def session_files(root: str | Path) -> list[Path]:
     return files
 
 
+def orientation_of(aligned: Aligned) -> str:
+    """``"reported"`` when the session carries the device's orientation and no gyroscope to
+    run the AHRS on (an orientation device), else ``"ahrs"``."""
+    return "reported" if aligned.has_quat and not aligned.has_gyro else "ahrs"
+
+
 def spec_of(aligned: Aligned, **kw: Any) -> FeatureSpec:
-    """The feature spec that matches a session's rig."""
+    """The feature spec that matches a session's rig (and its orientation source, unless
+    ``orientation`` is given)."""
+    kw.setdefault("orientation", orientation_of(aligned))
     return FeatureSpec(sites=tuple(aligned.sites), reference=aligned.reference,
                        rate_hz=float(aligned.rate_hz), **kw)
 
@@ -84,7 +92,8 @@ def load_recording(path: str | Path, spec: FeatureSpec | None = None,
     if cache and cfile.is_file():
         feats = np.load(cfile, allow_pickle=False)
     if feats is None or feats.shape != (al.n_frames, spec.n_features):
-        feats = compute_features(spec, al.acc, al.gyro, al.mag, al.valid_imu, sites=al.sites)
+        feats = compute_features(spec, al.acc, al.gyro, al.mag, al.valid_imu, sites=al.sites,
+                                 quat=al.quat, source=str(path))
         if cache:
             try:
                 cfile.parent.mkdir(exist_ok=True)

@@ -1,8 +1,13 @@
 """IMU features relative to the rigid reference sensor, so that head motion cancels.
 
 For every face sensor ``i`` and the reference sensor ``r`` (a rigid spot such as the nasal
-bridge), with ``R_i`` the orientation of sensor ``i`` (earth-from-sensor, estimated by the
-imufusion AHRS from its own gyroscope, accelerometer and magnetometer):
+bridge), with ``R_i`` the orientation of sensor ``i`` (earth-from-sensor): either estimated by
+the imufusion AHRS from its own gyroscope, accelerometer and magnetometer
+(``FeatureSpec.orientation = "ahrs"``), or as the device reported it (``"reported"``: the
+``site.quat`` channels of a wearable with on-device fusion, such as the IMUSIC authors'
+device). Both feed the same code below. Where a site has no gyroscope, its angular rate is
+the one its orientations imply (the rotation from the previous frame to this one, causal, so
+offline and live agree):
 
 * relative orientation ``R_r^T R_i`` as its first two columns (the continuous "6D" form);
 * relative angular velocity ``R_r^T R_i w_i - w_r`` in the reference frame (rad/s);
@@ -10,7 +15,10 @@ imufusion AHRS from its own gyroscope, accelerometer and magnetometer):
   own linear acceleration cancel, skin motion and lever-arm terms remain).
 
 A rigid rotation of the whole head multiplies every ``R`` on the left by the same matrix, so
-``R_r^T R_i`` does not change: only skin motion moves the features. The same
+``R_r^T R_i`` does not change: only skin motion moves the features. The neutral pose is taken
+out by the detrend (``detrend_s``): each channel minus its slow causal average, which is the
+relative pose the face rests in (mounting, the reference's own tilt, AHRS heading drift), so
+what remains is motion away from the neutral pose. The same
 :class:`FeatureExtractor` runs on recorded sessions (real or twin) and in the live runtime,
 one 60 Hz frame at a time, so training and inference see identical numbers.
 """
@@ -22,8 +30,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from capture.orientation import quat_multiply, quat_conjugate, quat_to_matrix
+
 G = 9.80665  # m/s^2 per g: imufusion wants g and deg/s
 PER_SENSOR = 12  # 6 (orientation) + 3 (angular velocity) + 3 (acceleration)
+ORIENTATIONS = ("ahrs", "reported")
+"""Where the orientation comes from: the AHRS on raw signals, or the device's quaternions."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class FeatureSpec:
     ahrs_gain: float = 0.5
     use_magnetometer: bool = True
     detrend_s: float = 4.0        # time constant of the slow trend removed (0: none)
+    orientation: str = "ahrs"     # "ahrs" (estimated from acc/gyro/mag) or "reported" (quat)
 
     @property
     def face_sites(self) -> tuple[str, ...]:
@@ -63,19 +76,11 @@ class FeatureSpec:
         return cls(**d)
 
     def __post_init__(self) -> None:
+        if self.orientation not in ORIENTATIONS:
+            raise ValueError(f"orientation must be one of {ORIENTATIONS}, got "
+                             f"{self.orientation!r}")
         if self.reference not in self.sites:
             raise ValueError(f"reference site {self.reference!r} is not among {list(self.sites)}")
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) from unit quaternions (..., 4) in w, x, y, z order."""
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
 
 
 def relative_features(rot: np.ndarray, gyro: np.ndarray, acc: np.ndarray,
@@ -122,6 +127,7 @@ class FeatureExtractor:
             ahrs.set_sample_period(1.0 / spec.rate_hz)
             self._ahrs.append(ahrs)
         self._last_rot = np.tile(np.eye(3), (len(spec.sites), 1, 1))
+        self._prev_q: np.ndarray | None = None     # last valid frame's orientation (S, 4)
         # the slow trend (a causal exponential average) of the 12 channels per sensor: mounting
         # offsets, AHRS heading drift and the gravity they leak into the accelerations move
         # slowly, skin motion moves fast; removing the trend removes most of the former
@@ -134,28 +140,47 @@ class FeatureExtractor:
         """Feature channels per frame."""
         return self.spec.n_features
 
-    def update(self, acc: np.ndarray, gyro: np.ndarray, mag: np.ndarray | None,
-               valid: bool = True) -> np.ndarray:
-        """Advance every sensor's AHRS by one frame and return that frame's features (F,).
+    def update(self, acc: np.ndarray, gyro: np.ndarray | None, mag: np.ndarray | None,
+               valid: bool = True, quat: np.ndarray | None = None) -> np.ndarray:
+        """Advance by one frame and return that frame's features (F,).
 
-        ``acc``/``gyro``/``mag`` are (S, 3) in SI units in each sensor's frame (mag may be
-        NaN or None where there is no magnetometer). An invalid frame (a gap) leaves the filters
-        where they were and returns zeros; the dataset masks such frames.
+        ``acc``/``gyro``/``mag`` are (S, 3) in SI units in each sensor's frame (gyro and mag
+        may be NaN or None where the device has none); ``quat`` (S, 4) the device's reported
+        orientation (w, x, y, z, sensor-to-earth), which ``orientation = "reported"`` uses
+        instead of the AHRS. An invalid frame (a gap) leaves the state where it was and
+        returns zeros; the dataset masks such frames (and the implied rate restarts after it).
         """
-        if not valid or not (np.all(np.isfinite(acc)) and np.all(np.isfinite(gyro))):
+        reported = self.spec.orientation == "reported"
+        n_s = len(self.spec.sites)
+        gyro = np.full((n_s, 3), np.nan) if gyro is None else np.asarray(gyro, np.float64)
+        ok = valid and bool(np.all(np.isfinite(acc)))
+        if reported:
+            ok = ok and quat is not None and bool(np.all(np.isfinite(quat)))
+        else:
+            ok = ok and bool(np.all(np.isfinite(gyro)))
+        if not ok:
+            self._prev_q = None
             return np.zeros(self.spec.n_features, np.float32)
-        acc_g = np.asarray(acc, np.float64) / G
-        gyro_d = np.degrees(np.asarray(gyro, np.float64))
-        use_mag = self.spec.use_magnetometer and mag is not None
-        for s, ahrs in enumerate(self._ahrs):
-            if use_mag and np.all(np.isfinite(mag[s])) and np.any(mag[s] != 0):
-                ahrs.update(gyro_d[s], acc_g[s], np.asarray(mag[s], np.float64))
-            else:
-                ahrs.update_no_magnetometer(gyro_d[s], acc_g[s])
-        quats = np.array([a.get_quaternion() for a in self._ahrs])  # (S, 4) w, x, y, z
-        self._last_rot = quat_to_matrix(quats)
-        f = relative_features(self._last_rot, np.asarray(gyro, np.float64),
-                              np.asarray(acc, np.float64), self._ref, self._face)
+        acc = np.asarray(acc, np.float64)
+        if reported:
+            q = np.asarray(quat, np.float64)
+            q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+        else:
+            acc_g, gyro_d = acc / G, np.degrees(gyro)
+            use_mag = self.spec.use_magnetometer and mag is not None
+            for s, ahrs in enumerate(self._ahrs):
+                if use_mag and np.all(np.isfinite(mag[s])) and np.any(mag[s] != 0):
+                    ahrs.update(gyro_d[s], acc_g[s], np.asarray(mag[s], np.float64))
+                else:
+                    ahrs.update_no_magnetometer(gyro_d[s], acc_g[s])
+            q = np.array([a.get_quaternion() for a in self._ahrs])  # (S, 4) w, x, y, z
+        no_gyro = ~np.all(np.isfinite(gyro), axis=1)
+        if no_gyro.any():
+            gyro = gyro.copy()
+            gyro[no_gyro] = self._implied_rate(q)[no_gyro]
+        self._prev_q = q
+        self._last_rot = quat_to_matrix(q)
+        f = relative_features(self._last_rot, gyro, acc, self._ref, self._face)
         if self.spec.detrend_s <= 0:
             return f
         f64 = f.astype(np.float64)
@@ -167,32 +192,60 @@ class FeatureExtractor:
         detr = (f64 - self._trend).reshape(-1, PER_SENSOR)
         return np.concatenate([detr, per[:, :6]], axis=1).reshape(-1).astype(np.float32)
 
+    def _implied_rate(self, q: np.ndarray) -> np.ndarray:
+        """(S, 3) sensor-frame angular rate from the previous frame's orientation to ``q``
+        (zero on the first frame and after a gap)."""
+        if self._prev_q is None:
+            return np.zeros((len(q), 3))
+        d = quat_multiply(quat_conjugate(self._prev_q), q)
+        d = np.where(d[:, :1] < 0, -d, d)
+        s = np.linalg.norm(d[:, 1:], axis=1, keepdims=True)
+        ang = 2.0 * np.arctan2(s[:, 0], d[:, 0])[:, None]
+        axis = np.divide(d[:, 1:], s, out=np.zeros_like(d[:, 1:]), where=s > 1e-12)
+        return axis * ang * self.spec.rate_hz
+
     @property
     def orientations(self) -> np.ndarray:
         """The latest earth-from-sensor rotation matrices (S, 3, 3)."""
         return self._last_rot.copy()
 
 
-def compute_features(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray,
+def compute_features(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None,
                      mag: np.ndarray | None, valid: np.ndarray | None = None,
-                     sites: Sequence[str] | None = None) -> np.ndarray:
+                     sites: Sequence[str] | None = None,
+                     quat: np.ndarray | None = None, source: str = "the recording") -> np.ndarray:
     """Features (N, F) of a whole recording at ``spec.rate_hz``.
 
     ``sites`` names the columns of the arrays when they are not already in ``spec.sites`` order
     (a session's rig may list more sites; they are picked by name, never by position).
+    ``quat`` (N, S, 4) is the reported orientation (needed when ``spec.orientation`` is
+    ``"reported"``). Raises ``ValueError`` saying what the recording lacks for this spec.
     """
     if sites is not None and tuple(sites) != spec.sites:
         missing = [s for s in spec.sites if s not in sites]
         if missing:
-            raise ValueError(f"the recording lacks sites {missing} that the model needs "
+            raise ValueError(f"{source} lacks sites {missing} that the model needs "
                              f"(it has {list(sites)}): use a checkpoint trained for this rig")
         idx = [list(sites).index(s) for s in spec.sites]
-        acc, gyro = acc[:, idx], gyro[:, idx]
+        acc = acc[:, idx]
+        gyro = None if gyro is None else gyro[:, idx]
         mag = None if mag is None else mag[:, idx]
+        quat = None if quat is None else quat[:, idx]
     n = len(acc)
     valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+    if spec.orientation == "reported" and (quat is None or not
+                                           np.isfinite(quat[valid]).all()):
+        raise ValueError(f"{source} has no reported orientation (site.quat) for every site, "
+                         "and the model's features need it (orientation 'reported'): use a "
+                         "checkpoint trained with orientation 'ahrs'")
+    if spec.orientation == "ahrs" and (gyro is None or not np.isfinite(gyro[valid]).all()):
+        raise ValueError(f"{source} has no gyroscope for every site (an orientation-only "
+                         "device?), and the model's features run the AHRS on acc/gyro/mag "
+                         "(orientation 'ahrs'): train with --orientation reported")
     ex = FeatureExtractor(spec)
     out = np.zeros((n, spec.n_features), np.float32)
     for k in range(n):
-        out[k] = ex.update(acc[k], gyro[k], None if mag is None else mag[k], bool(valid[k]))
+        out[k] = ex.update(acc[k], None if gyro is None else gyro[k],
+                           None if mag is None else mag[k], bool(valid[k]),
+                           None if quat is None else quat[k])
     return out

@@ -17,6 +17,8 @@ continues from the checkpoint's ``train_state`` (stage, step, optimiser state).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -68,8 +70,11 @@ class TrainConfig:
     ahrs_gain: float = 0.5
     detrend_s: float = 4.0           # feature trend time constant (0: raw features only)
     window_stride: int = 1
-    holdout_subjects: list[str] = field(default_factory=lambda: ["id16", "id17", "id18", "id19"])
-    holdout_takes: list[str] = field(default_factory=lambda: ["S07-001"])
+    holdout_subjects: list[str] = field(default_factory=list)  # from the sessions' subject attrs
+    holdout_takes: list[str] = field(default_factory=list)     # from the sessions' take attrs
+    val_fraction: float = 0.0        # the last fraction of each training session validates
+    patience: int = 0                # early stopping: evaluations without improvement (0: off)
+    orientation: str = "auto"        # features: "ahrs", "reported" or "auto" (from the data)
     eval_every: int = 250
     save_every: int = 500
     final_eval: bool = True          # full streaming evaluation into the config at the end
@@ -231,13 +236,53 @@ def quick_eval(net: IMUSIC, schedule: Schedule, ds: WindowDataset, cfg: TrainCon
             "imusic_mae100": float((out[:, o] - y[:, o]).abs().mean() * 100)}
 
 
+def check_init(path: str | Path, config: dict[str, Any], spec: FeatureSpec) -> FeatureSpec:
+    """The feature spec to fine-tune with: the checkpoint's, when its rig (sites, reference)
+    and orientation source match the data's; else a one-line ``ValueError``."""
+    old = FeatureSpec.from_dict(config["features"])
+    if (old.sites, old.reference) != (spec.sites, spec.reference):
+        raise ValueError(f"--init {path}: the checkpoint's rig {config.get('rig', {}).get('id')} "
+                         f"(sites {','.join(old.sites)}; reference {old.reference}) does not "
+                         f"match the data's (sites {','.join(spec.sites)}; reference "
+                         f"{spec.reference}): train from scratch or pick a checkpoint of this rig")
+    if old.orientation != spec.orientation or old.rate_hz != spec.rate_hz:
+        raise ValueError(f"--init {path}: the checkpoint's features use orientation "
+                         f"'{old.orientation}' at {old.rate_hz:g} Hz, the data needs "
+                         f"'{spec.orientation}' at {spec.rate_hz:g} Hz: train from scratch")
+    return old
+
+
+def carve_validation(recs: list[Recording], fraction: float,
+                     min_frames: int) -> tuple[list[Recording], list[Recording]]:
+    """Split off the last ``fraction`` of every recording as validation (time-contiguous, so
+    neighbouring windows do not leak across); ``fraction`` 0 returns (recs, [])."""
+    if fraction <= 0:
+        return list(recs), []
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {fraction}")
+    fit, val = [], []
+    for r in recs:
+        cut = int(round(r.n_frames * (1 - fraction)))
+        if cut < min_frames or r.n_frames - cut < min_frames:
+            fit.append(r)
+            continue
+        for part, sl in ((fit, slice(0, cut)), (val, slice(cut, None))):
+            part.append(dataclasses.replace(
+                r, features=r.features[sl], blendshapes=r.blendshapes[sl],
+                valid_imu=r.valid_imu[sl], valid_arkit=r.valid_arkit[sl]))
+    return fit, val
+
+
 def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
           command: str | None = None, progress: bool = True,
-          should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+          should_stop: Callable[[], bool] | None = None,
+          init: str | Path | None = None) -> dict[str, Any]:
     """Train both stages on the sessions under ``data`` and write the checkpoint to ``out``.
 
-    ``should_stop`` is asked after every step; when it says True the checkpoint is saved and
-    :class:`TrainingInterrupted` raised. Returns the checkpoint config (with metrics).
+    ``init`` fine-tunes an existing checkpoint (its architecture, features and normaliser)
+    on the data, when its rig and features match. ``should_stop`` is asked after every step;
+    when it says True the checkpoint is saved and :class:`TrainingInterrupted` raised.
+    Returns the checkpoint config (with metrics).
     """
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
@@ -265,28 +310,43 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
 
     if spec is None:
         from capture.aligned import read_aligned
-        from model.data import session_files
+        from model.data import orientation_of, session_files
         al = read_aligned(session_files(data)[0])
+        orient = orientation_of(al) if cfg.orientation == "auto" else cfg.orientation
         spec = FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain,
-                           detrend_s=cfg.detrend_s)
+                           detrend_s=cfg.detrend_s, orientation=orient)
+    init_cfg: dict[str, Any] | None = None
+    if init is not None and not resume:
+        init_tensors, init_cfg = ckpt.load(init)
+        spec = check_init(init, init_cfg, spec)
+        cfg.past, cfg.lookahead = int(init_cfg["past"]), int(init_cfg["lookahead"])
     recs = load_recordings(data, spec, progress=progress and rank == 0)
     first = recs[0]
     parts = split(recs, cfg.holdout_subjects, cfg.holdout_takes)
     if not parts.train:
         raise ValueError(f"no training sessions under {data} once held-out subjects "
                          f"{cfg.holdout_subjects} and takes {cfg.holdout_takes} are removed")
-    norm = Normaliser.fit(parts.train) if not resume else Normaliser.from_dict(old["norm"])
-    train_ds = WindowDataset(parts.train, norm, cfg.past, cfg.lookahead, cfg.window_stride)
-    val_recs = parts.subjects or parts.takes or parts.train
+    fit_recs, carved = carve_validation(parts.train, cfg.val_fraction, cfg.past + cfg.lookahead)
+    if init_cfg is not None:
+        norm = Normaliser.from_dict(init_cfg["norm"])   # the features the weights expect
+    else:
+        norm = Normaliser.fit(fit_recs) if not resume else Normaliser.from_dict(old["norm"])
+    train_ds = WindowDataset(fit_recs, norm, cfg.past, cfg.lookahead, cfg.window_stride)
+    val_recs = carved or parts.subjects or parts.takes or parts.train
     val_ds = WindowDataset(val_recs, norm, cfg.past, cfg.lookahead, stride=8)
 
-    net_cfg = NetConfig(n_features=spec.n_features, window=cfg.past + cfg.lookahead,
-                        d_model=cfg.d_model, n_heads=cfg.n_heads, enc_layers=cfg.enc_layers,
-                        den_layers=cfg.den_layers, dropout=cfg.dropout,
-                        n_timesteps=cfg.n_timesteps)
+    if init_cfg is not None:
+        net_cfg = NetConfig(**init_cfg["net"])
+    else:
+        net_cfg = NetConfig(n_features=spec.n_features, window=cfg.past + cfg.lookahead,
+                            d_model=cfg.d_model, n_heads=cfg.n_heads, enc_layers=cfg.enc_layers,
+                            den_layers=cfg.den_layers, dropout=cfg.dropout,
+                            n_timesteps=cfg.n_timesteps)
     net = IMUSIC(net_cfg).to(device)
     if tensors:
         net.load_state_dict(ckpt.split_prefix(tensors, "model"))
+    elif init_cfg is not None:
+        net.load_state_dict(ckpt.split_prefix(init_tensors, "model"))
     schedule = Schedule(cfg.n_timesteps, cfg.schedule)
     names = {id(p): n for n, p in net.named_parameters()}
 
@@ -303,7 +363,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         "rig": {"id": first.rig_id, "sites": list(spec.sites), "reference": spec.reference},
         "train": asdict(cfg), "command": command, "data_seed": seeds,
         "data_commands": data_commands,
-        "data": {"path": str(data), **parts.summary()},
+        "data": {"path": str(data), **parts.summary(),
+                 "validation": {"fraction": cfg.val_fraction, "sessions": len(carved)}},
+        "init": str(init) if init is not None else None,
         "baselines": {"ridge_offsets": list(RIDGE_OFFSETS)},
     }
 
@@ -362,6 +424,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                        MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                        TextColumn("{task.fields[info]}"),
                        disable=not progress or rank != 0)
+        best = (math.inf, None)        # (validation MAE, weights) for early stopping
+        stale = 0
+        key = "stage1_mae100" if stage == 1 else "imusic_mae100"
         with bar:
             task = bar.add_task(f"stage {stage}", total=total, completed=state["step"],
                                 info="")
@@ -384,6 +449,15 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                     if progress:
                         bar.console.print(f"stage {stage} step {step + 1}: loss {loss.item():.4f} "
                                           + " ".join(f"{k} {v:.2f}" for k, v in ev.items()))
+                    if cfg.patience and key in ev:
+                        if ev[key] < best[0]:
+                            best, stale = (ev[key], copy.deepcopy(net.state_dict())), 0
+                        else:
+                            stale += 1
+                        if stale >= cfg.patience:
+                            history.append({"stage": stage, "step": step + 1,
+                                            "early_stop": True, "best": best[0]})
+                            break
                 stopping = should_stop is not None and should_stop()
                 if stopping or (cfg.save_every and (step + 1) % cfg.save_every == 0):
                     now = time.perf_counter()
@@ -392,6 +466,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                     save(opt)
                 if stopping:
                     raise TrainingInterrupted(out, stage, step + 1)
+        if best[1] is not None:
+            net.load_state_dict(best[1])   # the best validated weights of this stage
         state.update(stage=stage + 1, step=0)
         tensors = {}
         if stage == 1:   # a finished stage is never lost: --resume starts stage 2 from here

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         res = evaluate(tr, part, args.steps)
         results[name] = res
-        console.print(table(res, f"{name}: {len(part)} sessions (MAE ×100)"))
+        kind = "/".join(res.get("_source", [])) or "unknown"
+        console.print(table(res, f"{name}: {len(part)} {kind} sessions (MAE ×100)"))
         if args.out:
             for p in plot(tr, res, part, Path(args.out), name, args.steps):
                 console.print(f"plot: {p}")

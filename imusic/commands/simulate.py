@@ -29,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=100.0, metavar="HZ",
                         help="device sample rate of the simulated IMUs (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    parser.add_argument("--layout", choices=("session", "imusic-release"), default="session",
+                        help="session: imusic session files (default); imusic-release: take "
+                             "folders as the IMUSIC authors release them (DIR/data/"
+                             "participant_N_testcase_M: per-sensor quaternion + acceleration "
+                             "CSVs from an on-device AHRS, and the ARKit CSV), for "
+                             "'imusic import'")
+    parser.add_argument("--takes", type=int, default=2,
+                        help="imusic-release: procedural takes per subject (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     procedural = args.procedural or not takes
     t0 = time.perf_counter()
+    if args.layout == "imusic-release":
+        return _release(args, t0)
     try:
         paths = _simulate(args, takes, procedural)
     except (LiveLinkCSVError, NotADirectoryError, FileExistsError) as err:
@@ -95,3 +105,28 @@ def _simulate(args: argparse.Namespace, takes: list, procedural: bool) -> list:
     finally:
         if bar.live.is_started:
             bar.stop()
+
+
+def _release(args: argparse.Namespace, t0: float) -> int:
+    """``--layout imusic-release``: twin-made take folders."""
+    import sys
+    import time
+
+    from model.release_twin import make_release
+
+    if args.motion or args.rig != "imusic11" or args.takes < 1:
+        print("imusic simulate: --layout imusic-release simulates procedural motion on the "
+              "imusic11 twin (no --motion, no --rig) with --takes >= 1", file=sys.stderr)
+        return 2
+    seconds = args.minutes * 60.0 / args.takes
+    try:
+        folders = make_release(args.out, args.subjects, args.takes, seconds, args.seed,
+                               args.rate)
+    except (FileExistsError, ValueError) as err:
+        print(f"imusic simulate: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(folders)} twin take folders to {args.out}/data in "
+          f"{time.perf_counter() - t0:.0f} s ({args.subjects} subjects x {args.takes} takes of "
+          f"{seconds:.0f} s; orientation from an AHRS on the twin's raw signals; "
+          "import them with 'imusic import')")
+    return 0

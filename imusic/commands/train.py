@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 HELP = "train the two-stage IMU -> blendshape model on aligned sessions (CPU by default)"
-EXAMPLE = "imusic train --data data/twin --out runs/imusic11 [--config cfg.json] [--resume]"
+EXAMPLE = ("imusic train --data data/twin --out runs/imusic11 [--config cfg.json] [--resume] | "
+           "imusic train --data sessions/ --out runs/mine --holdout-take testcase_2 "
+           "--val-fraction 0.2 --patience 4 [--init runs/base]")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-eval", action="store_true",
                         help="skip the final held-out evaluation written into the config")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--holdout-subject", action="append", default=None, metavar="SUBJECT",
+                        help="hold out the sessions of this subject (their 'subject' "
+                             "attribute, e.g. participant_3; repeat for more)")
+    parser.add_argument("--holdout-take", action="append", default=None, metavar="TAKE",
+                        help="hold out the sessions of this take (their 'take' attribute, "
+                             "e.g. testcase_2; repeat for more)")
+    parser.add_argument("--val-fraction", type=float, default=None, metavar="F",
+                        help="validate on the last F of every training session (early "
+                             "stopping watches it; default 0: the held-out sessions)")
+    parser.add_argument("--patience", type=int, default=None, metavar="N",
+                        help="stop a stage after N evaluations without improvement and keep "
+                             "its best weights (default 0: off)")
+    parser.add_argument("--eval-every", type=int, default=None, metavar="STEPS",
+                        help="steps between validation evaluations (default 250)")
+    parser.add_argument("--orientation", choices=("auto", "ahrs", "reported"), default=None,
+                        help="features from AHRS-estimated or device-reported orientation "
+                             "(default auto: reported when the sessions have quaternions and "
+                             "no gyroscope)")
+    parser.add_argument("--init", default=None, metavar="CKPT",
+                        help="fine-tune this checkpoint on --data (its rig and features must "
+                             "match the sessions')")
 
 
 class _CtrlC:
@@ -90,15 +113,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         flags = dict(stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
                      device=args.device, seed=args.seed,
-                     final_eval=False if args.no_eval else None)
+                     final_eval=False if args.no_eval else None,
+                     holdout_subjects=args.holdout_subject, holdout_takes=args.holdout_take,
+                     val_fraction=args.val_fraction, patience=args.patience,
+                     eval_every=args.eval_every, orientation=args.orientation)
         cfg = TrainConfig.from_json(args.config, **flags)
+        if args.init and args.resume:
+            raise ValueError("--init and --resume exclude each other: --resume continues the "
+                             "run in --out, --init starts a new one from a checkpoint")
         if args.resume:
             cfg = _resumed_settings(cfg, args, {k for k, v in flags.items() if v is not None})
         command = "imusic train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
             if len(sys.argv) > 1 and sys.argv[1] == "train" else None
         with _CtrlC() as ctrl_c:
             config = train(args.data, args.out, cfg, resume=args.resume, command=command,
-                           progress=not args.quiet, should_stop=ctrl_c)
+                           progress=not args.quiet, should_stop=ctrl_c, init=args.init)
     except TrainingInterrupted as stop:
         print(f"imusic train: interrupted: {stop}; continue with 'imusic train --data "
               f"{shlex.quote(args.data)} --out {shlex.quote(args.out)} --resume'",
