@@ -1,4 +1,4 @@
-"""Exports of a session's blendshapes: Live Link Face CSV, FACS action units, plain CSV.
+"""Exports of a session's blendshapes: Live Link Face CSV, FACS action units, plain CSV, glTF.
 
 The source is the session's ``aligned`` group when it has one (``capture.aligned``), else its
 recorded ``Blendshapes`` LSL stream (``capture.session``), preferring the ground truth
@@ -10,7 +10,9 @@ recorded ``Blendshapes`` LSL stream (``capture.session``), preferring the ground
 * ``au-csv``: FACS action-unit intensities in OpenFace 2.0's layout (``frame, face_id,
   timestamp, confidence, success, AU01_r, ... , AU01_c, ...``) on OpenFace's 0..5 scale;
 * ``csv``: one plain table, ``time`` then named columns (blendshapes, pose, validity and, from
-  an aligned group, every IMU channel as ``site.acc.x`` ...); missing values are empty cells.
+  an aligned group, every IMU channel as ``site.acc.x`` ...); missing values are empty cells;
+* ``gltf``: a glTF 2.0 binary (``.glb``) of the ICT head with the 52 ARKit blendshapes as
+  named morph targets and the take as an animation (``capture.gltf`` has the details).
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from hardware.vocabulary import (
     action_units,
 )
 
-FORMATS: tuple[str, ...] = ("livelink-csv", "au-csv", "csv")
+FORMATS: tuple[str, ...] = ("livelink-csv", "au-csv", "csv", "gltf")
 """Export formats, as ``imusic export --format`` spells them."""
 
-SUFFIXES = {"livelink-csv": ".livelink.csv", "au-csv": ".au.csv", "csv": ".csv"}
+SUFFIXES = {"livelink-csv": ".livelink.csv", "au-csv": ".au.csv", "csv": ".csv", "gltf": ".glb"}
 
 AU_SCALE = 5.0
 """OpenFace's AU intensity scale is 0 (absent) .. 5 (maximum); ARKit weights are 0..1."""
@@ -265,19 +267,35 @@ def write_plain_csv(series: BlendshapeSeries, out: str | Path) -> Path:
     return out
 
 
-_WRITERS = {"livelink-csv": write_livelink_csv, "au-csv": write_au_csv, "csv": write_plain_csv}
+def write_gltf(series: BlendshapeSeries, out: str | Path, identity: int | None = None) -> Path:
+    """Write the series as a glTF 2.0 binary: the ICT head of ``identity`` (None: generic),
+    52 named morph targets and an animation on the session's own frame times."""
+    from capture.gltf import write_glb
+
+    times = (series.t - series.t[0]).astype(np.float32)
+    if series.n_frames > 1 and not (np.diff(times) > 0).all():
+        raise ExportError(f"{series.path}: the {series.origin} frame times are not strictly "
+                          "increasing, which glTF keyframes must be: run 'imusic sync' and "
+                          "export the aligned group")
+    return write_glb(out, series.t, series.values, series.face_found, identity).path
+
+
+_WRITERS = {"livelink-csv": write_livelink_csv, "au-csv": write_au_csv, "csv": write_plain_csv,
+            "gltf": write_gltf}
 
 
 def default_output(session: str | Path, fmt: str) -> Path:
-    """``SESSION.h5`` -> ``SESSION.livelink.csv`` / ``SESSION.au.csv`` / ``SESSION.csv``."""
+    """``SESSION.h5`` -> ``SESSION.livelink.csv`` / ``.au.csv`` / ``.csv`` / ``.glb``."""
     session = Path(session)
     return session.with_name(session.stem + SUFFIXES[fmt])
 
 
 def export_session(session: str | Path, fmt: str, out: str | Path | None = None, *,
-                   stream: str | None = None, overwrite: bool = False) -> tuple[Path, BlendshapeSeries]:
+                   stream: str | None = None, overwrite: bool = False,
+                   identity: int | None = None) -> tuple[Path, BlendshapeSeries]:
     """Export a session in ``fmt`` (one of ``FORMATS``); returns the file written and the data.
 
+    ``identity`` (0..19, None for the generic head) chooses the ICT head of a ``gltf`` export.
     Refuses to overwrite an existing file unless ``overwrite``.
     """
     if fmt not in _WRITERS:
@@ -288,4 +306,6 @@ def export_session(session: str | Path, fmt: str, out: str | Path | None = None,
     series = load_blendshapes(session, stream)
     if series.n_frames == 0:
         raise ExportError(f"{session}: the {series.origin} data has no frames to export")
+    if fmt == "gltf":
+        return write_gltf(series, out, identity), series
     return _WRITERS[fmt](series, out), series
