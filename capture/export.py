@@ -7,8 +7,8 @@ recorded ``Blendshapes`` LSL stream (``capture.session``), preferring the ground
 * ``livelink-csv``: what the Live Link Face app writes (header, timecode, ``BlendshapeCount``,
   61 values with 10 decimals, ``Timecode,0`` face-lost rows), read back by
   ``capture.livelink_csv.read_take`` and by third-party Live Link Face CSV tools;
-* ``au-csv``: FACS action-unit intensities in OpenFace 2.0's layout (``frame, face_id,
-  timestamp, confidence, success, AU01_r, ... , AU01_c, ...``) on OpenFace's 0..5 scale;
+* ``au-csv``: FACS action units in exactly OpenFace 2.0's columns (``frame, face_id,
+  timestamp, confidence, success``, its 17 ``AUxx_r`` on 0..5, its 18 ``AUxx_c``);
 * ``csv``: one plain table, ``time`` then named columns (blendshapes, pose, validity and, from
   an aligned group, every IMU channel as ``site.acc.x`` ...); missing values are empty cells;
 * ``gltf``: a glTF 2.0 binary (``.glb``) of the ICT head with the 52 ARKit blendshapes as
@@ -22,16 +22,16 @@ import io
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
 
 from capture.livelink_csv import write_take
 from hardware.vocabulary import (
-    ACTION_UNITS,
     N_BLENDSHAPES,
     N_STREAM_CHANNELS,
+    OPENFACE_INTENSITY_AUS,
+    OPENFACE_PRESENCE_AUS,
     STREAM_NAMES,
     action_units,
 )
@@ -204,7 +204,8 @@ def fill_gaps(t: np.ndarray, values: np.ndarray, found: np.ndarray,
 
 def au_intensities(blendshapes: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
     """ARKit weights ``(N, 52)`` to FACS AU intensities ``(N, A)`` on OpenFace's 0..5 scale
-    (``hardware.vocabulary.action_units`` times 5, clipped to 0..5)."""
+    (``hardware.vocabulary.action_units`` times 5, clipped to 0..5), for every AU the ARKit
+    mapping reaches (``ACTION_UNITS``)."""
     aus, x = action_units(blendshapes)
     return aus, np.clip(x * AU_SCALE, 0.0, AU_SCALE)
 
@@ -215,26 +216,35 @@ def write_livelink_csv(series: BlendshapeSeries, out: str | Path) -> Path:
                       start_timecode_s=series.start_timecode_s)
 
 
-def au_header(aus: Sequence[int] = ACTION_UNITS) -> list[str]:
-    """OpenFace 2.0 style column names: identity columns, then ``AUxx_r``, then ``AUxx_c``."""
-    return (["frame", "face_id", "timestamp", "confidence", "success"]
-            + [f"AU{au:02d}_r" for au in aus] + [f"AU{au:02d}_c" for au in aus])
+AU_IDENTITY_COLUMNS: tuple[str, ...] = ("frame", "face_id", "timestamp", "confidence", "success")
+"""The identity columns OpenFace 2.0 writes before its AUs (with ``-aus`` only)."""
+
+
+def au_header() -> list[str]:
+    """OpenFace 2.0's column names for an AU-only output: the identity columns, the 17
+    ``AUxx_r`` intensities, then the 18 ``AUxx_c`` presences (``OPENFACE_*_AUS``)."""
+    return (list(AU_IDENTITY_COLUMNS)
+            + [f"AU{au:02d}_r" for au in OPENFACE_INTENSITY_AUS]
+            + [f"AU{au:02d}_c" for au in OPENFACE_PRESENCE_AUS])
 
 
 def write_au_csv(series: BlendshapeSeries, out: str | Path) -> Path:
-    """Write FACS action-unit intensities in OpenFace 2.0's CSV layout (", " separated).
+    """Write FACS action units exactly in OpenFace 2.0's CSV columns (``au_header``, ", "
+    separated): ``AUxx_r`` on 0..5, ``AUxx_c`` 1 where the intensity reaches
+    ``AU_PRESENT_THRESHOLD`` (AU28 has a presence column only, as in OpenFace).
 
     Frames without a tracked face get ``success 0``, ``confidence 0`` and zero AUs, as
     OpenFace writes its failed frames."""
     out = Path(out)
     bs = np.nan_to_num(series.values[:, :N_BLENDSHAPES], nan=0.0)
-    aus, r = au_intensities(bs)
+    aus, x = au_intensities(bs)
     found = series.face_found
-    r[~found] = 0.0
-    c = (r >= AU_PRESENT_THRESHOLD).astype(int)
+    x[~found] = 0.0
+    r = x[:, [aus.index(a) for a in OPENFACE_INTENSITY_AUS]]
+    c = (x[:, [aus.index(a) for a in OPENFACE_PRESENCE_AUS]] >= AU_PRESENT_THRESHOLD).astype(int)
     ts = series.t - series.t[0] if series.n_frames else series.t
     buf = io.StringIO()
-    buf.write(", ".join(au_header(aus)) + "\n")
+    buf.write(", ".join(au_header()) + "\n")
     for i in range(series.n_frames):
         ok = bool(found[i])
         row = [str(i + 1), "0", f"{ts[i]:.3f}", "1.00" if ok else "0.00", "1" if ok else "0"]
