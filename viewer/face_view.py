@@ -53,9 +53,10 @@ class WindowError(RuntimeError):
 EYEBALLS: tuple[str, ...] = ("eyeball_left", "eyeball_right")
 """The eyeball groups, turned by gaze (``viewer.eyes``) rather than by blendshapes."""
 
-LIVE_TRIANGLES = 9000
-"""Triangles per face of the decimated live mesh (``MeshSelection.decimated``): about 30 frames/s
-for one face and 20 side by side in software GL (benchmarks/bench_viewer.py)."""
+LIVE_TRIANGLES: dict[int, int] = {1: 9000, 2: 5000}
+"""Triangles per face of the decimated live mesh (``MeshSelection.decimated``), by number of
+faces in the window: software GL draws in about proportion to the triangles, and the targets
+are 30 frames/s for one face and 20 side by side (benchmarks/bench_viewer.py)."""
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         with ensure_display():
             from viewer.face_view import LIVE_TRIANGLES, FaceWindow  # heavy import kept late
 
-            options["live_triangles"] = None if args.full_detail else LIVE_TRIANGLES
+            options["live_triangles"] = None if args.full_detail else LIVE_TRIANGLES[n_faces]
 
             if lsl:
                 infos = [resolve_blendshapes(name or None, args.timeout) for name in lsl]
