@@ -1,7 +1,7 @@
 """Viewer speed: update-and-render frames per second of the Open3D face window.
 
 Cases: one face or two side by side; face+neck (default) or the full head; with and without
-sensor markers. Per frame it times the blend (52 weights -> vertices), the mesh update with
+sensor markers; full detail or the decimated live mesh the window draws. Per frame it times the blend (52 weights -> vertices), the mesh update with
 smooth normals, and the draw (poll_events + update_renderer, which blocks until the frame is
 rendered in software GL). Runs under its own Xvfb when DISPLAY is unset.
 
@@ -23,13 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import print_table, save  # noqa: E402
 
 CASES = [
-    # name, faces, full head, markers
-    ("one face, face+neck", 1, False, False),
-    ("one face, face+neck, sensors", 1, False, True),
-    ("one face, full head", 1, True, False),
-    ("side by side, face+neck", 2, False, False),
-    ("side by side, full head", 2, True, False),
+    # name, faces, full head, markers, live (decimated) mesh
+    ("one face, face+neck", 1, False, False, False),
+    ("one face, face+neck, sensors", 1, False, True, False),
+    ("one face, full head", 1, True, False, False),
+    ("side by side, face+neck", 2, False, False, False),
+    ("side by side, full head", 2, True, False, False),
+    ("one face, live mesh", 1, False, False, True),
+    ("one face, live mesh, sensors", 1, False, True, True),
+    ("side by side, live mesh", 2, False, False, True),
 ]
+"""The live-mesh cases are what ``imusic view`` draws in its window (``LIVE_TRIANGLES[n]`` per
+face); the others are full detail, as in snapshots and with ``--full-detail``."""
 
 
 def motion(n: int, seed: int = 0) -> np.ndarray:
@@ -40,18 +45,19 @@ def motion(n: int, seed: int = 0) -> np.ndarray:
     return np.stack([np.interp(x, np.arange(len(knots)), knots[:, j]) for j in range(52)], 1)
 
 
-def run_case(faces: int, full_head: bool, markers: bool, frames: int) -> dict:
+def run_case(faces: int, full_head: bool, markers: bool, live: bool, frames: int) -> dict:
     """Time ``frames`` update-and-render passes of one window configuration."""
     from hardware.face import FaceModel
     from hardware.rig import available_rigs, load_rig
-    from viewer.face_view import FaceWindow
+    from viewer.face_view import LIVE_TRIANGLES, FaceWindow
     from viewer.markers import sites_from_rig
 
     face = FaceModel.load()
     sites = sites_from_rig(face, load_rig(available_rigs()[0])) if markers else None
     a, b = motion(frames + 5, 0), motion(frames + 5, 1)
     t_update, t_draw = [], []
-    with FaceWindow(n_faces=faces, full_head=full_head, markers=sites) as win:
+    with FaceWindow(n_faces=faces, full_head=full_head, markers=sites,
+                    live_triangles=LIVE_TRIANGLES[faces] if live else None) as win:
         tris = len(win.selection.triangles) * faces
         for i in range(frames + 5):
             t0 = time.perf_counter()
@@ -97,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     rows = []
     with ensure_display() as display:
-        for name, faces, full, markers in CASES:
-            r = run_case(faces, full, markers, frames)
+        for name, faces, full, markers, live in CASES:
+            r = run_case(faces, full, markers, live, frames)
             rows.append({"case": name, **r})
     load_after = os.getloadavg()
     print_table(rows, f"viewer update+render, {frames} frames per case, "

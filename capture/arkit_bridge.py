@@ -48,6 +48,17 @@ RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 SMOOTHING_WINDOW_S = 10.0
 """Window of the running minimum of (arrival - frame time) in ``FrameClock``."""
 
+NO_PACKETS_WARNING_S = 5.0
+"""Seconds of listening without a single datagram after which ``imusic arkit`` says why."""
+
+
+def no_packets_hint(port: int) -> str:
+    """What to check when no Live Link Face packet arrives on ``port`` (one line)."""
+    return (f"no Live Link Face packets on udp port {port}: in the app choose the 'Live Link "
+            "(ARKit)' mode (the 'MetaHuman Animator' mode sends no blendshape packets), add this "
+            f"machine's IP address with port {port} as a target under Settings > Live Link, keep "
+            f"the phone on the same network, and let UDP {port} through the firewall")
+
 
 # --------------------------------------------------------------------------- LSL outlet
 

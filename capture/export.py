@@ -1,4 +1,4 @@
-"""Exports of a session's blendshapes: Live Link Face CSV, FACS action units, plain CSV.
+"""Exports of a session's blendshapes: Live Link Face CSV, FACS action units, plain CSV, glTF.
 
 The source is the session's ``aligned`` group when it has one (``capture.aligned``), else its
 recorded ``Blendshapes`` LSL stream (``capture.session``), preferring the ground truth
@@ -7,10 +7,12 @@ recorded ``Blendshapes`` LSL stream (``capture.session``), preferring the ground
 * ``livelink-csv``: what the Live Link Face app writes (header, timecode, ``BlendshapeCount``,
   61 values with 10 decimals, ``Timecode,0`` face-lost rows), read back by
   ``capture.livelink_csv.read_take`` and by third-party Live Link Face CSV tools;
-* ``au-csv``: FACS action-unit intensities in OpenFace 2.0's layout (``frame, face_id,
-  timestamp, confidence, success, AU01_r, ... , AU01_c, ...``) on OpenFace's 0..5 scale;
+* ``au-csv``: FACS action units in exactly OpenFace 2.0's columns (``frame, face_id,
+  timestamp, confidence, success``, its 17 ``AUxx_r`` on 0..5, its 18 ``AUxx_c``);
 * ``csv``: one plain table, ``time`` then named columns (blendshapes, pose, validity and, from
-  an aligned group, every IMU channel as ``site.acc.x`` ...); missing values are empty cells.
+  an aligned group, every IMU channel as ``site.acc.x`` ...); missing values are empty cells;
+* ``gltf``: a glTF 2.0 binary (``.glb``) of the ICT head with the 52 ARKit blendshapes as
+  named morph targets and the take as an animation (``capture.gltf`` has the details).
 """
 
 from __future__ import annotations
@@ -20,24 +22,24 @@ import io
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
 
 from capture.livelink_csv import write_take
 from hardware.vocabulary import (
-    ACTION_UNITS,
     N_BLENDSHAPES,
     N_STREAM_CHANNELS,
+    OPENFACE_INTENSITY_AUS,
+    OPENFACE_PRESENCE_AUS,
     STREAM_NAMES,
     action_units,
 )
 
-FORMATS: tuple[str, ...] = ("livelink-csv", "au-csv", "csv")
+FORMATS: tuple[str, ...] = ("livelink-csv", "au-csv", "csv", "gltf")
 """Export formats, as ``imusic export --format`` spells them."""
 
-SUFFIXES = {"livelink-csv": ".livelink.csv", "au-csv": ".au.csv", "csv": ".csv"}
+SUFFIXES = {"livelink-csv": ".livelink.csv", "au-csv": ".au.csv", "csv": ".csv", "gltf": ".glb"}
 
 AU_SCALE = 5.0
 """OpenFace's AU intensity scale is 0 (absent) .. 5 (maximum); ARKit weights are 0..1."""
@@ -202,7 +204,8 @@ def fill_gaps(t: np.ndarray, values: np.ndarray, found: np.ndarray,
 
 def au_intensities(blendshapes: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
     """ARKit weights ``(N, 52)`` to FACS AU intensities ``(N, A)`` on OpenFace's 0..5 scale
-    (``hardware.vocabulary.action_units`` times 5, clipped to 0..5)."""
+    (``hardware.vocabulary.action_units`` times 5, clipped to 0..5), for every AU the ARKit
+    mapping reaches (``ACTION_UNITS``)."""
     aus, x = action_units(blendshapes)
     return aus, np.clip(x * AU_SCALE, 0.0, AU_SCALE)
 
@@ -213,26 +216,35 @@ def write_livelink_csv(series: BlendshapeSeries, out: str | Path) -> Path:
                       start_timecode_s=series.start_timecode_s)
 
 
-def au_header(aus: Sequence[int] = ACTION_UNITS) -> list[str]:
-    """OpenFace 2.0 style column names: identity columns, then ``AUxx_r``, then ``AUxx_c``."""
-    return (["frame", "face_id", "timestamp", "confidence", "success"]
-            + [f"AU{au:02d}_r" for au in aus] + [f"AU{au:02d}_c" for au in aus])
+AU_IDENTITY_COLUMNS: tuple[str, ...] = ("frame", "face_id", "timestamp", "confidence", "success")
+"""The identity columns OpenFace 2.0 writes before its AUs (with ``-aus`` only)."""
+
+
+def au_header() -> list[str]:
+    """OpenFace 2.0's column names for an AU-only output: the identity columns, the 17
+    ``AUxx_r`` intensities, then the 18 ``AUxx_c`` presences (``OPENFACE_*_AUS``)."""
+    return (list(AU_IDENTITY_COLUMNS)
+            + [f"AU{au:02d}_r" for au in OPENFACE_INTENSITY_AUS]
+            + [f"AU{au:02d}_c" for au in OPENFACE_PRESENCE_AUS])
 
 
 def write_au_csv(series: BlendshapeSeries, out: str | Path) -> Path:
-    """Write FACS action-unit intensities in OpenFace 2.0's CSV layout (", " separated).
+    """Write FACS action units exactly in OpenFace 2.0's CSV columns (``au_header``, ", "
+    separated): ``AUxx_r`` on 0..5, ``AUxx_c`` 1 where the intensity reaches
+    ``AU_PRESENT_THRESHOLD`` (AU28 has a presence column only, as in OpenFace).
 
     Frames without a tracked face get ``success 0``, ``confidence 0`` and zero AUs, as
     OpenFace writes its failed frames."""
     out = Path(out)
     bs = np.nan_to_num(series.values[:, :N_BLENDSHAPES], nan=0.0)
-    aus, r = au_intensities(bs)
+    aus, x = au_intensities(bs)
     found = series.face_found
-    r[~found] = 0.0
-    c = (r >= AU_PRESENT_THRESHOLD).astype(int)
+    x[~found] = 0.0
+    r = x[:, [aus.index(a) for a in OPENFACE_INTENSITY_AUS]]
+    c = (x[:, [aus.index(a) for a in OPENFACE_PRESENCE_AUS]] >= AU_PRESENT_THRESHOLD).astype(int)
     ts = series.t - series.t[0] if series.n_frames else series.t
     buf = io.StringIO()
-    buf.write(", ".join(au_header(aus)) + "\n")
+    buf.write(", ".join(au_header()) + "\n")
     for i in range(series.n_frames):
         ok = bool(found[i])
         row = [str(i + 1), "0", f"{ts[i]:.3f}", "1.00" if ok else "0.00", "1" if ok else "0"]
@@ -265,19 +277,35 @@ def write_plain_csv(series: BlendshapeSeries, out: str | Path) -> Path:
     return out
 
 
-_WRITERS = {"livelink-csv": write_livelink_csv, "au-csv": write_au_csv, "csv": write_plain_csv}
+def write_gltf(series: BlendshapeSeries, out: str | Path, identity: int | None = None) -> Path:
+    """Write the series as a glTF 2.0 binary: the ICT head of ``identity`` (None: generic),
+    52 named morph targets and an animation on the session's own frame times."""
+    from capture.gltf import write_glb
+
+    times = (series.t - series.t[0]).astype(np.float32)
+    if series.n_frames > 1 and not (np.diff(times) > 0).all():
+        raise ExportError(f"{series.path}: the {series.origin} frame times are not strictly "
+                          "increasing, which glTF keyframes must be: run 'imusic sync' and "
+                          "export the aligned group")
+    return write_glb(out, series.t, series.values, series.face_found, identity).path
+
+
+_WRITERS = {"livelink-csv": write_livelink_csv, "au-csv": write_au_csv, "csv": write_plain_csv,
+            "gltf": write_gltf}
 
 
 def default_output(session: str | Path, fmt: str) -> Path:
-    """``SESSION.h5`` -> ``SESSION.livelink.csv`` / ``SESSION.au.csv`` / ``SESSION.csv``."""
+    """``SESSION.h5`` -> ``SESSION.livelink.csv`` / ``.au.csv`` / ``.csv`` / ``.glb``."""
     session = Path(session)
     return session.with_name(session.stem + SUFFIXES[fmt])
 
 
 def export_session(session: str | Path, fmt: str, out: str | Path | None = None, *,
-                   stream: str | None = None, overwrite: bool = False) -> tuple[Path, BlendshapeSeries]:
+                   stream: str | None = None, overwrite: bool = False,
+                   identity: int | None = None) -> tuple[Path, BlendshapeSeries]:
     """Export a session in ``fmt`` (one of ``FORMATS``); returns the file written and the data.
 
+    ``identity`` (0..19, None for the generic head) chooses the ICT head of a ``gltf`` export.
     Refuses to overwrite an existing file unless ``overwrite``.
     """
     if fmt not in _WRITERS:
@@ -288,4 +316,6 @@ def export_session(session: str | Path, fmt: str, out: str | Path | None = None,
     series = load_blendshapes(session, stream)
     if series.n_frames == 0:
         raise ExportError(f"{session}: the {series.origin} data has no frames to export")
+    if fmt == "gltf":
+        return write_gltf(series, out, identity), series
     return _WRITERS[fmt](series, out), series

@@ -234,8 +234,8 @@ FACS: Final[Mapping[str, tuple[int, ...]]] = {
     "mouthStretchLeft": (20,),      # AU20 lip stretcher
     "mouthStretchRight": (20,),
     "mouthFunnel": (22,),           # AU22 lip funneler
-    "mouthPressLeft": (24,),        # AU24 lip pressor
-    "mouthPressRight": (24,),
+    "mouthPressLeft": (23, 24),     # AU23 lip tightener (approximate), AU24 lip pressor
+    "mouthPressRight": (23, 24),
     "jawOpen": (25, 26),            # AU25 lips part, AU26 jaw drop
     "mouthRollLower": (28,),        # AU28 lip suck
     "mouthRollUpper": (28,),
@@ -256,11 +256,24 @@ FACS: Final[Mapping[str, tuple[int, ...]]] = {
 }
 """ARKit blendshape to FACS action units (Ekman & Friesen numbering).
 
-The correspondence follows the muscle each ARKit shape imitates; it is many-to-one
-(left and right halves map to one bilateral AU). ``mouthClose`` (lips closed with the jaw
-open) has no single AU and is left out; ``jawOpen`` drives both AU25 (lips part) and AU26
-(jaw drop). An AU's intensity is the mean of its shapes (see ``action_units``).
+The correspondence follows the muscle each ARKit shape imitates (the AU names and muscles of
+Ekman, Friesen & Hager's FACS manual, 2002; the ARKit shapes as Apple's
+``ARFaceAnchor.BlendShapeLocation`` documentation describes them); it is many-to-one (left and
+right halves map to one bilateral AU). ``mouthClose`` (lips closed with the jaw open),
+``mouthLeft/Right`` and ``mouthShrugUpper`` have no single AU and are left out; ``jawOpen``
+drives both AU25 (lips part) and AU26 (jaw drop). AU23 (lip tightener) has no ARKit shape of
+its own: both it and AU24 are orbicularis oris actions that narrow and press the lips, so
+``mouthPress`` drives both (an approximation, stated in capture/FORMAT.md). An AU's intensity
+is the mean of its shapes (see ``action_units``).
 """
+
+OPENFACE_INTENSITY_AUS: Final[tuple[int, ...]] = (
+    1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+"""The 17 AUs whose intensity OpenFace 2.0 writes (``AUxx_r``, 0..5), in its column order."""
+
+OPENFACE_PRESENCE_AUS: Final[tuple[int, ...]] = (
+    1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 28, 45)
+"""The 18 AUs whose presence OpenFace 2.0 writes (``AUxx_c``, 0/1): the 17 and AU28."""
 
 ACTION_UNITS: Final[tuple[int, ...]] = tuple(sorted({au for aus in FACS.values() for au in aus}))
 """Every action unit that ``FACS`` reaches, ascending."""

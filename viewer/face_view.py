@@ -8,6 +8,7 @@ polls events and renders. All GLFW calls must come from the thread that made the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from hardware.face import FaceModel
 from viewer.colors import BACKGROUND, DEFAULT_ERROR_SCALE_MM, SKIN, error_colors, vertex_error
+from viewer.eyes import eye_rotation, gaze_angles
 from viewer.markers import MarkerSet, MarkerSite
 
 FACE_GROUPS: tuple[str, ...] = (
@@ -48,12 +50,26 @@ class WindowError(RuntimeError):
     """Open3D could not open its window (no usable X display or OpenGL)."""
 
 
+EYEBALLS: tuple[str, ...] = ("eyeball_left", "eyeball_right")
+"""The eyeball groups, turned by gaze (``viewer.eyes``) rather than by blendshapes."""
+
+LIVE_TRIANGLES: dict[int, int] = {1: 9000, 2: 5000}
+"""Triangles per face of the decimated live mesh (``MeshSelection.decimated``), by number of
+faces in the window: software GL draws in about proportion to the triangles, and the targets
+are 30 frames/s for one face and 20 side by side (benchmarks/bench_viewer.py)."""
+
+
 @dataclass(frozen=True)
 class MeshSelection:
-    """A subset of the face model: which vertices are drawn and their re-indexed triangles."""
+    """A subset of the face model: which vertices are drawn and their re-indexed triangles.
+
+    A decimated selection draws fewer vertices than it takes from the model: each drawn vertex
+    rides on its nearest model vertex (``vertex_ids``, whose blendshape deltas it takes), moved
+    by ``rest_offset`` (its own rest position minus that vertex's, on the generic head)."""
 
     vertex_ids: np.ndarray     # (v,) indices into the full model's vertices
     triangles: np.ndarray      # (f, 3) indices into vertex_ids
+    rest_offset: np.ndarray | None = None   # (v, 3) metres, decimated selections only
 
     @classmethod
     def of_groups(cls, face: FaceModel, groups: Sequence[str] | None) -> "MeshSelection":
@@ -71,12 +87,54 @@ class MeshSelection:
         tris = face.triangles[keep[face.triangles].all(axis=1)]
         return cls(ids, remap[tris].astype(np.int32))
 
+    @classmethod
+    def decimated(cls, face: FaceModel, groups: Sequence[str] | None,
+                  triangles: int) -> "MeshSelection":
+        """``of_groups`` simplified to about ``triangles`` triangles by quadric edge collapse
+        (Open3D), for drawing live. The skin (every group but the eyeballs) is simplified as
+        one mesh so that its seams stay closed; each eyeball on its own so that its vertices
+        stay eyeball vertices. Cached per arguments (simplifying takes about a second)."""
+        names = tuple(face.groups) if groups is None else tuple(groups)
+        return _decimated(face, names, int(triangles))
+
+    def rows_in_group(self, face: FaceModel, group: str) -> np.ndarray:
+        """Rows of the drawn vertices that belong to a model group (may be empty)."""
+        part = face.groups[group]
+        return np.flatnonzero((self.vertex_ids >= part.start) & (self.vertex_ids < part.stop))
+
     def position_of(self, vertex: int) -> int:
         """Row of a full-model vertex id in this selection (ValueError if not drawn)."""
         hit = np.flatnonzero(self.vertex_ids == vertex)
         if len(hit) == 0:
             raise ValueError(f"vertex {vertex} is not part of the drawn mesh")
         return int(hit[0])
+
+
+@functools.cache
+def _decimated(face: FaceModel, names: tuple[str, ...], triangles: int) -> MeshSelection:
+    import open3d as o3d
+    from scipy.spatial import cKDTree
+
+    skin = tuple(g for g in names if g not in EYEBALLS)
+    units = [u for u in [skin] + [(g,) for g in EYEBALLS if g in names] if u]
+    full = [MeshSelection.of_groups(face, u) for u in units]
+    total = sum(len(f.triangles) for f in full)
+    ids, offsets, tris, base = [], [], [], 0
+    for part in full:
+        rest = face.neutral[part.vertex_ids].astype(np.float64)
+        mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(rest),
+                                         o3d.utility.Vector3iVector(part.triangles))
+        target = max(8, round(triangles * len(part.triangles) / total))
+        small = mesh.simplify_quadric_decimation(target_number_of_triangles=target)
+        small.remove_unreferenced_vertices()
+        verts = np.asarray(small.vertices)
+        _, nearest = cKDTree(rest).query(verts)
+        ids.append(part.vertex_ids[nearest])
+        offsets.append(verts - rest[nearest])
+        tris.append(np.asarray(small.triangles) + base)
+        base += len(verts)
+    return MeshSelection(np.concatenate(ids), np.concatenate(tris).astype(np.int32),
+                         np.concatenate(offsets).astype(np.float32))
 
 
 class FaceSlot:
@@ -93,6 +151,12 @@ class FaceSlot:
         ids = selection.vertex_ids
         self._rest = face.vertex_subset(np.zeros((1, 52)), ids, identity)[0]
         self._basis = (face.vertex_subset(np.eye(52), ids, identity) - self._rest).reshape(52, -1)
+        if selection.rest_offset is not None:
+            self._rest = self._rest + selection.rest_offset
+        # Eyeballs: their rows and centres (ICT's shapes never move them; gaze turns them).
+        self._eyes = [(rows, (self._rest[rows].min(0) + self._rest[rows].max(0)) / 2)
+                      for rows in (selection.rows_in_group(face, g) for g in EYEBALLS)]
+        self.gaze = np.zeros((2, 2))     # (left, right) x (towards the face's left, up), rad
         self.vertices = self._rest.copy()
         # Heads turn about the centre of their rest shape's bounding box.
         self.pivot = ((self.vertices.min(0) + self.vertices.max(0)) / 2).astype(np.float64)
@@ -111,11 +175,19 @@ class FaceSlot:
         return p @ self.turn.T + self.pivot + self.offset
 
     def pose(self, weights: np.ndarray) -> np.ndarray:
-        """Drawn vertices ``(v, 3)`` for one frame of 52 weights (head coordinates, metres)."""
+        """Drawn vertices ``(v, 3)`` for one frame of 52 weights, or 61 values with the pose
+        channels (head coordinates, metres); the eyeballs turn by ``viewer.eyes.gaze_angles``."""
+        values = np.asarray(weights, np.float32)
         # Real ARKit values may leave 0..1 slightly and face-lost rows are NaN: clip for display.
-        w = np.clip(np.nan_to_num(np.asarray(weights, np.float32)[:52], nan=0.0), 0.0, 1.0)
+        w = np.clip(np.nan_to_num(values[:52], nan=0.0), 0.0, 1.0)
         self.weights = w
-        return (w @ self._basis).reshape(-1, 3) + self._rest
+        verts = (w @ self._basis).reshape(-1, 3) + self._rest
+        self.gaze = gaze_angles(np.concatenate([w, values[52:]]))
+        for (rows, centre), (left, up) in zip(self._eyes, self.gaze):
+            if len(rows):
+                verts[rows] = (verts[rows] - centre) @ eye_rotation(left, up).T.astype(
+                    np.float32) + centre
+        return verts
 
     def show(self, vertices: np.ndarray, colors: np.ndarray | None = None) -> None:
         """Write new vertices (and optionally per-vertex colours) into the mesh."""
@@ -146,7 +218,8 @@ class FaceWindow:
                  width: int | None = None, height: int = 720, title: str = "imusic view",
                  camera: str = "front", markers: list[MarkerSite] | None = None,
                  show_markers: bool = True, error_scale_mm: float = DEFAULT_ERROR_SCALE_MM,
-                 keys: dict[str, str] | None = None, visible: bool = True):
+                 keys: dict[str, str] | None = None, visible: bool = True,
+                 live_triangles: int | None = None):
         import open3d as o3d
 
         if n_faces not in (1, 2):
@@ -154,7 +227,10 @@ class FaceWindow:
         if camera not in CAMERAS:
             raise ValueError(f"unknown camera {camera!r}; choose one of {list(CAMERAS)}")
         self.face = FaceModel.load()
-        self.selection = MeshSelection.of_groups(self.face, None if full_head else FACE_GROUPS)
+        groups = None if full_head else FACE_GROUPS
+        # Full detail by default (snapshots, tests); ``live_triangles`` draws a decimated mesh.
+        self.selection = (MeshSelection.of_groups(self.face, groups) if live_triangles is None
+                          else MeshSelection.decimated(self.face, groups, live_triangles))
         self.error_scale_mm = error_scale_mm
         gap = SIDE_BY_SIDE_GAP_M
         offsets = [0.0] if n_faces == 1 else [-gap / 2, gap / 2]

@@ -95,7 +95,12 @@ async def _listen(args: argparse.Namespace, stop) -> int:
     import asyncio
     import sys
 
-    from capture.arkit_bridge import DEFAULT_LATENCY_S, LiveLinkReceiver
+    from capture.arkit_bridge import (
+        DEFAULT_LATENCY_S,
+        NO_PACKETS_WARNING_S,
+        LiveLinkReceiver,
+        no_packets_hint,
+    )
 
     latency = DEFAULT_LATENCY_S if args.latency_ms is None else args.latency_ms / 1000.0
     rx = LiveLinkReceiver(name=args.name or "ARKit", host=args.host, port=args.listen,
@@ -106,19 +111,27 @@ async def _listen(args: argparse.Namespace, stop) -> int:
         print(f"imusic arkit: {err}", file=sys.stderr)
         return 2
     status = _Status(args.quiet)
-    print(f"listening for Live Link Face on udp port {port}; LSL stream '{rx.name}' "
+    print(f"listening for Live Link Face (the app's Live Link (ARKit) mode) on udp port {port}; "
+          f"LSL stream '{rx.name}' "
           f"(type Blendshapes) appears with the first packet. Ctrl-C to stop.",
           file=sys.stderr, flush=True)
+    loop_time = asyncio.get_running_loop().time
+    warn_at: float | None = loop_time() + NO_PACKETS_WARNING_S
     try:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except asyncio.TimeoutError:
                 pass
+            if warn_at is not None and rx.stats.datagrams == 0 and loop_time() >= warn_at:
+                status.done(f"imusic arkit: {no_packets_hint(port)}")
+                warn_at = None
             status.show(rx.status_line())
     finally:
         rx.close()
     status.done(rx.status_line())
+    if rx.stats.datagrams == 0:
+        print(f"imusic arkit: {no_packets_hint(port)}", file=sys.stderr)
     if rx.stats.last_error:
         print(f"last dropped datagram: {rx.stats.last_error}", file=sys.stderr)
     return 0

@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rig", default="auto",
                         help="rig whose sensors are drawn (name or JSON path; 'none' to hide; "
                              "default: the session's rig or the default rig)")
+    parser.add_argument("--full-detail", action="store_true",
+                        help="draw every triangle in the window (default: a decimated mesh of "
+                             "about 9k triangles per face, to keep up; snapshots are always "
+                             "full detail)")
     parser.add_argument("--no-markers", action="store_true", help="start with sensors hidden")
     parser.add_argument("--error-scale", type=float, default=5.0, metavar="MM",
                         help="per-vertex error (mm) at the top of the colour map (default 5)")
@@ -144,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
 
         with ensure_display():
-            from viewer.face_view import FaceWindow  # noqa: F811 - heavy import kept late
+            from viewer.face_view import LIVE_TRIANGLES, FaceWindow  # heavy import kept late
+
+            options["live_triangles"] = None if args.full_detail else LIVE_TRIANGLES[n_faces]
 
             if lsl:
                 infos = [resolve_blendshapes(name or None, args.timeout) for name in lsl]

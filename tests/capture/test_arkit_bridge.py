@@ -267,6 +267,7 @@ def test_cli_listen_receives_and_stops_on_sigint(real_packets, unique_name):
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 0, out
     assert "21 frames" in out and "1 bad" in out
+    assert "no Live Link Face packets" not in out
 
 
 def test_cli_replay_bad_file_names_it(tmp_path):
@@ -275,3 +276,18 @@ def test_cli_replay_bad_file_names_it(tmp_path):
     proc = _imusic("--replay", str(bad))
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "bad.csv" in out and "Timecode" in out
+
+
+def test_cli_listen_without_packets_says_to_choose_the_arkit_mode():
+    from capture.arkit_bridge import NO_PACKETS_WARNING_S
+
+    proc = _imusic("--listen", "0", "--host", "127.0.0.1", "--quiet",
+                   "--seconds", str(NO_PACKETS_WARNING_S + 3))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    port = re.search(r"udp port (\d+)", out).group(1)
+    hints = [line for line in out.splitlines() if "no Live Link Face packets" in line]
+    # Once while listening (after NO_PACKETS_WARNING_S), once in the summary at the end.
+    assert len(hints) == 2, out
+    assert f"udp port {port}" in hints[0] and "'Live Link (ARKit)' mode" in hints[0]
+    assert "MetaHuman Animator" in hints[0]

@@ -10,6 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capture.aligned import Aligned, write_aligned
 from capture.export import (
@@ -21,7 +23,7 @@ from capture.export import (
 )
 from capture.livelink_csv import read_take
 from capture.session import SessionWriter, StreamSpec, write_stream
-from hardware.vocabulary import ACTION_UNITS, ARKIT_NAMES, STREAM_NAMES, stream_index
+from hardware.vocabulary import STREAM_NAMES, stream_index
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,29 +88,78 @@ def test_livelink_csv_from_recorded_stream_restores_face_lost_rows(tmp_path, rea
                                   real_take.values[rows][real_take.face_found[rows]])
 
 
-def test_au_csv_openface_layout_and_mapping(tmp_path, real_take):
+# OpenFace 2.0's FeatureExtraction output with -aus, as it names its columns (written out here,
+# not derived from capture.export, so that the test checks the exporter against OpenFace).
+OPENFACE_AU_COLUMNS = (
+    "frame, face_id, timestamp, confidence, success, "
+    "AU01_r, AU02_r, AU04_r, AU05_r, AU06_r, AU07_r, AU09_r, AU10_r, AU12_r, AU14_r, AU15_r, "
+    "AU17_r, AU20_r, AU23_r, AU25_r, AU26_r, AU45_r, "
+    "AU01_c, AU02_c, AU04_c, AU05_c, AU06_c, AU07_c, AU09_c, AU10_c, AU12_c, AU14_c, AU15_c, "
+    "AU17_c, AU20_c, AU23_c, AU25_c, AU26_c, AU28_c, AU45_c").split(", ")
+
+
+def test_au_csv_has_exactly_openface_columns_and_mapping(tmp_path, real_take):
     session = _aligned_session(tmp_path / "s.h5", real_take)
     out, series = export_session(session, "au-csv")
+    header_line = out.read_text().splitlines()[0]
+    assert header_line == ", ".join(OPENFACE_AU_COLUMNS)
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f, skipinitialspace=True))
-    assert list(rows[0].keys()) == au_header()
-    assert "AU01_r" in rows[0] and "AU12_r" in rows[0] and "AU45_c" in rows[0]
+    assert list(rows[0].keys()) == OPENFACE_AU_COLUMNS == au_header()
+    assert "AU28_r" not in rows[0] and "AU16_r" not in rows[0] and "AU61_r" not in rows[0]
     assert len(rows) == 600
     sl, sr = stream_index("mouthSmileLeft"), stream_index("mouthSmileRight")
+    pl, pr = stream_index("mouthPressLeft"), stream_index("mouthPressRight")
+    rl, ru = stream_index("mouthRollLower"), stream_index("mouthRollUpper")
     for i in range(0, 600, 37):
         r = rows[i]
         assert int(r["frame"]) == i + 1 and float(r["timestamp"]) == pytest.approx(i / 60, abs=1e-3)
         if series.face_found[i]:
-            assert r["success"] == "1"
-            want = 5 * (series.values[i, sl] + series.values[i, sr]) / 2
-            assert float(r["AU12_r"]) == pytest.approx(min(want, 5), abs=0.006)
-            assert float(r["AU45_r"]) == pytest.approx(
-                5 * np.mean(series.values[i, [0, 7]]), abs=0.006)
-            assert r["AU12_c"] == str(int(float(r["AU12_r"]) >= 1.0)) or abs(float(r["AU12_r"]) - 1) < 0.01
+            v = series.values[i]
+            assert r["success"] == "1" and r["confidence"] == "1.00"
+            assert float(r["AU12_r"]) == pytest.approx(min(5 * (v[sl] + v[sr]) / 2, 5), abs=0.006)
+            assert float(r["AU45_r"]) == pytest.approx(5 * np.mean(v[[0, 7]]), abs=0.006)
+            assert float(r["AU23_r"]) == pytest.approx(min(5 * (v[pl] + v[pr]) / 2, 5), abs=0.006)
+            assert r["AU28_c"] == str(int(5 * (v[rl] + v[ru]) / 2 >= 1.0))
         else:
-            assert r["success"] == "0" and float(r["AU12_r"]) == 0.0
-    vals = np.array([[float(r[f"AU{a:02d}_r"]) for a in ACTION_UNITS] for r in rows])
-    assert vals.min() >= 0 and vals.max() <= 5 and vals.max() > 1
+            assert r["success"] == "0" and float(r["AU12_r"]) == 0.0 and r["AU28_c"] == "0"
+    intensity = np.array([[float(r[c]) for c in OPENFACE_AU_COLUMNS if c.endswith("_r")] for r in rows])
+    presence = np.array([[int(r[c]) for c in OPENFACE_AU_COLUMNS if c.endswith("_c")] for r in rows])
+    assert intensity.shape == (600, 17) and presence.shape == (600, 18)
+    assert intensity.min() >= 0 and intensity.max() <= 5 and intensity.max() > 1
+    assert set(np.unique(presence)) <= {0, 1}
+    # _c agrees with _r for the 17 AUs that have both.
+    both = [c[:4] for c in OPENFACE_AU_COLUMNS if c.endswith("_r")]
+    for au in both:
+        r_vals = np.array([float(r[au + "_r"]) for r in rows])
+        c_vals = np.array([int(r[au + "_c"]) for r in rows])
+        clear = np.abs(r_vals - 1.0) > 0.01              # rounding to 2 decimals near the threshold
+        assert (c_vals[clear] == (r_vals[clear] >= 1.0)).all(), au
+
+
+@settings(max_examples=30, deadline=None)
+@given(weights=st.lists(st.lists(st.floats(-0.5, 1.5, width=32), min_size=52, max_size=52),
+                        min_size=1, max_size=8),
+       lost=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_au_csv_any_weights_parse_as_openface(tmp_path_factory, weights, lost):
+    n = len(weights)
+    values = np.zeros((n, 61), np.float32)
+    values[:, :52] = weights
+    found = ~np.array(lost[:n])
+    values[~found] = np.nan
+    from capture.export import BlendshapeSeries, write_au_csv
+    out = tmp_path_factory.mktemp("au") / "x.au.csv"
+    series = BlendshapeSeries(t=np.arange(n) / 30.0, values=values, face_found=found,
+                              origin="test", path=out)
+    write_au_csv(series, out)
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f, skipinitialspace=True))
+    assert len(rows) == n and list(rows[0].keys()) == OPENFACE_AU_COLUMNS
+    for i, r in enumerate(rows):
+        assert r["success"] == ("1" if found[i] else "0")
+        for c in OPENFACE_AU_COLUMNS[5:]:
+            x = float(r[c])
+            assert 0.0 <= x <= 5.0 and (not c.endswith("_c") or x in (0.0, 1.0))
 
 
 def test_plain_csv_has_named_columns_and_imu(tmp_path, real_take):
