@@ -160,6 +160,9 @@ def table() -> str:
         m = doc.get("machine", {})
         when = str(doc.get("when", "?"))[:10]
         machine = f"{m.get('cores', '?')} cores" if m else "?"
+        load = doc.get("load_average_1min")
+        if load:                                 # a busy machine's figures are floors
+            machine += f", load {max(load) if isinstance(load, list) else load:.1f}"
         lines.append(f"| {row.what} | {figure} | {row.target} | {when}, {machine} | {link} |")
     return "\n".join(lines)
 
