@@ -15,6 +15,8 @@ between consecutive timestamps larger than ``max(5 sample periods, 0.25 s)`` is 
 
 from __future__ import annotations
 
+import errno
+import os
 import queue
 import shutil
 import threading
@@ -82,6 +84,7 @@ class RecordLimits:
     resolve_poll_s: float = 0.05     # how often new streams are looked for (was 0.5 s)
     warn_free_hours: float = 1.0     # warn when free disk lasts less than this at the data rate
     min_free_bytes: int = 1 << 20    # stop cleanly when free disk falls below this (0 = never)
+    ballast_bytes: int = 512 << 10   # disk kept in a reserve file, freed so a failed file can close
     disk_check_s: float = 0.5        # how often the writer checks free disk space
 
 
@@ -222,12 +225,20 @@ class Recorder:
         self._writer = SessionWriter(self.path, subject=self.subject,
                                      flush_interval=self.flush_interval,
                                      attrs={"recorder_types": list(self.types)})
-        if self.limits.min_free_bytes and self.free_bytes() < self.limits.min_free_bytes:
-            free = self.free_bytes()
+        # A reserve file: if a write fails for want of space, deleting it gives the file the
+        # room to close (HDF5 cannot drop what it failed to write, only write it again).
+        self._ballast = self.path.with_name(f".{self.path.name}.reserve")
+        free = self.free_bytes()
+        try:
+            if self.limits.min_free_bytes and free < self.limits.min_free_bytes:
+                raise OSError("below the reserve")
+            make_ballast(self._ballast, self.limits.ballast_bytes)
+        except OSError:
             self._writer.close()
+            self._ballast.unlink(missing_ok=True)
             raise DiskFull(f"{self.path}: only {_size(free)} free on its disk, below the "
                            f"{_size(self.limits.min_free_bytes)} reserve: free space or "
-                           "record elsewhere")
+                           "record elsewhere") from None
 
     # ---------------------------------------------------------------- control
     def start(self) -> "Recorder":
@@ -367,11 +378,13 @@ class Recorder:
             self._fail(f"{self.path}: writing failed ({describe_write_error(err)}); "
                        "recording stopped", w.close_after_failure)
         finally:
+            self._ballast.unlink(missing_ok=True)
             self._writer_done.set()
 
     def _fail(self, text: str, close: Callable[[], Any]) -> None:
         """Stop recording after a disk or write failure; close; say what the file keeps."""
         self._stop.set()
+        self._ballast.unlink(missing_ok=True)
         try:
             close()
             kept = saved_summary(self.path)
@@ -466,6 +479,25 @@ def stream_byte_rate(spec: StreamSpec) -> float:
     return spec.nominal_srate * (spec.channel_count * item + 8)
 
 
+def make_ballast(path: Path, size: int) -> None:
+    """A file of ``size`` bytes with its disk blocks allocated (raises OSError if no room)."""
+    if size <= 0:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            os.write(fd, bytes(size))     # filesystems without fallocate
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
 def saved_summary(path: Path) -> str:
     """What a closed session holds, in words: samples and seconds per stream."""
     with SessionReader(path) as r:
@@ -475,7 +507,7 @@ def saved_summary(path: Path) -> str:
             n = min(ts.shape[0], r.h5["streams"][key]["time_series"].shape[0])
             dur = float(ts[n - 1] - ts[0]) if n > 1 else 0.0
             parts.append(f"{key} {n} samples ({dur:.1f} s)")
-    return f"{path} keeps " + (", ".join(parts) if parts else "no samples")
+    return "kept " + (", ".join(parts) if parts else "no samples")
 
 
 def _size(n: float) -> str:

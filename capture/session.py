@@ -465,13 +465,13 @@ class SessionWriter:
         if self._h5 is None and not self._rows:
             return
         self.write_error = reason
-        self._handles.clear()
-        h5, self._h5 = self._h5, None
         # The handles' destructors report writes that fail while they close; they are the
         # failure being handled here, so they are not printed.
         hook = sys.unraisablehook
         sys.unraisablehook = lambda _unraisable: None
         try:
+            self._handles.clear()
+            h5, self._h5 = self._h5, None
             if h5 is not None:
                 with contextlib.suppress(Exception):
                     h5.close()
