@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System libraries: open3d needs libusb, libGL and libEGL; the viewer tests need Xvfb and Mesa.
-APT_PACKAGES=(libusb-1.0-0 libgl1 libegl1 libgl1-mesa-dri xvfb xauth)
+APT_PACKAGES=(libusb-1.0-0 libgl1 libegl1 libgl1-mesa-dri xvfb xauth hdf5-tools)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
