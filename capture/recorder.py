@@ -81,7 +81,7 @@ class RecordLimits:
     pull_timeout_s: float = 0.05     # a puller's blocking pull, so also its stop-check period
     offset_timeout_s: float = 0.5    # wait for one clock-offset measurement
     close_timeout_s: float = 15.0    # stop(): wait for the writer to write the queue and close
-    resolve_poll_s: float = 0.05     # how often new streams are looked for (was 0.5 s)
+    resolve_wait_s: float = 0.1      # one resolve query waits this long for a new stream
     warn_free_hours: float = 1.0     # warn when free disk lasts less than this at the data rate
     min_free_bytes: int = 1 << 20    # stop cleanly when free disk falls below this (0 = never)
     ballast_bytes: int = 512 << 10   # disk kept in a reserve file, freed so a failed file can close
@@ -330,26 +330,34 @@ class Recorder:
     def _resolve_loop(self) -> None:
         import pylsl
 
-        resolver = pylsl.ContinuousResolver(pred=build_predicate(self.types, self.names))
-        try:
-            while not self._stop.is_set():
-                for info in resolver.results():
-                    # A stream is one source: its source_id if it has one (LSL recovers it by
-                    # that), else its uid.
-                    ident = (f"{info.name()}|{info.source_id()}" if info.source_id()
-                             else info.uid())
-                    if ident in self._pullers:
-                        continue
-                    with self._lock:
-                        self.status[ident] = StreamStatus(name=info.name(), type=info.type(),
-                                                          srate=info.nominal_srate())
-                    p = _Puller(info, ident, self._queue, self._stop, self.offset_interval,
-                                self.limits)
-                    self._pullers[ident] = p
-                    p.start()
-                self._stop.wait(self.limits.resolve_poll_s)
-        finally:
-            del resolver
+        # One-shot resolves in a loop rather than a ContinuousResolver: a one-shot query goes
+        # out at once and returns as soon as one stream more than last time answers, so a new
+        # stream is found within milliseconds; the continuous resolver's waves took up to a
+        # second, and an outlet sends a new inlet only what is pushed after it connects.
+        pred = build_predicate(self.types, self.names)
+        present = 0
+        while not self._stop.is_set():
+            try:
+                found = pylsl.resolve_bypred(pred, present + 1, self.limits.resolve_wait_s)
+            except Exception as err:  # noqa: BLE001 - a network hiccup: try again
+                self._report(f"resolving streams failed: {err}")
+                self._stop.wait(self.limits.resolve_wait_s)
+                continue
+            present = len(found)
+            for info in found:
+                # A stream is one source: its source_id if it has one (LSL recovers it by
+                # that), else its uid.
+                ident = (f"{info.name()}|{info.source_id()}" if info.source_id()
+                         else info.uid())
+                if ident in self._pullers or self._stop.is_set():
+                    continue
+                with self._lock:
+                    self.status[ident] = StreamStatus(name=info.name(), type=info.type(),
+                                                      srate=info.nominal_srate())
+                p = _Puller(info, ident, self._queue, self._stop, self.offset_interval,
+                            self.limits)
+                self._pullers[ident] = p
+                p.start()
 
     def _write_loop(self) -> None:
         w = self._writer
