@@ -1,16 +1,24 @@
 """The LSL recorder: every matching stream on the network into one session file.
 
-Threads: one resolver (``pylsl.ContinuousResolver``) finds streams, including ones that join
-late; one puller thread per stream pulls chunks from its inlet (``recover=True``, so a stream
-that is lost and comes back is followed), measures the clock offset periodically and notices
-gaps; all of them put messages on one queue; one writer thread owns the ``SessionWriter`` and is
-the only code that touches the file.
+Threads: one resolver finds streams, including ones that join late (one-shot resolves in a
+loop, so a new stream is found in about ``RecordLimits.resolve_wait_s``); one puller thread per
+stream pulls chunks from its inlet (``recover=True``, so a stream that is lost and comes back
+is followed), measures the clock offset periodically and notices gaps; all of them put
+messages on one queue; one writer thread owns the ``SessionWriter`` and is the only code that
+touches the file.
 
 Lost and gaps. With ``recover=True`` an inlet never raises when its source disappears; it just
 returns nothing. A puller marks its stream *lost* when no sample has arrived for
 ``max(1 s, 10 sample periods)`` and *recovered* when samples come again; independently, a jump
 between consecutive timestamps larger than ``max(5 sample periods, 0.25 s)`` is written as a gap
 ``[last, next]`` in the sender's clock (so gaps are exact, whatever the cause).
+
+Stop and failures (thresholds in ``RecordLimits``). Pullers check the stop flag after every
+pull and then drain their inlet briefly, so ``stop()`` returns within about a second while
+sources keep streaming. The writer checks free disk space: it warns when less than an hour is
+left and stops cleanly below a reserve (``DiskFull``). If a write fails anyway, it frees its
+reserve file, so that HDF5 has room to close, and cuts the file back to its last good flush
+(``SessionWriter.close_after_failure``). ``failure`` then holds the one line to show.
 """
 
 from __future__ import annotations
