@@ -23,6 +23,7 @@ reserve file, so that HDF5 has room to close, and cuts the file back to its last
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import queue
@@ -242,8 +243,11 @@ class Recorder:
                 raise OSError("below the reserve")
             make_ballast(self._ballast, self.limits.ballast_bytes)
         except OSError:
-            self._writer.close()
+            # Nothing was recorded: remove the empty session too, so the name stays free.
+            with contextlib.suppress(Exception):
+                self._writer.close()
             self._ballast.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
             raise DiskFull(f"{self.path}: only {_size(free)} free on its disk, below the "
                            f"{_size(self.limits.min_free_bytes)} reserve: free space or "
                            "record elsewhere") from None

@@ -170,3 +170,13 @@ def test_writer_trims_to_the_last_good_flush(small_disk):
     assert _only_real_rows(path, key) == flushed
     with h5py.File(path, "r") as h5:
         assert h5.attrs["closed_cleanly"]
+
+
+def test_refuses_to_start_on_a_full_disk(small_disk, unique_name):
+    (small_disk / "filler").write_bytes(bytes(2600 << 10))      # 3 MiB disk, ~0.4 MiB left
+    path = small_disk / "s.h5"
+    out = _record(path, unique_name)
+    assert out.returncode == 1
+    line = _one_line(out.stderr, "free on its disk")
+    assert str(path) in line and "below the 1.0 MiB reserve" in line
+    assert not path.exists() and not (small_disk / ".s.h5.reserve").exists()
