@@ -16,10 +16,13 @@ stream; everything else is plain appends under SWMR.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import gc
 import json
 import re
 import socket
+import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -58,6 +61,10 @@ _PYLSL_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int1
 _STR = h5py.string_dtype("utf-8")
 MAX_CHANNELS = 65536     # far above any rig; guards against absurd headers
 _COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+# HDF5 format bounds: every object is written in a format HDF5 1.10 reads (Debian's h5dump,
+# h5py or MATLAB built on HDF5 1.10-1.14). SWMR needs at least v110. "latest" under HDF5 2.0
+# writes attribute and layout versions that 1.x cannot read.
+LIBVER = ("v110", "v110")
 
 
 class SessionError(Exception):
@@ -184,6 +191,18 @@ class StreamSpec:
         return ET.tostring(root, encoding="unicode")
 
 
+def describe_write_error(err: BaseException) -> str:
+    """One line for a failed HDF5 or OS write: the operation and the system's reason."""
+    text = str(err)
+    reason = re.search(r"error message = '([^']*)'", text)
+    head = text.split(" (", 1)[0].strip() or type(err).__name__
+    if reason:
+        return f"{head}: {reason.group(1)}"
+    if isinstance(err, OSError) and err.strerror:
+        return f"{head}: {err.strerror}"
+    return head[:200]
+
+
 def stream_key(name: str, taken: Iterable[str] = ()) -> str:
     """An HDF5-safe group name for a stream, unique among ``taken`` (suffix ``-2``, ``-3``...)."""
     base = re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("._") or "stream"
@@ -228,9 +247,17 @@ class SessionWriter:
         self._dirty_health: set[str] = set()
         self._last_flush = time.monotonic()
         self.n_flushes = 0
+        # Open dataset handles by path (kept open so that a failed write is raised by the
+        # write or flush that did it, not lost in a handle's destructor).
+        self._handles: dict[str, h5py.Dataset] = {}
+        # Rows of every appended dataset: as written, and as of the last successful flush
+        # (what is known to be on disk; a failed write trims back to it).
+        self._rows: dict[str, int] = {}
+        self._durable: dict[str, int] = {}
+        self.write_error = ""
         try:
             # 'x' = create, fail if it exists (a race with another writer is refused too).
-            self._h5 = h5py.File(self.path, "x", libver="latest")
+            self._h5 = h5py.File(self.path, "x", libver=LIBVER)
         except (FileExistsError, OSError) as err:
             raise SessionError(f"cannot create session {self.path}: {err}") from err
         root = self._h5.attrs
@@ -260,10 +287,10 @@ class SessionWriter:
     def _reopen_for_structure(self) -> None:
         """Close and reopen without SWMR so that new datasets can be created."""
         if self._swmr and self._h5.swmr_mode:
-            self._write_health()
-            self._h5.flush()
+            self.flush()
+            self._handles.clear()
             self._h5.close()
-            self._h5 = h5py.File(self.path, "a", libver="latest")
+            self._h5 = h5py.File(self.path, "a", libver=LIBVER)
 
     @property
     def keys(self) -> list[str]:
@@ -322,11 +349,18 @@ class SessionWriter:
         return key
 
     # ----------------------------------------------------------------- appends
-    @staticmethod
-    def _extend(ds: h5py.Dataset, rows: np.ndarray) -> None:
+    def _ds(self, path: str) -> h5py.Dataset:
+        ds = self._handles.get(path)
+        if ds is None:
+            ds = self._handles[path] = self._h5[path]
+        return ds
+
+    def _extend(self, path: str, rows: np.ndarray) -> None:
+        ds = self._ds(path)
         n = ds.shape[0]
         ds.resize(n + len(rows), axis=0)
         ds[n:] = rows
+        self._rows[path] = n + len(rows)
 
     def append(self, key: str, samples: Any, timestamps: Any) -> None:
         """Append ``samples`` (n, C) with their LSL ``timestamps`` (n,) to stream ``key``."""
@@ -344,9 +378,8 @@ class SessionWriter:
                                f"samples with n timestamps; got {data.shape} and {ts.shape}")
         if not len(ts):
             return
-        g = self._h5[STREAMS][key]
-        self._extend(g["time_series"], data)
-        self._extend(g["time_stamps"], ts)
+        self._extend(f"{STREAMS}/{key}/time_series", data)
+        self._extend(f"{STREAMS}/{key}/time_stamps", ts)
         self.count(key, "samples", len(ts))
         self.count(key, "chunks")
         self.maybe_flush()
@@ -358,20 +391,19 @@ class SessionWriter:
         if not (np.isfinite(t) and np.isfinite(offset)):
             self.count(key, "offset_failures")
             return
-        self._extend(self._h5[STREAMS][key]["clock_offsets"], np.array([[t, offset]], np.float64))
+        self._extend(f"{STREAMS}/{key}/clock_offsets", np.array([[t, offset]], np.float64))
         self.count(key, "offsets")
 
     def add_gap(self, key: str, start: float, end: float) -> None:
         """Record that stream ``key`` had no data between LSL times ``start`` and ``end``."""
-        self._extend(self._h5[STREAMS][key]["gaps"], np.array([[start, end]], np.float64))
+        self._extend(f"{STREAMS}/{key}/gaps", np.array([[start, end]], np.float64))
         self.count(key, "gaps")
 
     def add_event(self, t: float, text: str, source: str = "recorder") -> None:
         """Add an event (a marker, a stream lost or found, a note) at LSL time ``t``."""
-        ev = self._h5[EVENTS]
-        self._extend(ev["time"], np.array([t], np.float64))
-        self._extend(ev["source"], np.array([source], dtype=object))
-        self._extend(ev["text"], np.array([text], dtype=object))
+        self._extend(f"{EVENTS}/time", np.array([t], np.float64))
+        self._extend(f"{EVENTS}/source", np.array([source], dtype=object))
+        self._extend(f"{EVENTS}/text", np.array([text], dtype=object))
 
     def count(self, key: str, name: str, n: int = 1) -> None:
         """Add ``n`` to the health counter ``name`` (one of HEALTH_FIELDS) of stream ``key``."""
@@ -385,15 +417,16 @@ class SessionWriter:
     # ----------------------------------------------------------------- flushing
     def _write_health(self) -> None:
         for key in self._dirty_health:
-            self._h5[STREAMS][key]["health"][...] = self._health[key]
+            self._ds(f"{STREAMS}/{key}/health")[...] = self._health[key]
         self._dirty_health.clear()
         self.n_flushes += 1
-        self._h5["heartbeat"][...] = np.array([time.time(), self.n_flushes], np.float64)
+        self._ds("heartbeat")[...] = np.array([time.time(), self.n_flushes], np.float64)
 
     def flush(self) -> None:
         """Write the counters and flush everything to disk (readers see it after this)."""
         self._write_health()
         self._h5.flush()
+        self._durable.update(self._rows)
         self._last_flush = time.monotonic()
 
     def maybe_flush(self) -> bool:
@@ -404,18 +437,64 @@ class SessionWriter:
         return False
 
     def close(self) -> None:
-        """Flush, close, then mark the file as cleanly closed (it opens without SWMR after)."""
+        """Flush, close, then mark the file as cleanly closed (it opens without SWMR after).
+
+        If the final flush fails, ``close_after_failure`` trims the file and the error is
+        raised."""
         if self._h5 is None:
             return
         try:
             self.flush()
-        finally:
-            self._h5.close()
-            self._h5 = None
+        except Exception as err:
+            self.close_after_failure(describe_write_error(err))
+            raise
+        self._handles.clear()
+        self._h5.close()
+        self._h5 = None
         # Attributes cannot change under SWMR: reopen once, plainly, to seal the file.
-        with h5py.File(self.path, "r+", libver="latest") as h5:
+        with h5py.File(self.path, "r+", libver=LIBVER) as h5:
             h5.attrs["closed_cleanly"] = True
             h5.attrs["closed"] = _utc_now()
+
+    def close_after_failure(self, reason: str = "a write failed") -> None:
+        """After a failed write (disk full, I/O error): close the file and cut every appended
+        dataset back to its rows as of the last successful flush, so that no dataset holds
+        rows that never reached the disk (HDF5 grows a dataset's shape before its data is
+        written). The health counters are set to what is kept, ``closed_cleanly`` to True and
+        ``write_error`` to ``reason``. Raises if the file cannot be reopened."""
+        if self._h5 is None and not self._rows:
+            return
+        self.write_error = reason
+        # The handles' destructors report writes that fail while they close; they are the
+        # failure being handled here, so they are not printed.
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda _unraisable: None
+        try:
+            self._handles.clear()
+            h5, self._h5 = self._h5, None
+            if h5 is not None:
+                with contextlib.suppress(Exception):
+                    h5.close()
+                del h5
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        with h5py.File(self.path, "r+", libver=LIBVER) as f:
+            for path in self._rows:
+                keep = self._durable.get(path, 0)
+                if path in f and f[path].shape[0] > keep:
+                    f[path].resize(keep, axis=0)
+            for key, health in self._health.items():
+                base = f"{STREAMS}/{key}"
+                if f"{base}/health" in f:
+                    health[HEALTH_FIELDS.index("samples")] = min(
+                        self._durable.get(f"{base}/time_series", 0),
+                        self._durable.get(f"{base}/time_stamps", 0))
+                    f[f"{base}/health"][...] = health
+            f.attrs["closed_cleanly"] = True
+            f.attrs["closed"] = _utc_now()
+            with contextlib.suppress(Exception):   # needs a little room; the trim did not
+                f.attrs["write_error"] = reason
 
     def __enter__(self) -> "SessionWriter":
         return self

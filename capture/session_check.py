@@ -97,8 +97,14 @@ def _check_stream(r: SessionReader, key: str, rep: SessionReport, clean: bool) -
         else:
             d = np.diff(t)
             if np.any(d < 0):
-                rep.errors.append(f"{where}: timestamps go backwards {int((d < 0).sum())} "
-                                  f"times (first at sample {int(np.argmax(d < 0)) + 1})")
+                back = (f"{where}: timestamps go backwards {int((d < 0).sum())} "
+                        f"times (first at sample {int(np.argmax(d < 0)) + 1})")
+                # LSL lets an irregular stream (markers) stamp samples in any order; only a
+                # regular stream's clock must not go back.
+                if float(g.attrs.get("nominal_srate", spec.nominal_srate)) > 0:
+                    rep.errors.append(back)
+                else:
+                    rep.warnings.append(back + ", allowed in an irregular stream")
             s.duration_s = float(t[-1] - t[0])
             if s.duration_s > 0:
                 s.measured_rate = (len(t) - 1) / s.duration_s

@@ -219,13 +219,22 @@ class EventOutlet:
         d.append_child_value("format", "one JSON object per marker; key 'event' names it")
         self._outlet: pylsl.StreamOutlet | None = pylsl.StreamOutlet(info)
         self.pushed = 0
+        self.last_timestamp = float("-inf")
 
     def push(self, record: dict, timestamp: float | None = None) -> None:
-        """Push one JSON marker at ``timestamp`` (LSL seconds; now when None)."""
+        """Push one JSON marker at ``timestamp`` (LSL seconds; now when None).
+
+        Marker times never go back: a record whose time is before the last marker's (a gap
+        noticed after a health record went out) is stamped with the last marker's time and
+        keeps its own time in the payload as ``lsl_time``."""
         if self._outlet is None:
             return
-        self._outlet.push_sample([json.dumps(record, separators=(",", ":"))],
-                                 timestamp if timestamp is not None else pylsl.local_clock())
+        t = timestamp if timestamp is not None else pylsl.local_clock()
+        if t < self.last_timestamp:
+            record = {**record, "lsl_time": t}
+            t = self.last_timestamp
+        self._outlet.push_sample([json.dumps(record, separators=(",", ":"))], t)
+        self.last_timestamp = t
         self.pushed += 1
 
     def close(self) -> None:

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stream types to record (default IMU,Blendshapes,Markers)")
     parser.add_argument("--streams-by", nargs="+", default=None, metavar="NAME",
                         help="record only streams with these names or source ids")
+    parser.add_argument("--min-free", type=float, default=None, metavar="MIB",
+                        help="stop cleanly when the disk has less than MIB MiB free (default "
+                             "1; 0 = write until a write fails)")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
 
 
@@ -34,17 +37,26 @@ def run(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    from capture.recorder import Recorder
+    from capture.recorder import DiskFull, RecordLimits, Recorder
     from capture.session import SessionError
 
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     required = [t.strip() for t in args.require.split(",") if t.strip()]
+    limits = RecordLimits()
+    if args.min_free is not None:
+        limits.min_free_bytes = int(max(0.0, args.min_free) * (1 << 20))
     try:
         rec = Recorder(args.output, subject=args.subject, types=types, names=args.streams_by,
-                       on_error=lambda m: print(f"\nimusic record: {m}", file=sys.stderr))
+                       limits=limits,
+                       on_error=lambda m: print(f"\nimusic record: {m}", file=sys.stderr),
+                       on_warning=lambda m: print(f"\nimusic record: warning: {m}",
+                                                  file=sys.stderr))
     except SessionError as err:
         print(f"imusic record: {err}", file=sys.stderr)
         return 2
+    except DiskFull as err:
+        print(f"imusic record: {err}", file=sys.stderr)
+        return 1
 
     stop = threading.Event()
 
@@ -82,9 +94,12 @@ def run(args: argparse.Namespace) -> int:
         rec.stop()
         for s, h in old.items():
             signal.signal(s, h)
+    if rec.writer_failed:
+        # One line: the file, what failed, what it keeps.
+        print(("\n" if tty and not args.quiet else "") + f"imusic record: {rec.failure}",
+              file=sys.stderr)
+        return 1
     if not args.quiet:
         print(("\n" if tty else "") + rec.status_line(), file=sys.stderr)
     print(f"saved {args.output}", file=sys.stderr)
-    if rec.writer_failed:
-        return 1
     return rc or (1 if rec.errors and not rec.status else 0)
