@@ -44,7 +44,8 @@ EVENT_NAMES = {P.EVENT_TAP: "tap", P.EVENT_SYNC: "sync_pulse", P.EVENT_BUTTON: "
 
 
 class DeviceError(RuntimeError):
-    """The device cannot be used as configured (wrong rig, refused rate...): no retry helps."""
+    """The device cannot be used as configured (wrong rig, refused rate, a consumer that cannot
+    read its channels...): no retry helps. A sample callback may raise it to end the session."""
 
 
 class _Silence(Exception):
@@ -455,6 +456,8 @@ class DeviceSession:
             for dev, msg in self.decoder.feed(data):
                 try:
                     self._dispatch(dev, msg, arrival)
+                except DeviceError:
+                    raise   # the device or a consumer cannot go on as configured: no retry helps
                 except Exception as err:  # noqa: BLE001 - one bad message must not end the link
                     self._bad_message(dev, msg, err)
             st = self.decoder.stats

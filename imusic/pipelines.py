@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from firmware_bridge.device import DeviceError
 from hardware.vocabulary import N_BLENDSHAPES
 
 FUSION_STATE_TYPE = "FusionState"
@@ -274,7 +275,7 @@ class LivePipeline:
         return self.stats
 
 
-class ChannelMismatch(LookupError):
+class ChannelMismatch(DeviceError, LookupError):
     """The model needs IMU channels the stream does not have (one clear line: ``str(err)``)."""
 
 
