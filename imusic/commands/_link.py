@@ -30,6 +30,23 @@ def add_link_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after N seconds (default: Ctrl-C or SIGTERM)")
 
 
+def allow_error(args: argparse.Namespace, command: str, needs_udp: bool = True) -> str | None:
+    """The one line to print (exit 2) when ``--allow`` is misused: without ``--udp`` where it
+    needs one, or naming a host that does not resolve; None when it is fine or absent."""
+    if not getattr(args, "allow", None):
+        return None
+    if needs_udp and getattr(args, "udp", None) is None:
+        return f"imusic {command}: --allow goes with --udp PORT"
+    from firmware_bridge.transports.base import TransportError
+    from firmware_bridge.transports.udp import resolve_hosts
+
+    try:
+        resolve_hosts(args.allow)
+    except TransportError as err:
+        return f"imusic {command}: {err}"
+    return None
+
+
 def link_options(args: argparse.Namespace) -> LinkOptions:
     """The ``LinkOptions`` the parsed arguments name."""
     return LinkOptions(serial=args.serial, udp=args.udp, udp_host=args.udp_host, ble=args.ble,

@@ -172,15 +172,12 @@ def run(args: argparse.Namespace) -> int:
                                                            args.allow))
         return {k: await t for k, t in tasks.items()}
 
-    if args.allow:
-        from firmware_bridge.transports.base import TransportError
-        from firmware_bridge.transports.udp import resolve_hosts
+    from imusic.commands._link import allow_error
 
-        try:
-            resolve_hosts(args.allow)
-        except TransportError as err:
-            print(f"imusic devices: {err}", file=sys.stderr)
-            return 2
+    bad_allow = allow_error(args, "devices", needs_udp=False)
+    if bad_allow:
+        print(bad_allow, file=sys.stderr)
+        return 2
     result: dict = {}
     if not args.no_serial:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imusic.commands._link import add_link_arguments, link_options
+from imusic.commands._link import add_link_arguments, allow_error, link_options
 
 HELP = "hybrid tracking: ARKit when the face is visible, the IMUs when it is not (per region)"
 EXAMPLE = "imusic hybrid --arkit-listen 11111 --serial /dev/ttyACM0 --view"
@@ -42,6 +42,10 @@ async def _main(args: argparse.Namespace) -> int:
 
     from imusic.pipelines import HybridPipeline, run_until_stopped
 
+    bad_allow = allow_error(args, "hybrid")
+    if bad_allow:
+        print(bad_allow, file=sys.stderr)
+        return 2
     try:
         pipe = HybridPipeline(link_options(args), arkit_listen=args.arkit_listen,
                               arkit_lsl=args.arkit_lsl, model=args.model, steps=args.steps,

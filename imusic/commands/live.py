@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imusic.commands._link import add_link_arguments, link_options
+from imusic.commands._link import add_link_arguments, allow_error, link_options
 
 HELP = "camera-free live capture: wearable -> model -> LSL blendshapes (+ Live Link, viewer, recording)"
 EXAMPLE = "imusic live --serial /dev/ttyACM0 --livelink 127.0.0.1:11111 --view --record take.h5 --no-raw"
@@ -52,18 +52,10 @@ async def _main(args: argparse.Namespace) -> int:
         print("imusic live: --no-raw only applies with --record SESSION.h5", file=sys.stderr)
         return 2
     livelink = parse_host_port(args.livelink) if args.livelink else None
-    if args.allow:
-        from firmware_bridge.transports.base import TransportError
-        from firmware_bridge.transports.udp import resolve_hosts
-
-        if args.udp is None:
-            print("imusic live: --allow goes with --udp PORT", file=sys.stderr)
-            return 2
-        try:
-            resolve_hosts(args.allow)
-        except TransportError as err:
-            print(f"imusic live: {err}", file=sys.stderr)
-            return 2
+    bad_allow = allow_error(args, "live")
+    if bad_allow:
+        print(bad_allow, file=sys.stderr)
+        return 2
     link = link_options(args)
     try:
         pipe = LivePipeline(link, model=args.model, steps=args.steps, name=args.name,

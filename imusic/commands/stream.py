@@ -97,18 +97,12 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
     import time
 
     from firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
-    from firmware_bridge.transports.base import TransportError
-    from firmware_bridge.transports.udp import resolve_hosts
+    from imusic.commands._link import allow_error
 
-    if args.allow:
-        if args.udp is None:
-            print("imusic stream: --allow goes with --udp PORT", file=sys.stderr)
-            return 2
-        try:
-            resolve_hosts(args.allow)
-        except TransportError as err:
-            print(f"imusic stream: {err}", file=sys.stderr)
-            return 2
+    bad_allow = allow_error(args, "stream")
+    if bad_allow:
+        print(bad_allow, file=sys.stderr)
+        return 2
     rig = args.rig
     if rig and rig != "auto":
         from hardware.rig import RigError, load_rig
