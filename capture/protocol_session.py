@@ -172,7 +172,9 @@ class ProtocolRunner:
         self.actor = actor
         self.interactive = interactive
         self.on_update = on_update
-        self.marker_name = marker_name or f"imusic-session-{bids_label(participant)}"
+        tag = getattr(actor, "tag", "")      # an emulated run: its streams' tag, so that two
+        self.marker_name = marker_name or (  # runs on one network never share a stream
+            f"imusic-session-{bids_label(participant)}" + (f"-{tag}" if tag else ""))
         self.names = (list(names) + [self.marker_name] if names is not None
                       else (actor.names + [self.marker_name] if actor is not None else None))
         info = pylsl.StreamInfo(self.marker_name, MARKER_TYPE, 1, pylsl.IRREGULAR_RATE,

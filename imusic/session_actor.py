@@ -49,7 +49,7 @@ class EmulatedParticipant:
 
         self.config = config or ActorConfig()
         self.seed = seed
-        tag = tag or uuid.uuid4().hex[:6]
+        self.tag = tag = tag or uuid.uuid4().hex[:6]
         self.imu_name = f"imusic-session-imu-{tag}"
         self.phone_name = f"imusic-session-phone-{tag}"
         self.names = [self.imu_name, f"{self.imu_name}-events", self.phone_name]
