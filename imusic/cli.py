@@ -18,8 +18,8 @@ from types import ModuleType
 from imusic import __version__
 
 COMMANDS: tuple[str, ...] = (
-    "demo", "emulate", "devices", "stream", "arkit", "record", "info", "sync", "import",
-    "simulate", "train", "eval", "live", "hybrid", "view", "export", "bench",
+    "demo", "emulate", "devices", "stream", "arkit", "record", "session", "info", "sync",
+    "import", "simulate", "train", "eval", "live", "hybrid", "view", "export", "bench",
 )
 """Subcommands in the order ``imusic --help`` lists them (module ``imusic.commands.<name>``)."""
 

@@ -10,8 +10,15 @@ EXAMPLE = "imusic record -o session.h5 --require IMU,Blendshapes --seconds 600 -
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imusic record``."""
-    parser.add_argument("-o", "--output", required=True, metavar="SESSION.h5",
-                        help="new session file (an existing file is never overwritten)")
+    parser.add_argument("-o", "--output", default=None, metavar="SESSION.h5",
+                        help="new session file (an existing file is never overwritten); "
+                             "required unless --rcs")
+    parser.add_argument("--rcs", type=int, nargs="?", const=22345, default=None, metavar="PORT",
+                        help="LabRecorder's remote control socket: lab scripts send 'filename "
+                             "{root:..} {participant:..} {task:..} {run:..}', 'start', 'stop' "
+                             "(default port 22345; see capture/rcs.py)")
+    parser.add_argument("--rcs-host", default="127.0.0.1", metavar="HOST",
+                        help="address the --rcs socket binds to (default 127.0.0.1)")
     parser.add_argument("--require", default="", metavar="TYPES",
                         help="comma-separated stream types that must be present before the "
                              "recording counts as started, e.g. IMU,Blendshapes")
@@ -40,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from capture.recorder import DiskFull, RecordLimits, Recorder
     from capture.session import SessionError
 
+    if args.rcs is not None:
+        return _run_rcs(args)
+    if not args.output:
+        print("imusic record: give -o SESSION.h5 (or --rcs to take file names from a lab "
+              "script)", file=sys.stderr)
+        return 2
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     required = [t.strip() for t in args.require.split(",") if t.strip()]
     limits = RecordLimits()
@@ -103,3 +116,58 @@ def run(args: argparse.Namespace) -> int:
         print(("\n" if tty else "") + rec.status_line(), file=sys.stderr)
     print(f"saved {args.output}", file=sys.stderr)
     return rc or (1 if rec.errors and not rec.status else 0)
+
+
+def _run_rcs(args: argparse.Namespace) -> int:
+    """Serve LabRecorder's remote control commands until Ctrl-C / SIGTERM."""
+    import signal
+    import sys
+    import threading
+
+    from capture.rcs import RcsError, RcsServer
+    from capture.recorder import Recorder
+    from capture.session import SessionError
+
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    current: dict = {}
+    say = lambda text: print(f"imusic record: {text}", file=sys.stderr, flush=True)  # noqa: E731
+
+    def start(path) -> None:
+        if current.get("rec") is not None:
+            raise RcsError(f"already recording to {current['rec'].path}; send stop first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            rec = Recorder(path, subject=args.subject, types=types, names=args.streams_by,
+                           on_error=lambda m: say(m))
+        except SessionError as err:
+            raise RcsError(str(err)) from None
+        current["rec"] = rec.start()
+        say(f"recording to {path}")
+
+    def stop() -> None:
+        rec = current.pop("rec", None)
+        if rec is not None:
+            rec.stop()
+            say(f"saved {rec.path}: {rec.status_line()}")
+
+    try:
+        server = RcsServer(start, stop, host=args.rcs_host, port=args.rcs, log=say).serve()
+    except OSError as err:
+        print(f"imusic record: cannot listen on {args.rcs_host}:{args.rcs} ({err}); is "
+              "LabRecorder or another imusic record --rcs running? Give another port.",
+              file=sys.stderr)
+        return 2
+    done = threading.Event()
+    old = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(f"imusic record: remote control on {args.rcs_host}:{server.port} (LabRecorder RCS: "
+          "select all, filename {...}, start, stop, update); Ctrl-C to quit",
+          file=sys.stderr, flush=True)
+    try:
+        while not done.wait(0.2):
+            pass
+    finally:
+        server.close()
+        stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0
