@@ -206,6 +206,17 @@ def _check_aligned(r: SessionReader, rep: SessionReport) -> None:
     }
 
 
+def _import_losses(attrs: dict[str, Any]) -> list[str]:
+    """What an XDF import lost (root attribute ``xdf_problems``, capture/xdf.py)."""
+    import json
+
+    try:
+        lines = json.loads(attrs.get("xdf_problems") or "[]")
+    except (TypeError, ValueError):
+        return ["its import notes (xdf_problems) do not parse"]
+    return [str(x) for x in lines] if isinstance(lines, list) else []
+
+
 def check_session(path: str | Path) -> SessionReport:
     """Summarise and validate ``path`` (see module doc)."""
     rep = SessionReport(path=Path(path))
@@ -228,6 +239,8 @@ def check_session(path: str | Path) -> SessionReport:
             if int(rep.attrs.get("schema_version", 0) or 0) not in range(1, SCHEMA_VERSION + 1):
                 rep.errors.append(f"{path}: unsupported schema_version "
                                   f"{rep.attrs.get('schema_version')!r}")
+            for line in _import_losses(rep.attrs):
+                rep.warnings.append(f"{path} was imported from a damaged XDF file: {line}")
             clean = r.closed_cleanly
             if not clean:
                 rep.warnings.append(f"{path} was not closed cleanly (recorder killed, or still "

@@ -305,6 +305,9 @@ def import_xdf(source: str | Path, output: str | Path, *, subject: str = "",
                            "(sessions are never overwritten)")
     plans, header, logged = _read_plans(source)
     scan = scan_xdf(source)
+    if not plans:
+        raise XdfImportError(f"{source} holds no readable stream header"
+                             + (f" ({scan.problems[0]})" if scan.problems else ""))
     report = ImportReport(source=source, output=output)
     report.problems = list(dict.fromkeys(scan.problems + [f"pyxdf: {m}" for m in logged]))
     partial = _partial_name(output)
@@ -327,7 +330,7 @@ def _write(path: Path, source: Path, plans: list[dict], header: dict, scan: XdfS
     from capture.session import SessionWriter, StreamSpec
 
     file_info = {k: v[0] if isinstance(v, list) and len(v) == 1 else v
-                 for k, v in (header.get("info") or {}).items()}
+                 for k, v in ((header or {}).get("info") or {}).items()}
     with SessionWriter(path, subject=subject, swmr=False, attrs={
             "source": "xdf", "xdf_file": source.name,
             "xdf_header": json.dumps(file_info, default=str)}) as w:
