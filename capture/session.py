@@ -496,7 +496,7 @@ _HDF5_ERRORS = (OSError, RuntimeError)
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
+    text = str(err.args[0] if isinstance(err, KeyError) and err.args else err).strip().splitlines()
     return text[0] if text else type(err).__name__
 
 
@@ -602,6 +602,16 @@ def reading(path: str | Path, what: str) -> Iterator[None]:
         raise
     except _HDF5_ERRORS as err:
         raise _damaged(Path(path), what, err) from err
+    except KeyError as err:
+        # h5py says KeyError when an object or attribute will not open (a bad header, or one
+        # that is missing); other KeyErrors (imusic's own, e.g. "no aligned group") pass.
+        if str(err.args[0] if err.args else "").startswith(_H5PY_KEY_ERRORS):
+            raise _damaged(Path(path), what, err) from err
+        raise
+
+
+_H5PY_KEY_ERRORS = ("Unable to", "Can't open attribute")
+"""How h5py's KeyErrors for objects and attributes that will not open begin."""
 
 
 class SessionReader:
@@ -654,7 +664,10 @@ class SessionReader:
         """The stream's spec, rebuilt from its info XML and attributes."""
         g = self._group(key)
         with reading(self.path, f"the header of stream {key!r}"):
-            spec = StreamSpec.from_xml(_s(g["info_xml"][()]))
+            try:
+                spec = StreamSpec.from_xml(_s(g["info_xml"][()]))
+            except SessionError as err:
+                raise DamagedSessionError(f"{self.path}: stream {key!r}: {err}") from err
             spec.labels = [_s(x) for x in g["channel_labels"][()]]
             spec.units = [_s(x) for x in g["channel_units"][()]]
             spec.types = [_s(x) for x in g["channel_types"][()]]
