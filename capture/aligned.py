@@ -104,13 +104,16 @@ def write_aligned(h5: h5py.File, data: Aligned) -> None:
 def read_aligned(path: str | Path | h5py.File) -> Aligned:
     """Read the ``aligned`` group of a session file.
 
-    Raises ``KeyError`` naming the file and the command that makes the group if it is absent.
+    Raises ``KeyError`` naming the file and the command that makes the group if it is absent,
+    ``capture.session.SessionError`` naming it if the file or the group cannot be read.
     """
+    from capture.session import open_h5, reading
+
     if isinstance(path, h5py.File):
-        return _read(path, Path(path.filename))
-    # Not SWMR: the aligned group is written after recording, and an SWMR reader retries a
-    # damaged file's metadata for a long time before it gives up.
-    with h5py.File(path, "r") as h5:
+        with reading(path.filename, f"the '{GROUP}' group"):
+            return _read(path, Path(path.filename))
+    # capture.session.open_h5: no SWMR retries on a damaged file; SessionError if unreadable.
+    with open_h5(path) as h5, reading(path, f"the '{GROUP}' group"):
         return _read(h5, Path(path))
 
 

@@ -23,7 +23,6 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from capture.livelink_csv import write_take
@@ -98,17 +97,19 @@ def load_blendshapes(path: str | Path, stream: str | None = None) -> BlendshapeS
 
     Raises ``ExportError`` naming the file when there is neither.
     """
+    from capture.session import SessionError, open_h5, reading
+
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: no such session file")
     try:
-        with h5py.File(path, "r", swmr=True) as h5:
+        with open_h5(path) as h5, reading(path, "the root group"):
             start = _time_of_day(h5.attrs.get("created", ""))
             has_aligned = "aligned" in h5
-    except OSError as err:
-        raise ExportError(f"{path} is not a readable HDF5 session: {err}") from err
-    if has_aligned and stream is None:
-        return _from_aligned(path, start)
+        if has_aligned and stream is None:
+            return _from_aligned(path, start)
+    except (SessionError, ValueError) as err:   # unreadable file, or a damaged aligned group
+        raise ExportError(str(err)) from err
     return _from_stream(path, stream, start)
 
 

@@ -12,14 +12,22 @@ changes (a new stream, the events table) happen with SWMR off, then SWMR is swit
 appending. When a stream joins late the writer flushes, closes the file, reopens it, creates the
 stream's datasets and switches SWMR back on. That window lasts milliseconds, once per new
 stream; everything else is plain appends under SWMR.
+
+Damaged files. Every reader opens a session through ``open_h5`` (plain first; SWMR, with the
+bounded retries of ``ReadLimits``, only for a file still flagged open for writing), and
+``SessionReader`` turns any HDF5 error met while reading into one ``SessionError`` naming the
+file and what could not be read (``reading``). So a truncated or corrupted file fails within a
+second, with one message, in every command.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as _dt
 import gc
 import json
+import os
 import re
 import socket
 import sys
@@ -27,7 +35,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -71,8 +79,30 @@ class SessionError(Exception):
     """A session file is missing, already exists, or is not a valid session."""
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """How far the readers go with a damaged file before giving up with one clear error."""
+
+    swmr_metadata_attempts: int = 24
+    """Reads of a metadata block whose checksum fails under SWMR (a live writer may be half way
+    through it). HDF5's default, 100, doubles its wait each time: hours on a damaged file;
+    24 waits about 17 ms in all."""
+    check_whole_bytes: int = 16 << 20
+    """``imusic info`` reads a dataset whole up to this many bytes (raw size)."""
+    check_chunks: int = 8
+    """Above that size it reads the first, the last and this many chunks spread between."""
+
+
+READ_LIMITS = ReadLimits()
+
+
 class SessionExistsError(SessionError, FileExistsError):
     """The session file to create exists already (it is never overwritten)."""
+
+
+class DamagedSessionError(SessionError, ValueError):
+    """A file that cannot be read back (truncated, corrupted); the message names it and what
+    could not be read. A ``ValueError`` too, so that commands that refuse bad input refuse it."""
 
 
 @dataclass
@@ -539,6 +569,129 @@ def _s(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
+_HDF5_ERRORS = (OSError, RuntimeError)
+"""What h5py raises for damaged files (metadata checksums, bad headers, failed filters)."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err.args[0] if isinstance(err, KeyError) and err.args else err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _damaged(path: Path, what: str, err: BaseException) -> DamagedSessionError:
+    return DamagedSessionError(f"{path} is damaged: {what} cannot be read "
+                               f"({_first_line(err)}); restore it from a copy or record it again")
+
+
+def _set_metadata_attempts(fapl: Any, attempts: int) -> None:
+    """``H5Pset_metadata_read_attempts`` (not wrapped by h5py), looked up in the HDF5 library
+    h5py is linked to. Without it the open still works, with HDF5's own (slow) retries."""
+    try:
+        fn = ctypes.CDLL(h5py.h5p.__file__).H5Pset_metadata_read_attempts
+    except (OSError, AttributeError):
+        return
+    fn.argtypes, fn.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
+    fn(fapl.id, int(attempts))
+
+
+_GCOL = b"GCOL"
+_GCOL_HEADER = 16     # signature, version, 3 reserved bytes, collection size (8 bytes)
+_GCOL_OBJECT = 16     # index (2), reference count (2), reserved (4), size (8)
+_GCOL_MIN = 4096      # the format's smallest collection
+
+
+def damaged_global_heap(path: str | Path) -> int | None:
+    """Byte offset of a global heap collection whose object list is corrupt, else None.
+
+    HDF5 keeps variable-length strings (every string attribute and string dataset) in global
+    heap collections, which have no checksum. HDF5 walks a collection's objects by their sizes;
+    a zeroed free-space entry (index 0, size 0) makes that walk stand still, and HDF5 2.0 then
+    loops forever, holding Python's lock. So the collections are walked here first, the same
+    way, and a walk that stands still or runs past the collection's end is reported. Only
+    collections with an intact header (signature, version 1, zero reserved bytes, a size that
+    fits the file) are walked; others HDF5 itself refuses."""
+    import mmap
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < _GCOL_MIN:
+            return None
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            at = buf.find(_GCOL)
+            while at >= 0:
+                head = buf[at:at + _GCOL_HEADER]
+                n = int.from_bytes(head[8:16], "little") if len(head) == _GCOL_HEADER else 0
+                if head[4:8] == b"\x01\x00\x00\x00" and _GCOL_MIN <= n <= size - at:
+                    p, end = at + _GCOL_HEADER, at + n
+                    while p < end:
+                        if p + _GCOL_OBJECT > end:
+                            break          # too small for an object: free space
+                        idx = int.from_bytes(buf[p:p + 2], "little")
+                        obj = int.from_bytes(buf[p + 8:p + 16], "little")
+                        need = obj if idx == 0 else _GCOL_OBJECT + ((obj + 7) // 8) * 8
+                        if need == 0 or need > end - p:
+                            return at
+                        p += need
+                at = buf.find(_GCOL, at + 1)
+    return None
+
+
+def open_h5(path: str | Path, limits: ReadLimits = READ_LIMITS) -> h5py.File:
+    """Open an HDF5 file read-only, as every session reader does; ``SessionError`` naming the
+    file if it cannot be opened.
+
+    Plain first: a cleanly closed file opens at once and a damaged one fails at once. SWMR read
+    mode is used only for a file still flagged open for writing (live, or left by a killed
+    recorder), with its metadata retries bounded (``ReadLimits.swmr_metadata_attempts``): SWMR
+    retries every metadata read whose checksum fails, which on a damaged file takes hours."""
+    path = Path(path)
+    if not path.is_file():
+        raise SessionError(f"{path}: no such file")
+    heap = damaged_global_heap(path)
+    if heap is not None:
+        raise DamagedSessionError(f"{path} is damaged: the HDF5 global heap at byte {heap} (its "
+                                  "strings) is corrupt; restore it from a copy")
+    try:
+        return h5py.File(path, "r")
+    except _HDF5_ERRORS as err:
+        first = err
+    if "already open for write" not in str(first):
+        raise DamagedSessionError(f"{path} is not a readable HDF5 file ({_first_line(first)});"
+                                  " if it is a session, it is damaged or truncated") from first
+    try:
+        fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+        _set_metadata_attempts(fapl, limits.swmr_metadata_attempts)
+        fid = h5py.h5f.open(str(path).encode(), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ,
+                            fapl=fapl)
+        return h5py.File(fid)
+    except _HDF5_ERRORS as err:
+        raise DamagedSessionError(f"{path} is not a readable HDF5 file ({_first_line(err)}); "
+                                  "it is flagged open for writing: if no recorder is writing "
+                                  "it, it is damaged") from err
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, what: str) -> Iterator[None]:
+    """Turn an HDF5 error raised while reading ``what`` of ``path`` into one ``SessionError``."""
+    try:
+        yield
+    except SessionError:
+        raise
+    except _HDF5_ERRORS as err:
+        raise _damaged(Path(path), what, err) from err
+    except KeyError as err:
+        # h5py says KeyError when an object or attribute will not open (a bad header, or one
+        # that is missing); other KeyErrors (imusic's own, e.g. "no aligned group") pass.
+        if str(err.args[0] if err.args else "").startswith(_H5PY_KEY_ERRORS):
+            raise _damaged(Path(path), what, err) from err
+        raise
+
+
+_H5PY_KEY_ERRORS = ("Unable to", "Can't open attribute")
+"""How h5py's KeyErrors for objects and attributes that will not open begin."""
+
+
 class SessionReader:
     """Reads a session file; opens in SWMR read mode, so it works on live and killed files too.
 
@@ -548,109 +701,114 @@ class SessionReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise SessionError(f"{self.path}: no such session file")
-        self.h5 = self._open(self.path)
-        schema = _s(self.h5.attrs.get("schema", ""))
+        self.h5 = open_h5(self.path)
+        try:
+            with reading(self.path, "the root attributes"):
+                schema = _s(self.h5.attrs.get("schema", ""))
+                version = int(self.h5.attrs.get("schema_version", 0))
+        except SessionError:
+            self.h5.close()
+            raise
         if schema != SCHEMA:
             self.h5.close()
             raise SessionError(f"{self.path} is not an imusic session (schema {schema!r}, "
                                f"expected {SCHEMA!r})")
-        version = int(self.h5.attrs.get("schema_version", 0))
         if version > SCHEMA_VERSION:
             self.h5.close()
             raise SessionError(f"{self.path} has schema_version {version}; this imusic reads "
                                f"up to {SCHEMA_VERSION}: upgrade imusic")
 
-    @staticmethod
-    def _open(path: Path) -> h5py.File:
-        # Plain first: a cleanly closed file opens at once, and a damaged one fails at once.
-        # SWMR read mode retries every metadata read whose checksum fails (it may be half
-        # written), which on a corrupted file takes minutes, so it is only used for files still
-        # flagged open for writing (live, or left by a killed recorder).
-        try:
-            return h5py.File(path, "r")
-        except (OSError, RuntimeError) as err:  # h5py raises either for damaged files
-            first = err
-        if "already open for write" not in str(first):
-            raise SessionError(f"{path} is not a readable HDF5 file: {first}") from first
-        try:
-            return h5py.File(path, "r", swmr=True)
-        except (OSError, RuntimeError) as err:
-            raise SessionError(f"{path} is not a readable HDF5 file: {err}") from err
-
     @property
     def attrs(self) -> dict[str, Any]:
         """Root attributes (schema, created, subject, host, ...)."""
-        return {k: (_s(v) if isinstance(v, (bytes, str)) else
-                    (v.item() if isinstance(v, np.generic) else v))
-                for k, v in self.h5.attrs.items()}
+        with reading(self.path, "the root attributes"):
+            return {k: (_s(v) if isinstance(v, (bytes, str)) else
+                        (v.item() if isinstance(v, np.generic) else v))
+                    for k, v in self.h5.attrs.items()}
 
     @property
     def closed_cleanly(self) -> bool:
         """False if the writer never finished (killed recorder, or still recording)."""
-        return bool(self.h5.attrs.get("closed_cleanly", False))
+        with reading(self.path, "the root attributes"):
+            return bool(self.h5.attrs.get("closed_cleanly", False))
 
     @property
     def keys(self) -> list[str]:
         """Stream keys (groups under /streams)."""
-        return list(self.h5[STREAMS]) if STREAMS in self.h5 else []
+        with reading(self.path, f"/{STREAMS}"):
+            return list(self.h5[STREAMS]) if STREAMS in self.h5 else []
 
     def spec(self, key: str) -> StreamSpec:
         """The stream's spec, rebuilt from its info XML and attributes."""
         g = self._group(key)
-        spec = StreamSpec.from_xml(_s(g["info_xml"][()]))
-        spec.labels = [_s(x) for x in g["channel_labels"][()]]
-        spec.units = [_s(x) for x in g["channel_units"][()]]
-        spec.types = [_s(x) for x in g["channel_types"][()]]
-        for attr in ("name", "type", "source_id", "channel_format"):
-            if attr in g.attrs:
-                setattr(spec, attr, _s(g.attrs[attr]))
+        with reading(self.path, f"the header of stream {key!r}"):
+            try:
+                spec = StreamSpec.from_xml(_s(g["info_xml"][()]))
+            except SessionError as err:
+                raise DamagedSessionError(f"{self.path}: stream {key!r}: {err}") from err
+            spec.labels = [_s(x) for x in g["channel_labels"][()]]
+            spec.units = [_s(x) for x in g["channel_units"][()]]
+            spec.types = [_s(x) for x in g["channel_types"][()]]
+            for attr in ("name", "type", "source_id", "channel_format"):
+                if attr in g.attrs:
+                    setattr(spec, attr, _s(g.attrs[attr]))
         return spec
 
     def keys_of_type(self, stream_type: str) -> list[str]:
         """Keys of the streams whose LSL type is ``stream_type`` (case-insensitive)."""
-        return [k for k in self.keys
-                if _s(self._group(k).attrs.get("type", "")).lower() == stream_type.lower()]
+        with reading(self.path, "the stream attributes"):
+            return [k for k in self.keys
+                    if _s(self._group(k).attrs.get("type", "")).lower() == stream_type.lower()]
 
     def _group(self, key: str) -> h5py.Group:
-        try:
-            return self.h5[STREAMS][key]
-        except KeyError:
-            raise SessionError(f"{self.path}: no stream {key!r} (streams: {self.keys})") from None
+        if key not in self.keys:
+            raise SessionError(f"{self.path}: no stream {key!r} (streams: {self.keys})")
+        # The link exists: a failure to open it is damage (h5py says KeyError for both).
+        with reading(self.path, f"stream {key!r}"):
+            try:
+                return self.h5[STREAMS][key]
+            except KeyError as err:
+                raise _damaged(self.path, f"stream {key!r}", err) from err
 
     def stream(self, key: str) -> StreamData:
         """Load one stream's data."""
         g = self._group(key)
-        # Rows are appended series-first: on a live or killed file keep the common length.
-        n = min(g["time_series"].shape[0], g["time_stamps"].shape[0])
-        ts = g["time_series"][:n]
-        if ts.dtype == object:
-            ts = np.vectorize(_s, otypes=[object])(ts) if ts.size else ts
-        health = g["health"][()]
-        cols = json.loads(_s(g["health"].attrs.get("columns", json.dumps(list(HEALTH_FIELDS)))))
-        return StreamData(
-            key=key, spec=self.spec(key), time_series=ts, time_stamps=g["time_stamps"][:n],
-            clock_offsets=g["clock_offsets"][()], gaps=g["gaps"][()],
-            health=dict(zip(cols, (int(v) for v in health))),
-        )
+        with reading(self.path, f"the data of stream {key!r}"):
+            # Rows are appended series-first: on a live or killed file keep the common length.
+            n = min(g["time_series"].shape[0], g["time_stamps"].shape[0])
+            ts = g["time_series"][:n]
+            if ts.dtype == object:
+                ts = np.vectorize(_s, otypes=[object])(ts) if ts.size else ts
+            health = g["health"][()]
+            cols = json.loads(_s(g["health"].attrs.get("columns",
+                                                       json.dumps(list(HEALTH_FIELDS)))))
+            return StreamData(
+                key=key, spec=self.spec(key), time_series=ts, time_stamps=g["time_stamps"][:n],
+                clock_offsets=g["clock_offsets"][()], gaps=g["gaps"][()],
+                health=dict(zip(cols, (int(v) for v in health))),
+            )
 
     def events(self) -> list[Event]:
         """All events, in the order written."""
-        if EVENTS not in self.h5:
-            return []
-        ev = self.h5[EVENTS]
-        n = min(ev["time"].shape[0], ev["source"].shape[0], ev["text"].shape[0])
-        return [Event(float(t), _s(s), _s(x))
-                for t, s, x in zip(ev["time"][:n], ev["source"][:n], ev["text"][:n])]
+        with reading(self.path, f"/{EVENTS}"):
+            if EVENTS not in self.h5:
+                return []
+            ev = self.h5[EVENTS]
+            n = min(ev["time"].shape[0], ev["source"].shape[0], ev["text"].shape[0])
+            return [Event(float(t), _s(s), _s(x))
+                    for t, s, x in zip(ev["time"][:n], ev["source"][:n], ev["text"][:n])]
 
     @property
     def has_aligned(self) -> bool:
         """True once ``imusic sync`` (or ``imusic simulate``) has written the aligned group."""
-        return "aligned" in self.h5
+        with reading(self.path, "the root group"):
+            return "aligned" in self.h5
 
     @property
     def has_calibration(self) -> bool:
         """True once calibration has been stored (/calibration)."""
-        return "calibration" in self.h5
+        with reading(self.path, "the root group"):
+            return "calibration" in self.h5
 
     def close(self) -> None:
         """Close the file."""

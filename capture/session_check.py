@@ -3,6 +3,11 @@
 ``check_session(path)`` never raises on a bad file: it returns a ``SessionReport`` whose
 ``errors`` say why the file is invalid (each naming the file, the stream and the fix where
 there is one) and whose ``warnings`` list what is odd but usable.
+
+Besides the layout it checks that the data can be read back (``check_readable``): HDF5 has no
+checksum on raw data chunks, but a damaged compressed chunk fails to decompress, so every
+dataset is read whole up to ``ReadLimits.check_whole_bytes`` and, above that, its first, last
+and ``ReadLimits.check_chunks`` chunks in between.
 """
 
 from __future__ import annotations
@@ -11,9 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
-from capture.session import HEALTH_FIELDS, SCHEMA, SCHEMA_VERSION, SessionError, SessionReader
+from capture.session import (
+    HEALTH_FIELDS,
+    READ_LIMITS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    ReadLimits,
+    SessionError,
+    SessionReader,
+)
 
 _REQUIRED = ("info_xml", "channel_labels", "time_series", "time_stamps", "clock_offsets")
 
@@ -139,6 +153,40 @@ def _check_stream(r: SessionReader, key: str, rep: SessionReport, clean: bool) -
     rep.streams.append(s)
 
 
+def _selections(ds: h5py.Dataset, limits: ReadLimits) -> list[tuple[slice, ...] | tuple[()]]:
+    """What ``check_readable`` reads of ``ds``: all of it, or a few whole chunks."""
+    if ds.shape is None or ds.size == 0:
+        return []
+    if ds.chunks is None or ds.size * ds.dtype.itemsize <= limits.check_whole_bytes:
+        return [()]
+    rows = ds.chunks[0]
+    n_chunks = -(-ds.shape[0] // rows)
+    picks = np.unique(np.linspace(0, n_chunks - 1, limits.check_chunks + 2).round().astype(int))
+    return [(slice(int(k) * rows, min(ds.shape[0], (int(k) + 1) * rows)),) for k in picks]
+
+
+def check_readable(h5: h5py.File, path: Path, limits: ReadLimits = READ_LIMITS) -> list[str]:
+    """One error per dataset (or group) of ``h5`` that cannot be read back; [] if all can."""
+    errors: list[str] = []
+
+    def visit(name: str, obj: object) -> None:
+        if not isinstance(obj, h5py.Dataset):
+            return
+        try:
+            for sel in _selections(obj, limits):
+                obj[sel]
+        except (OSError, RuntimeError) as err:
+            errors.append(f"{path}: /{name} cannot be read ({str(err).splitlines()[0]}): the "
+                          "file is damaged; restore it from a copy")
+
+    try:
+        h5.visititems(visit)
+    except (OSError, RuntimeError, KeyError) as err:
+        errors.append(f"{path}: the file's structure cannot be walked ({err}): the file is "
+                      "damaged; restore it from a copy")
+    return errors
+
+
 def _check_aligned(r: SessionReader, rep: SessionReport) -> None:
     from capture.aligned import read_aligned
 
@@ -164,6 +212,17 @@ def _check_aligned(r: SessionReader, rep: SessionReport) -> None:
     }
 
 
+def _import_losses(attrs: dict[str, Any]) -> list[str]:
+    """What an XDF import lost (root attribute ``xdf_problems``, capture/xdf.py)."""
+    import json
+
+    try:
+        lines = json.loads(attrs.get("xdf_problems") or "[]")
+    except (TypeError, ValueError):
+        return ["its import notes (xdf_problems) do not parse"]
+    return [str(x) for x in lines] if isinstance(lines, list) else []
+
+
 def check_session(path: str | Path) -> SessionReport:
     """Summarise and validate ``path`` (see module doc)."""
     rep = SessionReport(path=Path(path))
@@ -186,6 +245,8 @@ def check_session(path: str | Path) -> SessionReport:
             if int(rep.attrs.get("schema_version", 0) or 0) not in range(1, SCHEMA_VERSION + 1):
                 rep.errors.append(f"{path}: unsupported schema_version "
                                   f"{rep.attrs.get('schema_version')!r}")
+            for line in _import_losses(rep.attrs):
+                rep.warnings.append(f"{path} was imported from a damaged XDF file: {line}")
             clean = r.closed_cleanly
             if not clean:
                 rep.warnings.append(f"{path} was not closed cleanly (recorder killed, or still "
@@ -203,6 +264,7 @@ def check_session(path: str | Path) -> SessionReport:
                 rep.events = len(r.events())
             except Exception as err:  # noqa: BLE001
                 rep.errors.append(f"{path}: /events cannot be read: {err}")
+            rep.errors.extend(check_readable(r.h5, rep.path))
             if r.has_aligned:
                 _check_aligned(r, rep)
             if r.has_calibration:

@@ -649,9 +649,14 @@ def sync_session(path: str | Path, *, imu_key: str | None = None, bs_key: str | 
         except OSError as err:
             raise SyncError(f"cannot write to {path}: {err}. If the recorder was killed, clear "
                             f"the HDF5 open flag first: h5clear -s {path}") from err
-        with h5:
-            calib.write(h5)
-            write_aligned(h5, aligned)
+        try:
+            with h5:
+                calib.write(h5)
+                write_aligned(h5, aligned)
+        except (OSError, RuntimeError) as err:
+            raise SyncError(f"{path}: writing the calibration and aligned groups failed "
+                            f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                            "the file may be damaged or the disk full") from err
     return SyncResult(aligned=aligned, calibration=calib, lag_s=float(lag_s),
                       lag_confidence=float(conf), tap_imu=tap_i, tap_blendshapes=tap_b,
                       imu_key=ik, blendshapes_key=bk)

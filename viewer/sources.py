@@ -7,6 +7,9 @@ A ``Track`` is a (T, 52) blendshape sequence with its timeline. ``load_track`` r
 * a predictions file: ``.npy`` (T, 52) or (T, 61), or an ``.h5`` with a root dataset
   ``predictions`` or ``blendshapes`` (optional ``rate_hz`` attribute, optional ``t``);
 * a Live Link Face ``.csv`` take (``capture.livelink_csv.read_take``).
+
+Every ``.h5`` is opened with ``capture.session.open_h5`` (no SWMR retries on a damaged file); a
+file that cannot be read is a ``SourceError`` naming it.
 """
 
 from __future__ import annotations
@@ -60,25 +63,32 @@ class Track:
         return cls(name, float(rate_hz), np.arange(len(b)) / float(rate_hz), b)
 
 
+def _source_error(path: Path, err: Exception) -> SourceError:
+    """A ``SourceError`` with ``err``'s message, naming ``path`` once."""
+    msg = str(err.args[0]) if err.args else type(err).__name__
+    return SourceError(msg if str(path) in msg else f"{path}: {msg}")
+
+
 def _from_session(path: Path) -> Track:
-    import h5py
-
     from capture.aligned import GROUP, read_aligned
-    from capture.session import SessionReader
+    from capture.session import SessionError, SessionReader, open_h5, reading
 
-    with h5py.File(path, "r", swmr=True) as h5:
-        has_aligned = GROUP in h5
-    if has_aligned:
-        a = read_aligned(path)
-        return Track(f"{path.name} (aligned)", a.rate_hz, a.t, a.blendshapes)
-    with SessionReader(path) as session:
-        keys = session.keys_of_type("Blendshapes")
-        if not keys:
-            raise SourceError(
-                f"{path} has neither an 'aligned' group nor a recorded Blendshapes stream "
-                f"(streams: {session.keys}): record one with 'imusic record' or run "
-                f"'imusic sync {path}'")
-        data = session.stream(keys[0])
+    try:
+        with open_h5(path) as h5, reading(path, "the root group"):
+            has_aligned = GROUP in h5
+        if has_aligned:
+            a = read_aligned(path)
+            return Track(f"{path.name} (aligned)", a.rate_hz, a.t, a.blendshapes)
+        with SessionReader(path) as session:
+            keys = session.keys_of_type("Blendshapes")
+            if not keys:
+                raise SourceError(
+                    f"{path} has neither an 'aligned' group nor a recorded Blendshapes stream "
+                    f"(streams: {session.keys}): record one with 'imusic record' or run "
+                    f"'imusic sync {path}'")
+            data = session.stream(keys[0])
+    except (SessionError, ValueError, KeyError) as err:   # damaged file or aligned group
+        raise _source_error(path, err) from err
     values = np.asarray(data.time_series, np.float32)
     if values.ndim != 2 or values.shape[1] < N_BLENDSHAPES:
         raise SourceError(f"{path}: stream {keys[0]!r} has {values.shape[-1]} channels, "
@@ -90,21 +100,30 @@ def _from_session(path: Path) -> Track:
 def _from_h5(path: Path, rate_hz: float) -> Track:
     import h5py
 
-    with h5py.File(path, "r", swmr=True) as h5:
-        is_session = "aligned" in h5 or "streams" in h5 or "schema" in h5.attrs
-        if not is_session:
+    from capture.session import SessionError, open_h5, reading
+
+    found, is_session = None, False
+    try:
+        with open_h5(path) as h5, reading(path, "its datasets"):
+            is_session = "aligned" in h5 or "streams" in h5 or "schema" in h5.attrs
             for name in ("predictions", "blendshapes"):
-                if name in h5 and isinstance(h5[name], h5py.Dataset):
+                if not is_session and name in h5 and isinstance(h5[name], h5py.Dataset):
                     ds = h5[name]
                     rate = float(ds.attrs.get("rate_hz", h5.attrs.get("rate_hz", rate_hz)))
                     values = ds[()]
                     t = h5["t"][()] if "t" in h5 else np.arange(len(values)) / rate
-                    return Track(f"{path.name} ({name})", rate, t, values)
-            raise SourceError(
-                f"{path}: not a session and no 'predictions' or 'blendshapes' dataset "
-                f"(found {list(h5)}); save predictions as a (T, 52) dataset named "
-                "'predictions'")
-    return _from_session(path)
+                    found = (f"{path.name} ({name})", rate, t, values)
+                    break
+            names = list(h5)
+    except SessionError as err:
+        raise _source_error(path, err) from err
+    if is_session:
+        return _from_session(path)
+    if found is None:
+        raise SourceError(
+            f"{path}: not a session and no 'predictions' or 'blendshapes' dataset "
+            f"(found {names}); save predictions as a (T, 52) dataset named 'predictions'")
+    return Track(*found)
 
 
 def load_track(path: str | Path, rate_hz: float = DEFAULT_RATE_HZ) -> Track:

@@ -65,7 +65,8 @@ def _import_release(src, out, takes) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Import and print what was imported; exit 2 with a message naming the file on error."""
+    """Import and print what was imported; exit 2 with a message naming the file on error,
+    1 when the XDF file is damaged or truncated (the session then holds what could be read)."""
     import sys
     from pathlib import Path
 
@@ -89,8 +90,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for s in report.streams:
         note = " (clock reset: timestamps synchronized)" if s.clock_reset else ""
-        print(f"  {s.key}: {s.type or '-'} {s.samples} samples, {s.clock_offsets} clock offsets{note}",
-              file=sys.stderr)
+        lost = f" ({s.lost} of {s.expected} lost)" if s.lost else ""
+        gaps = f", {s.gaps} gaps ({s.gap_s:.1f} s)" if s.gaps else ""
+        print(f"  {s.key}: {s.type or '-'} {s.samples} samples{lost}, {s.clock_offsets} clock "
+              f"offsets{gaps}{note}", file=sys.stderr)
     print(f"wrote {out}: {len(report.streams)} streams, {report.events} events "
           f"(check it with 'imusic info {out}')", file=sys.stderr)
+    if not report.complete:
+        lost = sum(s.lost for s in report.streams)
+        where = f" ({report.problems[0]})" if report.problems else ""
+        print(f"imusic import: {args.recording} is damaged or truncated{where}: {lost} samples "
+              f"lost in {sum(1 for s in report.streams if s.lost)} streams; {out} holds what "
+              "could be read", file=sys.stderr)
+        return 1
     return 0

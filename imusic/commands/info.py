@@ -17,16 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the report; exit 1 if the file is invalid."""
     import dataclasses
-    import json
     import sys
 
     from capture.session_check import check_session, format_report
+    from imusic.commands._json import dumps
 
     rep = check_session(args.session)
     if args.json:
         d = dataclasses.asdict(rep)
         d["path"], d["valid"] = str(rep.path), rep.valid
-        print(json.dumps(d, indent=2, default=str))
+        print(dumps(d))
     else:
         print(format_report(rep))
     if not rep.valid:

@@ -25,11 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Synchronise and print what was found."""
-    import json
     import sys
 
     from capture.session import SessionError
     from capture.sync import describe, sync_session
+    from imusic.commands._json import dumps
 
     try:
         res = sync_session(args.session, imu_key=args.imu, bs_key=args.blendshapes,
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     d = describe(res)
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(dumps(d))
         return 0
     print(f"{args.session}: {d['imu_stream']} + {d['blendshapes_stream']} -> aligned "
           f"{d['frames']} frames ({d['seconds']:.1f} s at {args.rate:g} Hz)")

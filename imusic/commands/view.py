@@ -205,13 +205,13 @@ def _track(path: str, rate_hz: float):
 
 def _session_rig(path: str) -> str | None:
     """The rig id written in a session's aligned group, if any."""
-    import h5py
+    from capture.session import SessionError, open_h5, reading
 
     try:
-        with h5py.File(path, "r", swmr=True) as h5:
+        with open_h5(path) as h5, reading(path, "the aligned group"):
             if "aligned" in h5:
                 return str(h5["aligned"].attrs.get("rig_id", "")) or None
-    except OSError:
+    except (SessionError, KeyError):
         return None
     return None
 

@@ -4,7 +4,6 @@ reset and an empty stream) into session files."""
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -15,46 +14,9 @@ import pytest
 
 from capture.session import SessionError, SessionReader
 from capture.xdf import XdfImportError, import_xdf
+from xdf_writer import write_xdf
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-# A small XDF writer (format: https://github.com/sccn/xdf/wiki/Specifications), so that the
-# tests can make files with clock resets and empty streams that LabRecorder would write.
-def _chunk(tag: int, content: bytes) -> bytes:
-    n = len(content) + 2
-    return bytes([4]) + struct.pack("<IH", n, tag) + content
-
-
-def _varlen(n: int) -> bytes:
-    return bytes([4]) + struct.pack("<I", n)
-
-
-def write_xdf(path: Path, streams: list[dict]) -> None:
-    out = [b"XDF:", _chunk(1, b'<?xml version="1.0"?><info><version>1.0</version></info>')]
-    for sid, s in enumerate(streams, start=1):
-        xml = (f'<?xml version="1.0"?><info><name>{s["name"]}</name><type>{s["type"]}</type>'
-               f'<channel_count>{s["channels"]}</channel_count><nominal_srate>{s["srate"]}'
-               f'</nominal_srate><channel_format>{s["format"]}</channel_format>'
-               f'<source_id>{s["name"]}-src</source_id><created_at>1</created_at>'
-               f'<desc><channels>' + "".join(f"<channel><label>c{i}</label><unit>u</unit></channel>"
-                                             for i in range(s["channels"]))
-               + "</channels></desc></info>")
-        out.append(_chunk(2, struct.pack("<I", sid) + xml.encode()))
-    for sid, s in enumerate(streams, start=1):
-        if len(s["t"]):
-            body = [struct.pack("<I", sid), _varlen(len(s["t"]))]
-            for t, row in zip(s["t"], s["x"]):
-                body.append(bytes([8]) + struct.pack("<d", t))
-                if s["format"] == "string":
-                    for v in row:
-                        body.append(_varlen(len(v.encode())) + v.encode())
-                else:
-                    body.append(np.asarray(row, "<f4").tobytes())
-            out.append(_chunk(3, b"".join(body)))
-        for ct, cv in s["offsets"]:
-            out.append(_chunk(4, struct.pack("<Idd", sid, ct, cv)))
-    path.write_bytes(b"".join(out))
 
 
 def test_real_minimal_xdf(shared_data, tmp_path):
