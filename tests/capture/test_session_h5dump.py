@@ -59,3 +59,19 @@ def test_h5dump_reads_a_session(tmp_path):
     assert '"tap"' in _dump("-d", "/streams/mk/time_series", str(path))
     assert "TRUE" in _dump("-a", "/closed_cleanly", str(path)).upper()
 
+
+
+def test_h5dump_reads_a_twin_session_after_sync(tmp_path):
+    """The groups added after recording (``imusic simulate``'s and ``imusic sync``'s aligned
+    and calibration groups, opened in append mode) keep the file readable by HDF5 1.10."""
+    from capture.sync import sync_session
+    from model.simulate import simulate_dataset
+
+    (path,) = simulate_dataset(tmp_path / "twin", subjects=1, minutes=0.2, use_procedural=True,
+                               seed=3)
+    sync_session(path)
+    header = _dump("-H", str(path))
+    for name in ("aligned", "calibration", "blendshapes", "valid_imu"):
+        assert name in header, name
+    rows = _dump("-d", "/aligned/blendshapes", "-s", "0,0", "-c", "1,2", str(path))
+    assert "DATA" in rows
