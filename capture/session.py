@@ -529,8 +529,19 @@ class SessionWriter:
     def __enter__(self) -> "SessionWriter":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # The block that wrote the file failed: keep what reached it, but do not seal the file
+        # as cleanly closed (``imusic info`` then says it is incomplete).
+        if self._h5 is not None:
+            with contextlib.suppress(Exception):
+                self.flush()
+            self._handles.clear()
+            with contextlib.suppress(Exception):
+                self._h5.close()
+            self._h5 = None
 
 
 # ===================================================================== reading

@@ -195,3 +195,15 @@ def test_info_xml_parser_fuzz(xml):
         return
     assert 1 <= spec.channel_count <= 65536 and len(spec.labels) == spec.channel_count
     assert spec.nominal_srate >= 0
+
+
+def test_a_writer_block_that_fails_does_not_seal_the_file_as_clean(tmp_path):
+    path = tmp_path / "failed.h5"
+    with pytest.raises(RuntimeError, match="mid-write"):
+        with SessionWriter(path) as w:
+            k = w.add_stream(StreamSpec("imu", "IMU", 4, 100.0, "double64"))
+            w.append(k, np.zeros((10, 4)), np.arange(10) / 100)
+            raise RuntimeError("mid-write")
+    with SessionReader(path) as r:
+        assert not r.closed_cleanly
+        assert r.stream("imu").time_series.shape[0] == 10
