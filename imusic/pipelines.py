@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -127,6 +126,8 @@ class LivePipeline:
         self._outlet: Any = None
         self._sender: Any = None
         self._layout: Any = None
+        self._mismatch: ChannelMismatch | None = None
+        """The stream cannot feed the model: raised from ``run`` once the link is closed."""
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -220,11 +221,19 @@ class LivePipeline:
         def on_samples(rows: np.ndarray, ts: np.ndarray) -> None:
             labels = [c[0] for c in session.outlet.spec.channels]
             spec = session.outlet.spec
-            self._feed(rows, ts, labels, f"'{spec.name}' (device {spec.info.name})")
+            try:
+                self._feed(rows, ts, labels, f"'{spec.name}' (device {spec.info.name})")
+            except ChannelMismatch as err:
+                # not one bad message (the session would log it and go on): the model can
+                # never run on this stream, so stop now and say why
+                self._mismatch = err
+                stop.set()
 
         session.on_samples = on_samples
         self.health = session.health
         await session.run(stop)
+        if self._mismatch is not None:
+            raise self._mismatch
 
     def _run_lsl(self, stop: threading.Event) -> None:
         from model.runtime import imu_labels
@@ -291,24 +300,23 @@ def stream_quantities(labels: list[str]) -> list[str]:
 def model_layout(labels: list[str], runtime: Any, stream: str = "", model: Any = None) -> Any:
     """The runtime's ``ChannelLayout`` on a stream's labels, or ChannelMismatch saying in one
     line which channels the checkpoint's features need that the stream lacks (an orientation
-    device that sends no gyro, a 6-axis device, another rig), and what to do."""
-    from model.runtime import ChannelLayout
+    device that sends no gyro to a raw-feature model, a raw device to a model trained on
+    reported orientation, a 6-axis device, another rig), and what to do."""
+    from model.runtime import MissingChannels
 
     try:
-        return ChannelLayout(labels, runtime.sites)
-    except KeyError as err:
-        text = err.args[0] if err.args else str(err)
+        return runtime.layout(labels)
+    except MissingChannels as err:
         have = stream_quantities(labels)
-        found = re.search(r"channels (\S+)\.(\w+)\.(\S+)", text)
-        if found is None or found.group(2) in have:
-            raise ChannelMismatch(text) from None   # another rig: the layout's own words
+        if err.quantity in have:
+            raise ChannelMismatch(str(err)) from None   # another rig: the layout's own words
         where = f"IMU stream {stream}" if stream else "the IMU stream"
         raise ChannelMismatch(
             f"the model ({model or 'the bundled checkpoint'}) needs channels "
-            f"{'.'.join(found.groups())} that {where} does not have (it sends "
+            f"{err.channels} that {where} does not have (it sends "
             f"{'+'.join(have) or 'nothing'} per site): train a checkpoint on sessions recorded "
             f"from this device (imusic record, then imusic train), or use a device that sends "
-            f"{found.group(2)}") from None
+            f"{err.quantity}") from None
 
 
 class FrameBuffer:

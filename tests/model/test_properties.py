@@ -41,7 +41,7 @@ def test_channel_layout_finds_channels_in_any_order(seed, n_sites, with_mag):
     values = {lab: float(k) for k, lab in enumerate(labels)}
     row = np.array([[values[lab] for lab in shuffled]])
     lay = ChannelLayout(shuffled, sites)
-    acc, gyro, mag = lay.split(row)
+    acc, gyro, mag, quat = lay.split(row)
     for j, s in enumerate(sites):
         for k, a in enumerate("xyz"):
             assert acc[0, j, k] == values[f"{s}.acc.{a}"]
