@@ -80,6 +80,46 @@ def test_runtime_features_are_the_training_features(reported):
     np.testing.assert_allclose(got, want[:len(got)], atol=1e-5)
 
 
+def _device_rows(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A session's IMU stream as recorded: (rows, timestamps, labels) at the device rate."""
+    from capture.session import SessionReader
+
+    with SessionReader(path) as reader:
+        data = reader.stream(reader.keys_of_type("IMU")[0])
+    return np.asarray(data.time_series), np.asarray(data.time_stamps), data.spec.labels
+
+
+def _streamed_features(rt, rows: np.ndarray, ts: np.ndarray, labels: list[str]) -> np.ndarray:
+    layout = rt.layout(labels)
+    out = []
+    for i in range(0, len(ts), 7):
+        rt.push_rows(rows[i:i + 7], ts[i:i + 7], layout)
+        while rt.ready():
+            rt.step(sample=False)
+            out.append(rt.feats[-1].copy())
+    return np.stack(out)
+
+
+def test_device_rows_by_label_and_either_quaternion_sign(reported):
+    # The session's own 100 Hz acc+quat rows, channels found by label: features are finite,
+    # move, and do not change when a device sends q and -q (the same rotation) in turn.
+    from model.runtime import Runtime
+
+    data, ckpt = reported
+    rows, ts, labels = _device_rows(sorted(data.glob("*.h5"))[1])
+    assert not any(".gyro." in lb or ".mag." in lb for lb in labels)
+    plain = _streamed_features(Runtime.from_checkpoint(ckpt), rows, ts, labels)
+    flipped = rows.copy()
+    quat_cols = [k for k, lb in enumerate(labels) if ".quat." in lb]
+    flipped[1::2, quat_cols] *= -1.0
+    other = _streamed_features(Runtime.from_checkpoint(ckpt), flipped, ts, labels)
+    assert np.isfinite(plain).all() and plain[60:].std(axis=0).mean() > 0.05
+    np.testing.assert_allclose(other, plain, atol=1e-4)
+    rt = Runtime.from_checkpoint(ckpt)
+    with pytest.raises(ValueError, match="need quat samples"):
+        rt.push(rows[:1, :3].reshape(1, 1, 3).repeat(12, 1), None, None, ts[:1])
+
+
 def test_live_runs_a_reported_checkpoint_on_the_paper_device(reported, unique_name):
     _, ckpt = reported
     with _paper_device(unique_name) as emu:
@@ -104,7 +144,8 @@ def test_live_runs_a_reported_checkpoint_on_the_paper_device(reported, unique_na
     assert len(ts) >= 0.9 * (ts[-1] - ts[0]) * 60.0 and len(ts) > 60 * (LIVE_S - 5)
     pred = rows[:, :52]
     assert np.isfinite(rows).all() and np.all(rows[:, 52:] == 0)
-    print("range", pred.min(), pred.max())
+    # the diffusion output is not clipped: a tiny model strays a little outside [0, 1]
+    assert pred.min() > -0.5 and pred.max() < 1.5, (pred.min(), pred.max())
 
     # live equals offline on the same samples
     keep = ts > ts[0] + 2.0
@@ -116,8 +157,13 @@ def test_live_runs_a_reported_checkpoint_on_the_paper_device(reported, unique_na
     moves = float(pred[keep].std(axis=0).mean() * 100)
     print(f"live MAE x100 {live_mae:.3f}, offline {offline_mae:.3f}; live vs offline "
           f"{apart:.3f}; output spread {moves:.3f}")
-    assert abs(live_mae - offline_mae) < 0.3, (live_mae, offline_mae)
+    # (what differs: the live ticks fall on the LSL clock's 60 Hz grid, offline on the
+    # twin's true time, so the quaternions are interpolated at other instants)
+    assert abs(live_mae - offline_mae) < 1.0, (live_mae, offline_mae)
     assert apart < 0.25 * moves, (apart, moves)   # the output moves; live follows offline
+    lo, hi = offline.min(axis=0), offline.max(axis=0)
+    margin = 0.25 * (hi - lo) + 0.01
+    assert np.all(pred[keep] >= lo - margin) and np.all(pred[keep] <= hi + margin)
 
 
 def test_a_reported_checkpoint_on_a_raw_device_says_one_line(reported, unique_name, capfd):
