@@ -114,7 +114,8 @@ class ChannelLayout:
         pos = {label: i for i, label in enumerate(labels)}
         self.sites = list(sites)
         self.orientation = orientation
-        have = sorted({lb.split(".")[0] for lb in labels if "." in lb})
+        have = sorted({lb.split(".")[0] for lb in labels
+                       if "." in lb and not lb.startswith("device.")})
 
         def idx(q: str, required: bool) -> np.ndarray | None:
             rows = [[pos.get(f"{s}.{q}.{a}") for a in axes_of(q)] for s in sites]
