@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -221,6 +220,7 @@ class LivePipeline:
         def on_samples(rows: np.ndarray, ts: np.ndarray) -> None:
             labels = [c[0] for c in session.outlet.spec.channels]
             spec = session.outlet.spec
+            # A ChannelMismatch is a DeviceError: the session ends at once and run() raises it.
             self._feed(rows, ts, labels, f"'{spec.name}' (device {spec.info.name})")
 
         session.on_samples = on_samples
@@ -292,24 +292,23 @@ def stream_quantities(labels: list[str]) -> list[str]:
 def model_layout(labels: list[str], runtime: Any, stream: str = "", model: Any = None) -> Any:
     """The runtime's ``ChannelLayout`` on a stream's labels, or ChannelMismatch saying in one
     line which channels the checkpoint's features need that the stream lacks (an orientation
-    device that sends no gyro, a 6-axis device, another rig), and what to do."""
-    from model.runtime import ChannelLayout
+    device that sends no gyro to a raw-feature model, a raw device to a model trained on
+    reported orientation, a 6-axis device, another rig), and what to do."""
+    from model.runtime import MissingChannels
 
     try:
-        return ChannelLayout(labels, runtime.sites)
-    except KeyError as err:
-        text = err.args[0] if err.args else str(err)
+        return runtime.layout(labels)
+    except MissingChannels as err:
         have = stream_quantities(labels)
-        found = re.search(r"channels (\S+)\.(\w+)\.(\S+)", text)
-        if found is None or found.group(2) in have:
-            raise ChannelMismatch(text) from None   # another rig: the layout's own words
+        if err.quantity in have:
+            raise ChannelMismatch(str(err)) from None   # another rig: the layout's own words
         where = f"IMU stream {stream}" if stream else "the IMU stream"
         raise ChannelMismatch(
             f"the model ({model or 'the bundled checkpoint'}) needs channels "
-            f"{'.'.join(found.groups())} that {where} does not have (it sends "
+            f"{err.channels} that {where} does not have (it sends "
             f"{'+'.join(have) or 'nothing'} per site): train a checkpoint on sessions recorded "
             f"from this device (imusic record, then imusic train), or use a device that sends "
-            f"{found.group(2)}") from None
+            f"{err.quantity}") from None
 
 
 class FrameBuffer:

@@ -6,11 +6,20 @@ onto a 60 Hz grid, runs the same incremental AHRS + features as training
 (:class:`model.features.FeatureExtractor`), keeps a feature window, and samples the model with
 fixed noise and the previous output carried as a known prefix (:class:`StreamingSampler`).
 
+Which channels a stream must carry follows the checkpoint's ``FeatureSpec.orientation``
+(:class:`ChannelLayout`): ``"ahrs"`` needs each site's acc and gyro (mag when there is one);
+``"reported"`` (a wearable with on-device fusion, ``site.quat.w|x|y|z``) needs acc and the
+quaternion, and a site without gyro gets the rate its orientations imply, in the same
+extractor code that made the training features. A stream that lacks a needed quantity is a
+:class:`MissingChannels` naming it.
+
 Each frame is stamped with the time it describes: the tick ``lookahead`` frames before the
 newest one (the model looks a few frames ahead).
 
     rt = Runtime.from_checkpoint()              # the bundled checkpoint
     rt.push(acc, gyro, mag, timestamps)          # (n, S, 3) arrays in rig order, SI units
+    rt.push(acc, None, None, timestamps, quat=q) # an acc+quat device, "reported" checkpoint
+    rt.push_rows(rows, ts, rt.layout(labels))    # or IMU stream rows, channels by label
     for frame in rt.poll():                      # every tick the data now covers
         use(frame.t, frame.blendshapes)
 
@@ -24,7 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -47,36 +56,97 @@ class Frame:
     valid: bool                # False while the window holds a gap
 
 
-class ChannelLayout:
-    """Where each site's acc/gyro/mag are among an IMU stream's channels, found by label
-    (``site.acc.x`` ...), never by position."""
+class MissingChannels(KeyError):
+    """An IMU stream lacks channels the model's features need: ``quantity`` (``acc``,
+    ``gyro`` or ``quat``) at ``sites``; ``stream_sites`` are the sites the stream has.
+    ``str(err)`` is one line."""
 
-    def __init__(self, labels: Sequence[str], sites: Sequence[str]) -> None:
+    def __init__(self, quantity: str, sites: Sequence[str], stream_sites: Sequence[str]) -> None:
+        self.quantity = quantity
+        self.sites = list(sites)
+        self.stream_sites = list(stream_sites)
+        super().__init__(self.message)
+
+    @property
+    def channels(self) -> str:
+        """The first missing site's channels, as labels: ``site.quat.w|x|y|z``."""
+        return f"{self.sites[0]}.{self.quantity}.{'|'.join(axes_of(self.quantity))}"
+
+    @property
+    def message(self) -> str:
+        """The one line."""
+        more = f" (and {len(self.sites) - 1} more sites)" if len(self.sites) > 1 else ""
+        return (f"IMU stream has no channels {self.channels}{more} (it has sites "
+                f"{sorted(self.stream_sites)}): use a checkpoint trained for this rig")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def axes_of(quantity: str) -> tuple[str, ...]:
+    """The label axes of a quantity (``w x y z`` for quaternions, else ``x y z``)."""
+    from firmware_bridge.outlet import AXES, QUAT_AXES
+
+    return QUAT_AXES if quantity == "quat" else AXES
+
+
+class Channels(NamedTuple):
+    """One block of IMU rows split per quantity, (n, S, 3) or (n, S, 4) in the model's site
+    order; None for a quantity the stream does not carry (or the model does not use)."""
+
+    acc: np.ndarray
+    gyro: np.ndarray | None
+    mag: np.ndarray | None
+    quat: np.ndarray | None
+
+
+class ChannelLayout:
+    """Where each site's quantities are among an IMU stream's channels, found by label
+    (``site.acc.x``, ``site.quat.w`` ...), never by position.
+
+    What is required follows the features' orientation source: ``"ahrs"`` needs acc and gyro
+    (mag optional, quaternions ignored); ``"reported"`` needs acc and quat (gyro and mag
+    optional: a site without gyro gets the rate its orientations imply, as in training).
+    A missing required quantity raises :class:`MissingChannels`."""
+
+    def __init__(self, labels: Sequence[str], sites: Sequence[str],
+                 orientation: str = "ahrs") -> None:
         pos = {label: i for i, label in enumerate(labels)}
         self.sites = list(sites)
+        self.orientation = orientation
+        have = sorted({lb.split(".")[0] for lb in labels
+                       if "." in lb and not lb.startswith("device.")})
 
         def idx(q: str, required: bool) -> np.ndarray | None:
-            out = []
-            for s in sites:
-                row = [pos.get(f"{s}.{q}.{a}") for a in "xyz"]
-                if None in row:
-                    if required:
-                        have = sorted({lb.split(".")[0] for lb in labels if "." in lb})
-                        raise KeyError(f"IMU stream has no channels {s}.{q}.x|y|z (it has sites "
-                                       f"{have}): use a checkpoint trained for this rig")
-                    return None
-                out.append(row)
-            return np.asarray(out, dtype=np.intp)
+            rows = [[pos.get(f"{s}.{q}.{a}") for a in axes_of(q)] for s in sites]
+            missing = [s for s, row in zip(sites, rows) if None in row]
+            if missing and required:
+                raise MissingChannels(q, missing, have)
+            if len(missing) == len(sites):
+                return None
+            # an optional quantity some sites lack: -1 there, NaN in ``split`` (per site, as
+            # the features treat a site without gyro or mag)
+            return np.asarray([[-1 if None in row else i for i in row] for row in rows],
+                              dtype=np.intp)
 
+        reported = orientation == "reported"
         self.acc = idx("acc", True)
-        self.gyro = idx("gyro", True)
+        self.gyro = idx("gyro", not reported)
         self.mag = idx("mag", False)
+        self.quat = idx("quat", True) if reported else None
 
-    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(n, C) rows -> acc, gyro, mag (n, S, 3) (mag None when the stream has none)."""
+    def split(self, rows: np.ndarray) -> Channels:
+        """(n, C) rows -> :class:`Channels` (a quantity the stream lacks is None)."""
         rows = np.asarray(rows, np.float64)
-        return (rows[:, self.acc], rows[:, self.gyro],
-                None if self.mag is None else rows[:, self.mag])
+
+        def take(ix: np.ndarray | None) -> np.ndarray | None:
+            if ix is None:
+                return None
+            out = rows[:, ix]
+            out[:, ix[:, 0] < 0] = np.nan
+            return out
+
+        return Channels(rows[:, self.acc], take(self.gyro), take(self.mag), take(self.quat))
 
 
 class Runtime:
@@ -98,7 +168,8 @@ class Runtime:
         self.valid = np.zeros(self.window, bool)
         self.n_ticks = 0
         self.next_tick: float | None = None
-        self._raw: deque[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = deque()
+        self._raw: deque[tuple[float, ...]] = deque()
+        """(t, acc, gyro, mag, quat) per sample; NaN where the device has none."""
         self._buffer_s = buffer_s
         self.latencies: list[float] = []
         self.last: Frame | None = None
@@ -120,20 +191,33 @@ class Runtime:
         """How far behind the newest sample the output frames are (the look-ahead)."""
         return self.trained.lookahead / self.rate
 
-    def push(self, acc: np.ndarray, gyro: np.ndarray, mag: np.ndarray | None,
-             timestamps: np.ndarray) -> None:
-        """Add samples: acc/gyro/mag (n, S, 3) in ``self.sites`` order, SI units; timestamps
-        (n,) seconds, increasing. Older samples than the buffer span are dropped."""
-        acc, gyro = np.asarray(acc, np.float64), np.asarray(gyro, np.float64)
+    def push(self, acc: np.ndarray, gyro: np.ndarray | None, mag: np.ndarray | None,
+             timestamps: np.ndarray, quat: np.ndarray | None = None) -> None:
+        """Add samples: acc/gyro/mag (n, S, 3) in ``self.sites`` order, SI units; ``quat``
+        (n, S, 4) the device's orientation (w, x, y, z, sensor-to-earth); timestamps (n,)
+        seconds, increasing. gyro/mag may be None (or NaN per site) where the device has none;
+        what the features need (:attr:`needs`) may not. Older samples than the buffer span are
+        dropped."""
+        acc = np.asarray(acc, np.float64)
         if acc.ndim != 3 or acc.shape[1] != len(self.sites):
             raise ValueError(f"push wants (n, {len(self.sites)}, 3) arrays for sites "
                              f"{self.sites}, got {acc.shape}")
-        nan = np.full_like(acc[0], np.nan)
+        given = {"gyro": gyro, "quat": quat}
+        lacking = [q for q in self.needs if q in given and given[q] is None]
+        if lacking:
+            raise ValueError(f"the model's features (orientation '{self.spec.orientation}') "
+                             f"need {' and '.join(lacking)} samples")
+        n, n_s = len(acc), len(self.sites)
+
+        def arr(x: np.ndarray | None, width: int) -> np.ndarray:
+            return (np.full((n, n_s, width), np.nan) if x is None
+                    else np.asarray(x, np.float64).reshape(n, n_s, width))
+
+        gyro_a, mag_a, quat_a = arr(gyro, 3), arr(mag, 3), arr(quat, 4)
         for k, t in enumerate(np.asarray(timestamps, np.float64)):
             if self._raw and t <= self._raw[-1][0]:
                 continue   # duplicates and out-of-order samples carry no new information
-            self._raw.append((float(t), acc[k], gyro[k], nan if mag is None else
-                              np.asarray(mag[k], np.float64)))
+            self._raw.append((float(t), acc[k], gyro_a[k], mag_a[k], quat_a[k]))
         if self.next_tick is None and self._raw:
             # the first tick on the 60 Hz grid at or after the first sample
             self.next_tick = float(np.ceil(self._raw[0][0] * self.rate) / self.rate)
@@ -142,17 +226,28 @@ class Runtime:
 
     def push_rows(self, rows: np.ndarray, timestamps: np.ndarray, layout: ChannelLayout) -> None:
         """Add (n, C) rows of an IMU stream, channels found by ``layout``."""
-        acc, gyro, mag = layout.split(rows)
-        self.push(acc, gyro, mag, timestamps)
+        ch = layout.split(rows)
+        self.push(ch.acc, ch.gyro, ch.mag, timestamps, quat=ch.quat)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The quantities every sample must carry for this checkpoint's features."""
+        return ("acc", "quat") if self.spec.orientation == "reported" else ("acc", "gyro")
+
+    def layout(self, labels: Sequence[str]) -> ChannelLayout:
+        """Where this checkpoint's quantities are among an IMU stream's ``labels``
+        (:class:`MissingChannels` when the stream lacks one it needs)."""
+        return ChannelLayout(labels, self.sites, self.spec.orientation)
 
     def ready(self) -> bool:
         """True when the data covers the next tick."""
         return (self.next_tick is not None and bool(self._raw)
                 and self._raw[-1][0] >= self.next_tick)
 
-    def _interpolate(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Raw signals at time ``t`` (linear between the two samples around it), or None in a
-        gap."""
+    def _interpolate(self, t: float) -> tuple[np.ndarray, ...] | None:
+        """Raw signals (acc, gyro, mag, quat) at time ``t`` (linear between the two samples
+        around it; quaternions on the same hemisphere first, the features renormalise), or
+        None in a gap."""
         times = np.fromiter((r[0] for r in self._raw), float, len(self._raw))
         j = int(np.searchsorted(times, t))
         if j == 0:
@@ -164,7 +259,9 @@ class Runtime:
             return None
         w = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
         a, b = self._raw[j - 1], self._raw[j]
-        return tuple((1 - w) * a[i] + w * b[i] for i in (1, 2, 3))  # type: ignore[return-value]
+        qa, qb = a[4], b[4]
+        qb = np.where(np.sum(qa * qb, axis=-1, keepdims=True) < 0, -qb, qb)
+        return tuple((1 - w) * a[i] + w * b[i] for i in (1, 2, 3)) + ((1 - w) * qa + w * qb,)
 
     def step(self, sample: bool = True) -> Frame | None:
         """Process the next tick if the data covers it; return its frame (None otherwise).
@@ -177,7 +274,7 @@ class Runtime:
         tick = float(self.next_tick)  # type: ignore[arg-type]
         sig = self._interpolate(tick)
         valid = sig is not None
-        f = (self.extractor.update(sig[0], sig[1], sig[2]) if valid
+        f = (self.extractor.update(sig[0], sig[1], sig[2], quat=sig[3]) if valid
              else np.zeros(self.spec.n_features, np.float32))
         x = self.trained.norm(f[None])[0]
         if not valid:
@@ -267,7 +364,7 @@ def run_lsl(runtime: Runtime, imu_info: Any, name: str = "imusic-model",
                               processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
     try:
         full = inlet.info(timeout=5.0)
-        layout = ChannelLayout(imu_labels(full), runtime.sites)
+        layout = runtime.layout(imu_labels(full))
         info = blendshapes_info(name, "imusic-model", source_id, rate_hz=runtime.rate,
                                 extra={"checkpoint": str(runtime.trained.path),
                                        "ddim_steps": runtime.steps,

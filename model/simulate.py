@@ -11,6 +11,14 @@ at the device rate (labelled channels as the IMU LSL contract has them), the gro
 ``Blendshapes`` stream at 60 Hz, and the ``aligned`` group (the measured IMU signals linearly
 resampled onto the 60 Hz blendshape timeline). Every file says ``source = "twin"``.
 Everything is deterministic per seed.
+
+A session may be what a wearable with on-device fusion would have recorded
+(:class:`DeviceOutput`, ``report="orientation"``, as ``imusic emulate --report orientation``
+is): the emulator's own device fusion (firmware_bridge/emulator_fusion.py) runs on the twin's
+readings at the device rate, its quaternions (Q14, as the wire carries them) become
+``site.quat.w|x|y|z`` channels and ``aligned.quat``, and with ``gyro=False`` / ``mag=False``
+those blocks are absent from the stream (NaN in ``aligned``), so ``imusic train`` picks
+reported-orientation features and the checkpoint runs live on the emulator in that mode.
 """
 
 from __future__ import annotations
@@ -87,17 +95,58 @@ def _crop(src: MotionSource, seconds: float, rng: np.random.Generator) -> slice:
     return slice(start, start + want)
 
 
-def imu_channels(sites: Sequence[str]) -> list[tuple[str, str, str]]:
+@dataclass(frozen=True)
+class DeviceOutput:
+    """What the simulated device sends, with the emulator's meanings (``EmulatorConfig``)."""
+
+    report: str = "raw"
+    """``raw`` (acc, gyro, mag) or ``orientation`` (on-device fusion: acc + quaternion)."""
+    gyro: bool = True
+    """Send the gyro block (False needs ``report="orientation"``; the fusion still uses it)."""
+    mag: bool = True
+    """The device has a magnetometer: send its block and fuse with it (False: 6-axis fusion)."""
+
+    def __post_init__(self) -> None:
+        if self.report not in ("raw", "orientation"):
+            raise ValueError(f"report is raw or orientation, not {self.report!r}")
+        if not self.gyro and self.report != "orientation":
+            raise ValueError("--no-gyro needs --report orientation: a raw device must send its "
+                             "gyroscope (the host's orientation filter runs on it)")
+
+    @property
+    def quat(self) -> bool:
+        """The device sends quaternions."""
+        return self.report == "orientation"
+
+
+def imu_channels(sites: Sequence[str], output: DeviceOutput = DeviceOutput()
+                 ) -> list[tuple[str, str, str]]:
     """(label, unit, type) of the IMU stream's channels, as the IMU LSL contract has them."""
     from firmware_bridge.outlet import channel_table
 
-    return channel_table(list(sites), has_mag=True, has_quat=False)
+    return channel_table(list(sites), has_mag=output.mag, has_quat=output.quat,
+                         has_gyro=output.gyro)
+
+
+def device_quaternions(sig: object, output: DeviceOutput, rate_hz: float) -> np.ndarray:
+    """(N, S, 4) what the emulated device's fusion sends for the twin signals ``sig``: the
+    emulator's ``DeviceFusion`` on acc/gyro (and mag unless ``output.mag`` is off), rounded to
+    the wire's Q14."""
+    from firmware_bridge.emulator_fusion import DeviceFusion, to_counts
+    from firmware_bridge.protocol import QUAT_SCALE
+
+    acc = np.asarray(sig.acc)  # type: ignore[attr-defined]
+    fusion = DeviceFusion(acc.shape[1], rate_hz, use_mag=output.mag)
+    q = fusion.update(acc, sig.gyro, sig.mag if output.mag else None)  # type: ignore[attr-defined]
+    return to_counts(q).astype(np.float64) * QUAT_SCALE
 
 
 def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identity: int,
                   rig_name: str, seed: int, session_seed: int, device_rate_hz: float = 100.0,
-                  command: str = "") -> Path:
-    """Simulate one session and write it (raw streams + ``aligned``). Returns ``path``."""
+                  command: str = "", output: DeviceOutput = DeviceOutput()) -> Path:
+    """Simulate one session and write it (raw streams + ``aligned``) as a device sending
+    ``output`` would have recorded it. Returns ``path``."""
+    from capture.orientation import continuous, normalise
     from capture.session import SessionWriter, StreamSpec
     from hardware.motion import Motion, procedural
     from hardware.physics import simulate
@@ -139,20 +188,30 @@ def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identi
              "device_rate_hz": float(device_rate_hz), "clock_drift_ppm":
              float(sig.clock.drift_ppm) if sig.clock else 0.0,
              "lsl_time": "ideal clock map: LSL time = true sample time + 1000 s",
-             "command": command}
+             "command": command, "report": output.report, "sends_gyro": output.gyro,
+             "sends_mag": output.mag}
+    blocks = [sig.acc] + [sig.gyro] * output.gyro + [sig.mag] * output.mag
+    quat = quat_al = None
+    if output.quat:
+        quat = device_quaternions(sig, output, device_rate_hz)
+        blocks.append(quat)
+        quat_al = normalise(resample(continuous(quat)).astype(np.float64)).astype(np.float32)
+    absent = np.full((len(t_al), rig.n_sites, 3), np.nan, np.float32)
     al = Aligned(rate_hz=RATE_HZ, t=SESSION_T0 + t_al, blendshapes=truth[keep],
-                 pose=pose_al[keep], acc=resample(sig.acc), gyro=resample(sig.gyro),
-                 mag=resample(sig.mag), valid_imu=np.ones(len(t_al), bool),
-                 valid_arkit=valid[keep], sites=list(rig.site_names), reference=rig.reference,
-                 rig_id=rig.id, attrs=attrs)
+                 pose=pose_al[keep], acc=resample(sig.acc),
+                 gyro=resample(sig.gyro) if output.gyro else absent,
+                 mag=resample(sig.mag) if output.mag else absent,
+                 valid_imu=np.ones(len(t_al), bool), valid_arkit=valid[keep],
+                 sites=list(rig.site_names), reference=rig.reference, rig_id=rig.id,
+                 attrs=attrs, quat=quat_al)
 
-    chans = imu_channels(rig.site_names) + []
+    chans = imu_channels(rig.site_names, output)
     imu_spec = StreamSpec(
         name=f"imusic-twin-{subject}", type="IMU", channel_count=len(chans),
         nominal_srate=device_rate_hz, channel_format="double64",
         source_id=f"twin-{subject}-{session_seed:08x}", labels=[c[0] for c in chans],
         units=[c[1] for c in chans], types=[c[2] for c in chans])
-    rows = np.concatenate([sig.stacked().reshape(sig.n_samples, -1),
+    rows = np.concatenate([np.concatenate(blocks, axis=-1).reshape(sig.n_samples, -1),
                            sig.device_time_us[:, None].astype(np.float64),
                            np.arange(sig.n_samples, dtype=np.float64)[:, None]], axis=1)
     bs_spec = StreamSpec(name=f"twin-truth-{subject}", type="Blendshapes",
@@ -208,8 +267,10 @@ def simulate_dataset(out: str | Path, subjects: int = 20, minutes: float = 1.5,
                      takes: Sequence[str | Path] = (), use_procedural: bool = True,
                      rig: str = "imusic11", seed: int = 0, device_rate_hz: float = 100.0,
                      progress: Callable[[int, int, str], None] | None = None,
-                     command: str = "", overwrite: bool = False) -> list[Path]:
-    """Make ``subjects`` x sources sessions under ``out`` (``<subject>_<take>.h5``).
+                     command: str = "", overwrite: bool = False,
+                     output: DeviceOutput = DeviceOutput()) -> list[Path]:
+    """Make ``subjects`` x sources sessions under ``out`` (``<subject>_<take>.h5``), as a
+    device sending ``output`` records them.
 
     A folder that already holds session files is refused (``FileExistsError``, before anything
     is simulated) unless ``overwrite``: then files of the same names are replaced.
@@ -231,7 +292,7 @@ def simulate_dataset(out: str | Path, subjects: int = 20, minutes: float = 1.5,
     for i, (identity, subject, src, sl, sseed) in enumerate(jobs):
         p = out / f"{subject}_{src.name}.h5"
         paths.append(write_session(p, src, sl, subject, identity, rig, seed, sseed,
-                                   device_rate_hz, command))
+                                   device_rate_hz, command, output))
         if progress:
             progress(i + 1, len(jobs), p.name)
     return paths

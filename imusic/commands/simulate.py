@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model.simulate import DeviceOutput
 
 HELP = "make paired twin sessions (synthetic IMU from real Live Link Face takes + procedural motion)"
 EXAMPLE = "imusic simulate -o data/twin --subjects 20 --minutes 2 --procedural --seed 0"
@@ -35,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "participant_N_testcase_M: per-sensor quaternion + acceleration "
                              "CSVs from an on-device AHRS, and the ARKit CSV), for "
                              "'imusic import'")
+    parser.add_argument("--report", choices=("raw", "orientation"), default="raw",
+                        help="what the simulated device sends, as in 'imusic emulate': raw "
+                             "acc, gyro, mag (default), or orientation: acceleration + the "
+                             "quaternion of the emulator's on-device fusion")
+    parser.add_argument("--no-gyro", action="store_true",
+                        help="with --report orientation: sessions without the gyroscope block")
+    parser.add_argument("--no-mag", action="store_true",
+                        help="a device without magnetometer (6-axis fusion in orientation mode)")
     parser.add_argument("--takes", type=int, default=2,
                         help="imusic-release: procedural takes per subject (default 2)")
 
@@ -46,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from capture.livelink_csv import LiveLinkCSVError, shipped_takes
-    from model.simulate import existing_sessions
+    from model.simulate import DeviceOutput, existing_sessions
 
     if args.motion is None:
         takes = shipped_takes()
@@ -63,14 +75,24 @@ def run(args: argparse.Namespace) -> int:
     procedural = args.procedural or not takes
     t0 = time.perf_counter()
     if args.layout == "imusic-release":
+        if args.report != "raw" or args.no_gyro or args.no_mag:
+            print("imusic simulate: --layout imusic-release always writes orientation + "
+                  "acceleration (no --report, --no-gyro, --no-mag)", file=sys.stderr)
+            return 2
         return _release(args, t0)
     try:
-        paths = _simulate(args, takes, procedural)
+        output = DeviceOutput(args.report, gyro=not args.no_gyro, mag=not args.no_mag)
+    except ValueError as err:
+        print(f"imusic simulate: {err}", file=sys.stderr)
+        return 2
+    try:
+        paths = _simulate(args, takes, procedural, output)
     except (LiveLinkCSVError, NotADirectoryError, FileExistsError) as err:
         print(f"imusic simulate: {err}", file=sys.stderr)
         return 1
     print(f"wrote {len(paths)} twin sessions to {args.out} in {time.perf_counter() - t0:.0f} s "
-          f"(rig {args.rig}, seed {args.seed}; labelled source=twin; motion: "
+          f"(rig {args.rig}, seed {args.seed}; device sends "
+          f"{'+'.join(imu_quantities(output))}; labelled source=twin; motion: "
           f"{', '.join(p.name for p in takes) or 'none'}{' + procedural' if procedural else ''})")
     left = sorted(set(existing_sessions(args.out)) - set(paths))
     if left:
@@ -79,7 +101,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(args: argparse.Namespace, takes: list, procedural: bool) -> list:
+def imu_quantities(output: DeviceOutput) -> tuple[str, ...]:
+    """The quantities the sessions' IMU stream carries per site."""
+    from firmware_bridge.outlet import quantities
+
+    return quantities(output.gyro, output.mag, output.quat)
+
+
+def _simulate(args: argparse.Namespace, takes: list, procedural: bool,
+              output: DeviceOutput) -> list:
     """simulate_dataset under a progress bar."""
     import shlex
     import sys
@@ -101,7 +131,7 @@ def _simulate(args: argparse.Namespace, takes: list, procedural: bool) -> list:
     try:
         return simulate_dataset(args.out, args.subjects, args.minutes, takes, procedural,
                                 args.rig, args.seed, args.rate, report, command,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, output=output)
     finally:
         if bar.live.is_started:
             bar.stop()

@@ -22,25 +22,33 @@ def truth_at(log, t: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(t, bt, values[:, k]) for k in range(52)], axis=1)
 
 
-def _offline_mae(log, t: np.ndarray, truth: np.ndarray) -> float:
-    """MAE x100 of the bundled model fed the emulator's signals directly (true sample times,
-    no wire, no clock map), scored at the times ``t`` that the live run published."""
+def offline_predictions(log, t: np.ndarray, model=None) -> np.ndarray:
+    """(len(t), 52) the checkpoint ``model`` (None: the bundled one) fed the emulator's signals
+    directly (true sample times, no wire, no clock map; the quaternions too when the device
+    sent them, and no gyro/mag when it did not), at the LSL times ``t`` that a live run
+    published (linearly interpolated between its frames)."""
     from model.runtime import Runtime
 
-    rt = Runtime.from_checkpoint(None)
+    rt = Runtime.from_checkpoint(model)
     times = np.asarray(log.t)
+    blocks = [None if b is None else np.asarray(b) for b in (log.gyro, log.mag, log.quat)]
     frames = []
     for i in range(0, len(times), 10):
         sl = slice(i, i + 10)
-        rt.push(np.asarray(log.acc)[sl], np.asarray(log.gyro)[sl], np.asarray(log.mag)[sl],
-                times[sl])
+        gyro, mag, quat = (None if b is None else b[sl] for b in blocks)
+        rt.push(np.asarray(log.acc)[sl], gyro, mag, times[sl], quat=quat)
         frames += rt.poll()
     # live stamps are on the LSL clock; the truth log maps the twin's true time onto it
     ft = np.interp([f.t for f in frames], np.asarray(log.blendshape_t),
                    np.asarray(log.blendshape_lsl))
     pred = np.stack([f.blendshapes for f in frames])
-    at = np.stack([np.interp(t, ft, pred[:, k]) for k in range(52)], axis=1)
-    return float(np.abs(at - truth).mean() * 100)
+    return np.stack([np.interp(t, ft, pred[:, k]) for k in range(52)], axis=1)
+
+
+def _offline_mae(log, t: np.ndarray, truth: np.ndarray) -> float:
+    """MAE x100 of the bundled model fed the emulator's signals directly, scored at the times
+    ``t`` that the live run published."""
+    return float(np.abs(offline_predictions(log, t) - truth).mean() * 100)
 
 
 def _run_cli(argv: list[str]) -> tuple[threading.Thread, dict]:

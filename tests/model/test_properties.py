@@ -41,7 +41,7 @@ def test_channel_layout_finds_channels_in_any_order(seed, n_sites, with_mag):
     values = {lab: float(k) for k, lab in enumerate(labels)}
     row = np.array([[values[lab] for lab in shuffled]])
     lay = ChannelLayout(shuffled, sites)
-    acc, gyro, mag = lay.split(row)
+    acc, gyro, mag, quat = lay.split(row)
     for j, s in enumerate(sites):
         for k, a in enumerate("xyz"):
             assert acc[0, j, k] == values[f"{s}.acc.{a}"]
@@ -74,3 +74,48 @@ def test_resampling_never_bridges_a_lost_row(found_list, seed):
         else:
             assert found[j - 1] and found[j]
     assert np.all(np.isfinite(out[valid])) and np.all(np.isnan(out[~valid]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(seeds, st.integers(1, 4), st.sampled_from(["ahrs", "reported"]),
+       st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=4,
+                max_size=4))
+def test_channel_layout_takes_what_the_features_need(seed, n_sites, orientation, has):
+    """Any mix of per-site quantities, in any channel order: the quantities the orientation
+    source needs (gyro for the AHRS, quat for reported orientation) are required at every site
+    (else MissingChannels names the quantity and exactly the sites that lack it); optional
+    ones come through per site, NaN where a site lacks them, None where all do."""
+    from model.runtime import MissingChannels
+
+    rng = np.random.default_rng(seed)
+    sites = [f"site{i}" for i in range(n_sites)]
+    present = {s: {"acc"} | {q for q, ok in zip(("gyro", "mag", "quat"), has[i]) if ok}
+               for i, s in enumerate(sites)}
+    labels = [f"{s}.{q}.{a}" for s in sites for q in ("acc", "gyro", "mag", "quat")
+              if q in present[s] for a in ("wxyz" if q == "quat" else "xyz")]
+    labels += ["device.time_us", "device.seq"]
+    labels = [labels[i] for i in rng.permutation(len(labels))]
+    row = rng.normal(size=(1, len(labels)))
+    value = {lab: row[0, k] for k, lab in enumerate(labels)}
+    need = "gyro" if orientation == "ahrs" else "quat"
+    lacking = [s for s in sites if need not in present[s]]
+    if lacking:
+        try:
+            ChannelLayout(labels, sites, orientation)
+        except MissingChannels as err:
+            assert err.quantity == need and err.sites == lacking
+            assert err.channels.startswith(f"{lacking[0]}.{need}.") and "\n" not in str(err)
+        else:
+            raise AssertionError("a layout without a needed quantity was accepted")
+        return
+    ch = ChannelLayout(labels, sites, orientation).split(row)
+    for q in ("acc", "gyro", "mag", "quat"):
+        got = getattr(ch, q)
+        used = q != "quat" or orientation == "reported"
+        if not used or not any(q in present[s] for s in sites):
+            assert got is None, q
+            continue
+        for j, s in enumerate(sites):
+            for k, a in enumerate("wxyz" if q == "quat" else "xyz"):
+                want = value.get(f"{s}.{q}.{a}", np.nan) if q in present[s] else np.nan
+                np.testing.assert_equal(got[0, j, k], want)

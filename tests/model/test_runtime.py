@@ -82,10 +82,10 @@ def test_channel_layout_by_label():
               "device.time_us", "device.seq"]
     lay = ChannelLayout(labels, ["ref", "b"])
     rows = np.arange(len(labels), dtype=float)[None]
-    acc, gyro, mag = lay.split(rows)
+    acc, gyro, mag, quat = lay.split(rows)
     assert acc[0].tolist() == [[6, 7, 8], [0, 1, 2]]
     assert gyro[0].tolist() == [[3, 4, 5], [9, 10, 11]]
-    assert mag is None
+    assert mag is None and quat is None   # an AHRS layout ignores quaternions
     with pytest.raises(KeyError, match="checkpoint trained for this rig"):
         ChannelLayout(labels, ["ref", "c"])
 

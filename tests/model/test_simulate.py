@@ -86,3 +86,39 @@ def test_missing_take_is_named(tmp_path, capsys):
 
     assert main(["simulate", "-o", str(tmp_path), "--motion", str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv" in capsys.readouterr().err
+
+
+def test_simulate_as_an_orientation_device(tmp_path, capsys):
+    # --report orientation: what the emulator's on-device fusion would have sent (acc + Q14
+    # quaternions, no gyro/mag blocks with --no-gyro --no-mag); the same twin otherwise
+    from capture.session import SessionReader
+    from imusic.cli import main
+    from model.data import orientation_of
+
+    base = ["simulate", "--subjects", "1", "--minutes", "0.1", "--motion", "none", "--seed", "5"]
+    assert main(base + ["-o", str(tmp_path / "raw")]) == 0
+    assert main(base + ["-o", str(tmp_path / "q"), "--report", "orientation", "--no-gyro",
+                        "--no-mag"]) == 0
+    assert "device sends acc+quat" in capsys.readouterr().out
+    raw = read_aligned(tmp_path / "raw" / "id00_procedural.h5")
+    al = read_aligned(tmp_path / "q" / "id00_procedural.h5")
+    assert orientation_of(raw) == "ahrs" and orientation_of(al) == "reported"
+    assert np.isnan(al.gyro).all() and np.isnan(al.mag).all()
+    np.testing.assert_array_equal(al.acc, raw.acc)
+    np.testing.assert_allclose(np.linalg.norm(al.quat, axis=-1), 1.0, atol=1e-5)
+    assert al.attrs["report"] == "orientation" and not al.attrs["sends_gyro"]
+    with SessionReader(tmp_path / "q" / "id00_procedural.h5") as r:
+        imu = r.stream(r.keys_of_type("IMU")[0])
+    quantities = {lb.split(".")[1] for lb in imu.spec.labels if not lb.startswith("device.")}
+    assert quantities == {"acc", "quat"} and len(imu.spec.labels) == 12 * 7 + 2
+    q = imu.time_series[:, [k for k, lb in enumerate(imu.spec.labels) if ".quat." in lb]]
+    np.testing.assert_allclose(q * 16384, np.round(q * 16384), atol=1e-6)   # Q14, as sent
+
+
+def test_simulate_refuses_no_gyro_for_a_raw_device(tmp_path, capsys):
+    from imusic.cli import main
+
+    code = main(["simulate", "-o", str(tmp_path / "x"), "--motion", "none", "--no-gyro"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--no-gyro needs --report orientation" in err[0]
+    assert not (tmp_path / "x").exists()
