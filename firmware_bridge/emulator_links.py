@@ -3,8 +3,9 @@ emulated BLE peripheral. Each moves protocol bytes only (frames are built by the
 
 Every link has ``start()``, ``send(data) -> bool`` (False: the bytes could not go out, the
 emulator counts them as ``tx_dropped``), ``commands`` (an asyncio.Queue of bytes the host
-wrote), ``disconnect(seconds)`` (the per-transport meaning of a link drop, see BLE.md and
-the README's emulator section), ``describe()`` (what to print / hand to a host) and ``close()``.
+wrote), ``disconnect(seconds) -> int`` (the per-transport meaning of a link drop, see BLE.md
+and the README's emulator section; it returns how many of the bytes ``send`` took the host
+never got: they were still in the pty when it was closed), ``describe()`` (what to print / hand to a host) and ``close()``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import os
+import struct
 import tempfile
+import termios
 import tty
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,9 @@ class PtyLink:
 
     ``path`` is a stable symlink to the current pty's slave device; a host opens it with
     pyserial like a real port. ``disconnect`` closes the pty (the host's reads fail with EIO,
-    as when a cable is pulled) and, ``seconds`` later, makes a new one and repoints ``path``.
+    as when a cable is pulled) and removes ``path``, as a pulled USB port's device node goes
+    (a symlink left pointing at the closed ``/dev/pts/N`` would lead a host to whichever pty
+    gets that number next); ``seconds`` later it makes a new pty and puts ``path`` back.
     """
 
     def __init__(self) -> None:
@@ -59,7 +65,7 @@ class PtyLink:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         tmp.symlink_to(self.pty_path)
-        tmp.replace(self.path)  # atomic: a host never sees a missing path
+        tmp.replace(self.path)  # atomic: a host never sees a half-made link
         asyncio.get_running_loop().add_reader(master, self._on_readable)
         self._pending = b""
         self._up = True
@@ -121,15 +127,30 @@ class PtyLink:
                 os.close(self._slave)
         self._master = self._slave = -1
 
-    async def disconnect(self, seconds: float) -> None:
-        """Pull the cable: close the pty now, plug a new one in ``seconds`` later."""
+    def _unread(self) -> int:
+        """Bytes taken by ``send`` that the host has not read: still waiting here, or in the
+        pty's input queue (a hang-up discards both)."""
+        queued = 0
+        if self._slave >= 0:
+            with contextlib.suppress(OSError):
+                queued = struct.unpack("i", fcntl.ioctl(self._slave, termios.TIOCINQ,
+                                                        b"\0\0\0\0"))[0]
+        return len(self._pending) + queued
+
+    async def disconnect(self, seconds: float) -> int:
+        """Pull the cable: close the pty and remove ``path`` now, plug a new one in
+        ``seconds`` later. Returns the bytes lost with the pty (sent, never read)."""
+        unread = self._unread()
         self._close_pty()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
         async def replug() -> None:
             await asyncio.sleep(seconds)
             await self.start()
 
         self._reconnect = asyncio.get_running_loop().create_task(replug())
+        return unread
 
     def describe(self) -> dict[str, Any]:
         """What a host needs: the port path."""
@@ -194,9 +215,10 @@ class UdpLink:
             return False
         return True
 
-    async def disconnect(self, seconds: float) -> None:
-        """A Wi-Fi dropout: send nothing for ``seconds``."""
+    async def disconnect(self, seconds: float) -> int:
+        """A Wi-Fi dropout: send nothing for ``seconds`` (nothing already sent is lost)."""
         self._down_until = asyncio.get_running_loop().time() + seconds
+        return 0
 
     def describe(self) -> dict[str, Any]:
         """Where the datagrams come from and go to."""
@@ -248,9 +270,10 @@ class BleLink:
         """Notify ``data``; False while no host is subscribed."""
         return await self.peripheral.send(data)
 
-    async def disconnect(self, seconds: float) -> None:
-        """Drop the connection."""
+    async def disconnect(self, seconds: float) -> int:
+        """Drop the connection (notifications already sent were delivered)."""
         await self.peripheral.drop_connections()
+        return 0
 
     def describe(self) -> dict[str, Any]:
         """The address, name and HCI spec a host uses (IMUSIC_BLE_HCI)."""
