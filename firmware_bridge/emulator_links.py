@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import os
-import struct
 import tempfile
-import termios
+import time
 import tty
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,9 @@ from typing import Any
 PTY_PENDING_LIMIT = 1 << 16
 """Bytes a pty link holds while the host is not reading; beyond it frames are dropped, as a
 device drops frames its USB host does not fetch."""
+PTY_DRAIN_QUIET_S = 0.005
+"""At a pull, the pty's unread bytes are read out until none came for this long (the kernel
+moves its buffers into the input queue asynchronously)."""
 UDP_MAX_DATAGRAM = 1400
 """Largest datagram the UDP link sends (under a typical Wi-Fi/Ethernet MTU): frames are
 packed whole into datagrams up to this size."""
@@ -129,13 +130,27 @@ class PtyLink:
 
     def _unread(self) -> int:
         """Bytes taken by ``send`` that the host has not read: still waiting here, or in the
-        pty's input queue (a hang-up discards both)."""
-        queued = 0
-        if self._slave >= 0:
-            with contextlib.suppress(OSError):
-                queued = struct.unpack("i", fcntl.ioctl(self._slave, termios.TIOCINQ,
-                                                        b"\0\0\0\0"))[0]
-        return len(self._pending) + queued
+        pty (its 4 KiB input queue and the kernel's buffers behind it, which no ioctl
+        counts), all of which a hang-up discards. The pty's are read out through the
+        device's own slave fd, so each byte is counted by whichever side got it."""
+        unread = len(self._pending)
+        if self._slave < 0:
+            return unread
+        os.set_blocking(self._slave, False)
+        quiet_until = time.monotonic() + PTY_DRAIN_QUIET_S
+        while time.monotonic() < quiet_until:
+            try:
+                chunk = os.read(self._slave, 1 << 16)
+            except BlockingIOError:
+                chunk = b""
+            except OSError:
+                break
+            if chunk:
+                unread += len(chunk)
+                quiet_until = time.monotonic() + PTY_DRAIN_QUIET_S
+            else:
+                time.sleep(PTY_DRAIN_QUIET_S / 10)
+        return unread
 
     async def disconnect(self, seconds: float) -> int:
         """Pull the cable: close the pty and remove ``path`` now, plug a new one in
