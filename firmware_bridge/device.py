@@ -71,6 +71,9 @@ class SessionConfig:
     command_retries: int = 3
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
+    replug_poll_s: float = 0.05
+    """While waiting to reopen a link whose device was absent (a serial port's path gone),
+    look this often whether it is back, and reopen at once when it is."""
     warmup_s: float = 0.5
     """Hold frames until the clock fit spans this much device time (after a start or reboot),
     then publish them stamped with that fit."""
@@ -227,6 +230,7 @@ class DeviceSession:
                     self._streaming = False
                     self.health.rate_hz = 0.0
                     self._rate_window.clear()
+                    failed = link
                     if link is not None and not getattr(link, "persistent", False):
                         await link.close()
                         link = None
@@ -238,11 +242,32 @@ class DeviceSession:
                     delay = min(self.config.backoff_max_s,
                                 self.config.backoff_initial_s * 2 ** attempt)
                     attempt += 1
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
+                    await self._backoff(stop, delay, failed)
         finally:
             await self._shutdown(link)
         return self.health
+
+    async def _backoff(self, stop: asyncio.Event, delay: float, link: Transport | None) -> None:
+        """Wait ``delay`` s (or until ``stop``) before reopening; but where the link can tell
+        whether its device is there (``present()``: a serial port's path), end the wait as
+        soon as a device that was absent is back. A re-plugged wearable streams at once, and
+        what it sends before the host opens the port waits in a bounded buffer: waiting out
+        an exponential backoff after the port came back lost up to that long of instants."""
+        present = link.present if link is not None else (lambda: None)
+        end = time.monotonic() + delay
+        absent = present() is False
+        while not stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            step = min(left, self.config.replug_poll_s) if present() is not None else left
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), step)
+            now_present = present()
+            if now_present is False:
+                absent = True
+            elif now_present and absent:
+                return
 
     async def _shutdown(self, link: Transport | None) -> None:
         self.health.state = "stopped"

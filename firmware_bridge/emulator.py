@@ -41,6 +41,7 @@ import secrets
 import threading
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -61,6 +62,9 @@ FW_VERSION = (1, 0, 0)
 """Firmware version the emulator reports."""
 STATUS_PERIOD_S = 1.0
 """STATUS about once a second."""
+IN_LINK_MAX = 8192
+"""Messages remembered as possibly still in the link (a pty holds at most 64 KiB pending plus
+its 4 KiB input queue, and the smallest message is over 8 bytes)."""
 REPORTS = ("raw", "orientation")
 """What a device reports: raw readings, or on-device orientation (quaternion) + acceleration."""
 
@@ -222,6 +226,9 @@ class Emulator:
         self._log: list[dict[str, Any]] = []
         self._truth_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._tx_dropped = 0
+        self._in_link: deque[tuple[int, bool, dict | None]] = deque(maxlen=IN_LINK_MAX)
+        """(bytes, is SAMPLES, its truth record or None) of each message the link took, newest last:
+        those the host had not read when a pull closed the link are marked lost."""
         self.info: P.DeviceInfo | None = None
 
     # ---- properties for hosts and tests ------------------------------------------------------
@@ -380,10 +387,27 @@ class Emulator:
         return int(base + self._t_now * 1e6 * drift + self._adj_us + paused * 1e6 * drift)
 
     async def _send(self, msg: Any) -> bool:
-        ok = await self.link.send(P.encode(msg, self.device_id))
-        if not ok:
+        data = P.encode(msg, self.device_id)
+        ok = await self.link.send(data)
+        if ok:
+            self._in_link.append((len(data), False, None))
+        else:
             self._tx_dropped += 1
         return ok
+
+    def _lost_in_link(self, unread: int) -> None:
+        """The last ``unread`` bytes the link took never reached the host (a pulled cable
+        discards what is in flight): their SAMPLES frames count as tx_dropped, not sent."""
+        while unread > 0 and self._in_link:
+            n, frame, rec = self._in_link.pop()
+            unread -= n
+            self._tx_dropped += 1
+            if frame:
+                self.stats.frames_sent -= 1
+                self.stats.tx_dropped += 1
+            if rec is not None:
+                rec["sent"], rec["tx_dropped"] = False, True
+        self._in_link.clear()   # the next link starts empty
 
     async def _boot(self, first: bool) -> None:
         self.boot_id = int(self._rng.integers(1, 2**32 - 1))
@@ -537,9 +561,14 @@ class Emulator:
                     await self._boot(first=False)
                     continue
                 if self._next_disconnect is not None and t_last >= self._next_disconnect:
+                    # pulled at its time on the streaming timeline, not right after the frame
+                    # before went out (which left that frame no time to reach the host)
+                    pull = self._anchor + self._next_disconnect - time.monotonic()
+                    if pull > 0:
+                        await asyncio.sleep(pull)
                     self._next_disconnect += cfg.disconnect_every
                     self.stats.disconnects += 1
-                    await self.link.disconnect(cfg.disconnect_for)
+                    self._lost_in_link(await self.link.disconnect(cfg.disconnect_for))
                 due = self._anchor + t_last
                 if cfg.send_jitter_ms > 0:
                     due += float(self._rng.uniform(0, cfg.send_jitter_ms * 1e-3))
@@ -574,6 +603,7 @@ class Emulator:
         lost = cfg.loss > 0 and self._rng.random() < cfg.loss
         corrupted = False
         ok = False
+        rec: dict | None = None
         if not lost:
             if cfg.corrupt > 0:
                 flips = np.flatnonzero(self._rng.random(len(frame)) < cfg.corrupt)
@@ -587,6 +617,8 @@ class Emulator:
             ok = await self.link.send(frame)
             if ok:
                 self.stats.frames_sent += 1
+                rec = {} if cfg.keep_truth else None
+                self._in_link.append((len(frame), True, rec))
             else:
                 self._tx_dropped += 1
                 self.stats.tx_dropped += 1
@@ -604,10 +636,13 @@ class Emulator:
             self.stats.events_sent += 1
             self.taps_sent.append(tap_us)
         if cfg.keep_truth:
-            self._log.append(dict(
+            if rec is None:
+                rec = {}
+            rec.update(
                 seq=self._seq, n=n, stamps=stamps.astype(np.int64), t=chunk.t[i0:i1].copy(),
                 boot_id=self.boot_id, blocks=blocks, sent=ok and not corrupted, lost=lost,
-                corrupted=corrupted, tx_dropped=(not lost and not ok)))
+                corrupted=corrupted, tx_dropped=(not lost and not ok))
+            self._log.append(rec)
         self._seq = (self._seq + n) % P.SEQ_MOD
 
     def _blocks(self, chunk: TwinChunk, i0: int, i1: int) -> dict[str, np.ndarray]:

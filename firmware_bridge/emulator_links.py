@@ -3,8 +3,9 @@ emulated BLE peripheral. Each moves protocol bytes only (frames are built by the
 
 Every link has ``start()``, ``send(data) -> bool`` (False: the bytes could not go out, the
 emulator counts them as ``tx_dropped``), ``commands`` (an asyncio.Queue of bytes the host
-wrote), ``disconnect(seconds)`` (the per-transport meaning of a link drop, see BLE.md and
-the README's emulator section), ``describe()`` (what to print / hand to a host) and ``close()``.
+wrote), ``disconnect(seconds) -> int`` (the per-transport meaning of a link drop, see BLE.md
+and the README's emulator section; it returns how many of the bytes ``send`` took the host
+never got: they were still in the pty when it was closed), ``describe()`` (what to print / hand to a host) and ``close()``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import time
 import tty
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from typing import Any
 PTY_PENDING_LIMIT = 1 << 16
 """Bytes a pty link holds while the host is not reading; beyond it frames are dropped, as a
 device drops frames its USB host does not fetch."""
+PTY_DRAIN_QUIET_S = 0.005
+"""At a pull, the pty's unread bytes are read out until none came for this long (the kernel
+moves its buffers into the input queue asynchronously)."""
 UDP_MAX_DATAGRAM = 1400
 """Largest datagram the UDP link sends (under a typical Wi-Fi/Ethernet MTU): frames are
 packed whole into datagrams up to this size."""
@@ -31,7 +36,9 @@ class PtyLink:
 
     ``path`` is a stable symlink to the current pty's slave device; a host opens it with
     pyserial like a real port. ``disconnect`` closes the pty (the host's reads fail with EIO,
-    as when a cable is pulled) and, ``seconds`` later, makes a new one and repoints ``path``.
+    as when a cable is pulled) and removes ``path``, as a pulled USB port's device node goes
+    (a symlink left pointing at the closed ``/dev/pts/N`` would lead a host to whichever pty
+    gets that number next); ``seconds`` later it makes a new pty and puts ``path`` back.
     """
 
     def __init__(self) -> None:
@@ -59,7 +66,7 @@ class PtyLink:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         tmp.symlink_to(self.pty_path)
-        tmp.replace(self.path)  # atomic: a host never sees a missing path
+        tmp.replace(self.path)  # atomic: a host never sees a half-made link
         asyncio.get_running_loop().add_reader(master, self._on_readable)
         self._pending = b""
         self._up = True
@@ -121,15 +128,44 @@ class PtyLink:
                 os.close(self._slave)
         self._master = self._slave = -1
 
-    async def disconnect(self, seconds: float) -> None:
-        """Pull the cable: close the pty now, plug a new one in ``seconds`` later."""
+    def _unread(self) -> int:
+        """Bytes taken by ``send`` that the host has not read: still waiting here, or in the
+        pty (its 4 KiB input queue and the kernel's buffers behind it, which no ioctl
+        counts), all of which a hang-up discards. The pty's are read out through the
+        device's own slave fd, so each byte is counted by whichever side got it."""
+        unread = len(self._pending)
+        if self._slave < 0:
+            return unread
+        os.set_blocking(self._slave, False)
+        quiet_until = time.monotonic() + PTY_DRAIN_QUIET_S
+        while time.monotonic() < quiet_until:
+            try:
+                chunk = os.read(self._slave, 1 << 16)
+            except BlockingIOError:
+                chunk = b""
+            except OSError:
+                break
+            if chunk:
+                unread += len(chunk)
+                quiet_until = time.monotonic() + PTY_DRAIN_QUIET_S
+            else:
+                time.sleep(PTY_DRAIN_QUIET_S / 10)
+        return unread
+
+    async def disconnect(self, seconds: float) -> int:
+        """Pull the cable: close the pty and remove ``path`` now, plug a new one in
+        ``seconds`` later. Returns the bytes lost with the pty (sent, never read)."""
+        unread = self._unread()
         self._close_pty()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
         async def replug() -> None:
             await asyncio.sleep(seconds)
             await self.start()
 
         self._reconnect = asyncio.get_running_loop().create_task(replug())
+        return unread
 
     def describe(self) -> dict[str, Any]:
         """What a host needs: the port path."""
@@ -194,9 +230,10 @@ class UdpLink:
             return False
         return True
 
-    async def disconnect(self, seconds: float) -> None:
-        """A Wi-Fi dropout: send nothing for ``seconds``."""
+    async def disconnect(self, seconds: float) -> int:
+        """A Wi-Fi dropout: send nothing for ``seconds`` (nothing already sent is lost)."""
         self._down_until = asyncio.get_running_loop().time() + seconds
+        return 0
 
     def describe(self) -> dict[str, Any]:
         """Where the datagrams come from and go to."""
@@ -248,9 +285,10 @@ class BleLink:
         """Notify ``data``; False while no host is subscribed."""
         return await self.peripheral.send(data)
 
-    async def disconnect(self, seconds: float) -> None:
-        """Drop the connection."""
+    async def disconnect(self, seconds: float) -> int:
+        """Drop the connection (notifications already sent were delivered)."""
         await self.peripheral.drop_connections()
+        return 0
 
     def describe(self) -> dict[str, Any]:
         """The address, name and HCI spec a host uses (IMUSIC_BLE_HCI)."""

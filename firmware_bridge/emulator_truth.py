@@ -13,7 +13,8 @@ class TruthLog:
     """Everything the emulator generated, one row per sample instant, in order.
 
     ``sent`` is True where the instant left in a frame that was neither dropped (``lost``,
-    ``--loss``), nor ``corrupted``, nor refused by the link (``tx_dropped``). ``counts`` holds
+    ``--loss``), nor ``corrupted``, nor refused by the link or lost in it (``tx_dropped``:
+    sent while unplugged, or still unread in the pty when a pull closed it). ``counts`` holds
     exactly the blocks the device put on the wire (``acc`` always; ``gyro``, ``mag``, ``quat``
     as its flags say); ``acc/gyro/mag/quat`` are their values exactly as the counts encode
     them (counts × scale: SI in sensor frames; quaternions w, x, y, z, sensor-to-earth, as the

@@ -49,6 +49,12 @@ class Transport(abc.ABC):
         receive time where the link knows it (UDP), else 0 (taken as arriving now)."""
         return 0.0
 
+    def present(self) -> bool | None:
+        """Whether the device is there to be opened (a serial port's path exists), cheaply,
+        without opening it; None where the link cannot tell (UDP, BLE). A session waiting to
+        reopen a link reopens it as soon as a device that was absent is present again."""
+        return None
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Open the link (raises TransportError naming the link and the fix)."""

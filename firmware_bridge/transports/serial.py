@@ -2,18 +2,51 @@
 
 The wearable's USB serial port (``/dev/ttyACM0``, ``/dev/ttyUSB0``, ``COM3``) carries the
 protocol byte stream both ways at 921 600 baud (USB CDC ignores the baud rate). A device being
-unplugged shows as ``TransportClosed`` from ``read()``; the session then reopens the path.
+unplugged shows as ``TransportClosed`` from ``read()``; the session then reopens the path as
+soon as ``present()`` says it is back (the port's device node, or a pty's symlink target,
+exists again).
+
+Opening keeps what the device sent before it: pyserial's ``open()`` flushes the input queue
+(``tcflush(TCIFLUSH)``), which after a re-plug threw away the frames a streaming wearable had
+already sent to the new port. Those are real instants, with their own device times, so
+``_KeepInputSerial`` opens the port without that flush; the decoder drops any partial frame
+at the front.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+
+import serial
+import serial_asyncio_fast
 
 from firmware_bridge.transports.base import Transport, TransportClosed, TransportError
 
 DEFAULT_BAUD = 921_600
 READ_SIZE = 4096
+
+
+class _KeepInputSerial(serial.Serial):
+    """pyserial's port, except that ``open()`` keeps the bytes already waiting in the input
+    queue (an explicit ``reset_input_buffer()`` still flushes)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._opening = False
+        super().__init__(*args, **kwargs)
+
+    def open(self) -> None:
+        """Open the port as pyserial does, without discarding what arrived before."""
+        self._opening = True
+        try:
+            super().open()
+        finally:
+            self._opening = False
+
+    def _reset_input_buffer(self) -> None:
+        if not self._opening:
+            super()._reset_input_buffer()
 
 
 class SerialTransport(Transport):
@@ -28,17 +61,26 @@ class SerialTransport(Transport):
 
     async def open(self) -> None:
         """Open the port (raises TransportError naming the port and what to check)."""
-        import serial
-        import serial_asyncio_fast
-
+        loop = asyncio.get_running_loop()
         try:
-            self._reader, self._writer = await serial_asyncio_fast.open_serial_connection(
-                url=self.port, baudrate=self.baudrate)
+            port = await asyncio.to_thread(_KeepInputSerial, self.port, self.baudrate)
         except (serial.SerialException, OSError) as err:
             raise TransportError(
                 f"cannot open serial port {self.port}: {err}. Check the path with "
                 f"'imusic devices', that the wearable is plugged in, and that you may use it "
                 f"(on Linux: membership of the 'dialout' group)") from err
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await serial_asyncio_fast.connection_for_serial(
+            loop, lambda: protocol, port)
+        self._reader = reader
+        self._writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    def present(self) -> bool:
+        """Whether the port's path leads to a device now (a pulled USB port's node, or a
+        symlink whose target, is gone): cheap, for the session to reopen a re-plugged port
+        as soon as it is back."""
+        return os.path.exists(self.port)
 
     @property
     def is_open(self) -> bool:

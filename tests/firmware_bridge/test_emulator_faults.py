@@ -133,3 +133,35 @@ async def test_udp_disconnect_is_silence_then_streaming_resumes() -> None:
     truth = emu.truth()
     assert dec.stats.lost_instants == int(truth.tx_dropped[:np.flatnonzero(truth.sent)[-1]].sum())
     assert dec.stats.seq_gaps == 2
+
+
+async def test_serial_pull_counts_what_the_host_never_read_and_removes_the_path() -> None:
+    """Bytes still in the pty when the cable is pulled never reach the host (the hang-up
+    discards them): the truth counts their frames as tx_dropped, not sent, so that what it
+    calls sent is exactly what a host can receive."""
+    cfg = EmulatorConfig(transport="serial", rate_hz=100, seconds=None, seed=16,
+                         disconnect_every=1.0, disconnect_for=1.0)
+    async with Emulator(cfg) as emu:
+        path = emu.serial_path
+        host = SerialHost(path)
+        host.send(P.CmdStart())
+        await host.until(lambda m: isinstance(m, P.Samples) and m.seq >= 40)
+        # the host stalls (more than the pty's 4 KiB input queue piles up) until the pull
+        deadline = time.monotonic() + 5
+        while emu.stats.disconnects < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert emu.stats.disconnects == 1
+        assert not os.path.exists(path), "an unplugged port has no path"
+        with pytest.raises(serial.SerialException):
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                host.poll()
+                await asyncio.sleep(0.01)
+        host.close()
+        await emu.stop()
+    truth = emu.truth()
+    got = np.concatenate([m.seqs for m in host.of(P.Samples)])
+    before = truth.seq < got[-1] + 100          # up to the pull and a little after
+    assert np.array_equal(got, truth.seq[truth.sent & before])
+    unread = truth.tx_dropped & (truth.seq > got[-1]) & (truth.seq < 100)
+    assert unread.sum() > 20, "the stall left frames unread in the pty"
