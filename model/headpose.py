@@ -248,3 +248,45 @@ def head_pose_series(acc: np.ndarray, gyro: np.ndarray | None, mag: np.ndarray |
         else:
             out[k] = hp.update(acc[k], gyro[k], None if mag is None else mag[k])
     return out
+
+
+def twin_error(seconds: float, seed: int = 0, use_magnetometer: bool = True,
+               rig: str = "imusic11", neutral_s: float = 5.0,
+               config: HeadPoseConfig | None = None) -> dict[str, float]:
+    """Head-pose error on a twin take: procedural motion (``seed``) of ``seconds`` with a
+    neutral start of ``neutral_s``, the rig simulated at 60 Hz with its full error model, the
+    estimate against the twin's true head rotation (as the truth stream states it). Returns
+    RMS and max degrees per angle and of the whole rotation (the geodesic angle), after
+    calibration."""
+    from scipy.spatial.transform import Rotation
+
+    from hardware.motion import procedural, with_neutral_start
+    from hardware.physics import simulate
+    from hardware.rig import load_rig
+
+    r = load_rig(rig)
+    cfg = config or HeadPoseConfig(use_magnetometer=use_magnetometer,
+                                   forward_axis=forward_from_mounting(
+                                       r.site(r.reference).mounting))
+    motion = with_neutral_start(procedural(seconds, cfg.rate_hz, seed=seed), neutral_s)
+    sig = simulate(motion, r, rate_hz=cfg.rate_hz, seed=seed)
+    ref = r.reference_index
+    true_rot = Rotation.from_rotvec(np.stack(
+        [np.interp(sig.t, motion.t, motion.head_rotvec[:, k]) for k in range(3)], axis=1))
+    truth = true_rot.as_euler("YXZ")
+    hp = HeadPose(cfg)
+    est = np.stack([hp.update(sig.acc[k, ref], sig.gyro[k, ref], sig.mag[k, ref])
+                    for k in range(len(sig.t))])
+    ok = slice(max(hp.calibrated_at, 0), None)
+    err = np.degrees(est[ok] - truth[ok])
+    geo = np.degrees((Rotation.from_euler("YXZ", est[ok]) * true_rot[ok].inv()).magnitude())
+    out = {"seconds": float(seconds), "seed": int(seed), "magnetometer": bool(hp.magnetometer),
+           "calibrated_after_s": hp.calibrated_at / cfg.rate_hz,
+           "truth_rms_deg": float(np.degrees(np.sqrt((truth[ok] ** 2).mean()))),
+           "truth_max_deg": float(np.degrees(np.abs(truth[ok]).max()))}
+    for k, name in enumerate(("yaw", "pitch", "roll")):
+        out[f"{name}_rms_deg"] = float(np.sqrt((err[:, k] ** 2).mean()))
+        out[f"{name}_max_deg"] = float(np.abs(err[:, k]).max())
+    out["angle_rms_deg"] = float(np.sqrt((geo ** 2).mean()))
+    out["angle_max_deg"] = float(geo.max())
+    return out
