@@ -404,3 +404,14 @@ def procedural(seconds: float, fps: float = 60.0, seed: int = 0) -> Motion:
     events.sort(key=lambda e: e.start)
     return Motion(fps=fps, blendshapes=w, head_rotvec=rotvec, head_position=pos, t=t,
                   events=events)
+
+
+def with_neutral_start(motion: Motion, seconds: float, ramp_s: float = 1.0) -> Motion:
+    """``motion`` with a neutral-pose calibration at its start: face neutral and head at rest
+    for the first ``seconds``, then eased into the motion's own face and head over ``ramp_s``
+    (minimum jerk)."""
+    k = minimum_jerk((motion.t - motion.t[0] - seconds) / max(ramp_s, 1e-9))[:, None]
+    return Motion(fps=motion.fps, blendshapes=motion.blendshapes * k,
+                  head_rotvec=motion.head_rotvec * k,
+                  head_position=motion.head_position * k, t=motion.t,
+                  events=[e for e in motion.events if e.start >= seconds])

@@ -8,6 +8,11 @@ opens a camera.
 
 ``HybridPipeline`` adds ARKit (Live Link Face packets or an LSL ``Blendshapes`` stream) and the
 per-region fuser (``model.fusion``), publishing the fused stream and a per-region state stream.
+
+Head pose: the runtime hands every tick's interpolated signals to ``model.headpose.HeadPose``
+(the reference sensor's orientation relative to the neutral pose at the start), and each output
+frame carries the pose of the instant it describes in ``headYaw/headPitch/headRoll`` (stream and
+Live Link packets). The hybrid prefers ARKit's own head pose on frames where it is non-zero.
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ from hardware.vocabulary import N_BLENDSHAPES
 
 FUSION_STATE_TYPE = "FusionState"
 """LSL type of the hybrid's per-region state stream."""
+
+HEAD_POSE_IMU = ("reference IMU (model.headpose: orientation relative to the neutral pose "
+                 "found in the first still seconds; zeros until then)")
+"""``desc/head_pose`` of a stream whose head yaw/pitch/roll come from the reference sensor."""
+HEAD_POSE_HYBRID = ("arkit on frames where ARKit's head yaw/pitch/roll are non-zero, else the "
+                    + HEAD_POSE_IMU)
+"""``desc/head_pose`` of the hybrid's fused stream."""
 
 
 @dataclass
@@ -121,6 +133,14 @@ class LivePipeline:
         self.max_behind_s = max_behind_s
         """A machine too slow for the model drops frames older than this, instead of lagging."""
         self.stats = LiveStats()
+        from model.headpose import HeadPose, HeadPoseConfig, HeadTrack
+
+        self.head = HeadPose(HeadPoseConfig(rate_hz=self.runtime.rate))
+        """The reference sensor's head pose, fed every tick by the runtime (``_on_tick``)."""
+        self.head_track = HeadTrack()
+        """Head poses by tick time: an output frame takes the pose of the instant it describes."""
+        self._ref = self.runtime.sites.index(self.runtime.spec.reference)
+        self.runtime.on_tick = self._on_tick
         self.health: Any = None
         self.session: Any = None
         self._queue: queue.Queue[tuple[np.ndarray, np.ndarray, Any] | None] = queue.Queue()
@@ -141,11 +161,23 @@ class LivePipeline:
                                     rate_hz=self.runtime.rate,
                                     extra={"checkpoint": str(self.runtime.trained.path),
                                            "ddim_steps": self.runtime.steps,
+                                           "head_pose": HEAD_POSE_IMU,
                                            "delay_s": f"{self.runtime.delay_s:.4f}",
                                            "camera": "none"})
             self._outlet = pylsl.StreamOutlet(info)
         if self.livelink is not None:
             self._sender = UdpSender(*self.livelink)
+
+    def _on_tick(self, t: float, sig: Any) -> None:
+        """The runtime's tick: advance the head pose on the reference's signals."""
+        if sig is None:
+            return
+        acc, gyro, mag, quat = (np.asarray(x)[self._ref] for x in sig)
+        if np.all(np.isfinite(gyro)) or not np.all(np.isfinite(quat)):
+            pose = self.head.update(acc, gyro, mag)
+        else:   # an orientation wearable without gyro: its own fusion's quaternion
+            pose = self.head.update_quat(quat, has_magnetometer=bool(np.all(np.isfinite(mag))))
+        self.head_track.add(t, pose)
 
     def _model_loop(self) -> None:
         import pylsl
@@ -174,7 +206,7 @@ class LivePipeline:
                 ts = more[1]
             newest = float(ts[-1])
             for frame in self.runtime.poll(max_behind_s=self.max_behind_s):
-                values = stream_values(frame.blendshapes)
+                values = stream_values(frame.blendshapes, self.head_track.at(frame.t))
                 if self._outlet is not None:
                     self._outlet.push_sample(values, frame.t)
                 now = pylsl.local_clock()
@@ -317,6 +349,7 @@ class FrameBuffer:
 
     def __init__(self, span_s: float = 2.0) -> None:
         self._frames: deque[tuple[float, np.ndarray]] = deque()
+        self._heads: deque[np.ndarray] = deque()   # each frame's head yaw/pitch/roll (zeros if none)
         self._lock = threading.Lock()
         self._span = span_s
         self.lost_at: float | None = None
@@ -327,9 +360,24 @@ class FrameBuffer:
             if values is None:
                 self.lost_at = t
                 return
-            self._frames.append((t, np.asarray(values, np.float64)[:N_BLENDSHAPES]))
+            row = np.asarray(values, np.float64)
+            self._frames.append((t, row[:N_BLENDSHAPES]))
+            head = row[N_BLENDSHAPES:N_BLENDSHAPES + 3]
+            self._heads.append(head.copy() if len(head) == 3 else np.zeros(3))
             while self._frames and self._frames[-1][0] - self._frames[0][0] > self._span:
                 self._frames.popleft()
+                self._heads.popleft()
+
+    def head_at(self, t: float) -> np.ndarray | None:
+        """The head yaw/pitch/roll of the frame captured at exactly ``t`` (as ``at`` returned
+        it), or None."""
+        with self._lock:
+            for (ft, _), head in zip(reversed(self._frames), reversed(self._heads)):
+                if ft == t:
+                    return head.copy()
+                if ft < t:
+                    break
+        return None
 
     def at(self, t: float, tolerance_s: float) -> tuple[np.ndarray | None, float | None]:
         """The newest frame captured no later than ``t + tolerance_s``, and its time; (None,
@@ -369,6 +417,8 @@ class HybridPipeline:
                                  on_frame=self._on_imu_frame)
         self.receiver: Any = None
         self.fused_frames = 0
+        self.head_source = ""
+        """Where the last fused frame's head pose came from: "arkit" or "imu"."""
         self._fused_outlet: Any = None
         self._state_outlet: Any = None
 
@@ -379,7 +429,8 @@ class HybridPipeline:
         from model.fusion import REGION_NAMES
 
         self._fused_outlet = pylsl.StreamOutlet(blendshapes_info(
-            self.name, "imusic-hybrid", f"{self.name}-fused", rate_hz=60.0))
+            self.name, "imusic-hybrid", f"{self.name}-fused", rate_hz=60.0,
+            extra={"head_pose": HEAD_POSE_HYBRID}))
         info = pylsl.StreamInfo(f"{self.name}-state", FUSION_STATE_TYPE, 2 * len(REGION_NAMES),
                                 60.0, pylsl.cf_float32, f"{self.name}-state")
         chans = info.desc().append_child("channels")
@@ -396,7 +447,7 @@ class HybridPipeline:
         tolerance = 1.5 / 60.0
         arkit, arkit_t = self.arkit.at(frame.t, tolerance)
         fused = self.fuser.step(frame.t, frame.blendshapes, arkit, arkit_t)
-        values = stream_values(fused.values)
+        values = stream_values(fused.values, self.head_for(frame.t, arkit_t))
         if self._fused_outlet is not None:
             self._fused_outlet.push_sample(values, frame.t)
             self._state_outlet.push_sample(
@@ -404,6 +455,16 @@ class HybridPipeline:
         self.fused_frames += 1
         if self.on_fused is not None:
             self.on_fused(frame.t, fused)
+
+    def head_for(self, t: float, arkit_t: float | None) -> np.ndarray:
+        """The fused frame's head pose: ARKit's where the ARKit frame used has a non-zero head
+        pose (``self.head_source = "arkit"``), else the reference IMU's (``"imu"``)."""
+        head = None if arkit_t is None else self.arkit.head_at(arkit_t)
+        if head is not None and np.any(head != 0.0):
+            self.head_source = "arkit"
+            return head
+        self.head_source = "imu"
+        return self.live.head_track.at(t)
 
     async def _arkit_from_livelink(self, stop: asyncio.Event) -> None:
         from capture.arkit_bridge import LiveLinkReceiver

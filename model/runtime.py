@@ -175,6 +175,10 @@ class Runtime:
         self.last: Frame | None = None
         self.skipped = 0
         """Ticks skipped by ``poll(max_behind_s=...)`` to catch up."""
+        self.on_tick: Callable[[float, tuple[np.ndarray, ...] | None], None] | None = None
+        """Called with every tick's time and its interpolated (acc, gyro, mag, quat) ((S, 3)
+        each, quat (S, 4); NaN where the device has none) in ``sites`` order (None in a gap),
+        skipped ticks included: the head pose hooks in here."""
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kw: Any) -> "Runtime":
@@ -274,6 +278,8 @@ class Runtime:
         tick = float(self.next_tick)  # type: ignore[arg-type]
         sig = self._interpolate(tick)
         valid = sig is not None
+        if self.on_tick is not None:
+            self.on_tick(tick, sig)
         f = (self.extractor.update(sig[0], sig[1], sig[2], quat=sig[3]) if valid
              else np.zeros(self.spec.n_features, np.float32))
         x = self.trained.norm(f[None])[0]
@@ -329,10 +335,14 @@ class Runtime:
                 "max_ms": float(a.max()), "frames": int(len(a))}
 
 
-def stream_values(blendshapes: np.ndarray) -> list[float]:
-    """The 61 ``Blendshapes`` channel values of a frame (head and eye pose are not estimated
-    by the model: zeros)."""
-    return [float(v) for v in blendshapes] + [0.0] * 9
+def stream_values(blendshapes: np.ndarray, head: np.ndarray | None = None) -> list[float]:
+    """The 61 ``Blendshapes`` channel values of a frame: the 52 weights, the head's yaw, pitch
+    and roll (``head``, radians, from ``model.headpose``; zeros when None) and the eye pose
+    (not estimated: zeros)."""
+    pose = [0.0] * 9
+    if head is not None:
+        pose[:3] = [float(v) for v in head]
+    return [float(v) for v in blendshapes] + pose
 
 
 def imu_labels(info: Any) -> list[str]:

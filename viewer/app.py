@@ -101,6 +101,45 @@ def run_replay(window: FaceWindow, track: Track, second: Track | None = None,
     return player
 
 
+STATUS_EVERY_S = 0.5
+"""How often the live status line is redrawn (s)."""
+
+
+def source_label(source: Any) -> str:
+    """A face's label: the stream's ``desc/source`` (arkit, twin, imusic-model, ...) and name."""
+    kind = source.kind or "stream"
+    return f"{kind}: {source.name}"
+
+
+class StatusLine:
+    """The live status text: frames drawn per second, latency of the newest frame (LSL clock
+    now minus its timestamp) and the sources."""
+
+    def __init__(self, sources: list[Any]) -> None:
+        self.sources = sources
+        self._t0 = time.perf_counter()
+        self._drawn0 = 0
+        self._fps = 0.0
+        self._next = self._t0
+
+    def due(self) -> bool:
+        """True every ``STATUS_EVERY_S``."""
+        return time.perf_counter() >= self._next
+
+    def text(self, drawn: int, frames: list[Any] | None = None) -> str:
+        """The line for now, having drawn ``drawn`` frames; ``frames`` the newest per source."""
+        import pylsl
+
+        now = time.perf_counter()
+        if now > self._t0:
+            self._fps = (drawn - self._drawn0) / (now - self._t0)
+        self._t0, self._drawn0, self._next = now, drawn, now + STATUS_EVERY_S
+        lat = [f"{(pylsl.local_clock() - f.timestamp) * 1000:.0f} ms" for f in frames or []
+               if f is not None]
+        kinds = "+".join(s.kind or "stream" for s in self.sources)
+        return (f"{self._fps:.0f} fps  latency {' / '.join(lat) or '-'}  source {kinds}")
+
+
 def run_live(window: FaceWindow, sources: list[Any], on_frame: FrameCallback | None = None,
              max_seconds: float | None = None, max_frames: int | None = None,
              until: Callable[[], bool] | None = None) -> int:
@@ -114,6 +153,9 @@ def run_live(window: FaceWindow, sources: list[Any], on_frame: FrameCallback | N
     seqs = [0] * len(sources)
     drawn = 0
     start = time.perf_counter()
+    window.set_labels([source_label(s) for s in sources])
+    status = StatusLine(sources)
+    window.set_status(status.text(drawn))
     while not quit_flag[0]:
         frames = [s.latest.get() for s in sources]
         if any(f is not None and f.seq > q for f, q in zip(frames, seqs)):
@@ -121,6 +163,8 @@ def run_live(window: FaceWindow, sources: list[Any], on_frame: FrameCallback | N
             window.set_frame(values[0], values[1] if len(values) > 1 else None)
             seqs = [f.seq if f is not None else 0 for f in frames]
             drawn += 1
+            if status.due():
+                window.set_status(status.text(drawn, frames))
             if on_frame is not None:
                 on_frame(seqs[0], window)
         if not window.render():

@@ -200,6 +200,12 @@ class FaceSlot:
         self.mesh.compute_vertex_normals()
 
 
+LABEL_WIDTH_M = 0.2
+"""Width of a face's label quad in the scene (m; a face is about 0.25 m wide)."""
+LABEL_ROW_M = 0.03
+"""Height of one row of overlay text in the scene (m)."""
+
+
 def _title(base: str, keys: dict[str, str]) -> str:
     listed = "  ".join(f"{k}: {v}" for k, v in keys.items())
     return f"{base}  |  {listed}" if listed else base
@@ -257,6 +263,43 @@ class FaceWindow:
         opt.mesh_show_back_face = True
         self.camera = camera
         self.set_camera(camera)
+        self.labels: list[Any] = []
+        """One ``TextQuad`` per face (source and stream name), made by ``set_labels``."""
+        self.status: Any = None
+        """The status line's ``TextQuad`` (frame rate, latency, source), made by ``set_status``."""
+
+    # -- text --------------------------------------------------------------------------------
+
+    def _quad(self, x: float, row: int, width_m: float) -> Any:
+        """A text quad in front of the shoulders, ``row`` 0 lowest (status), 1 above it."""
+        from viewer.overlay import TextQuad
+
+        scene = self.slots[0].to_scene(self.slots[0].vertices)
+        y = float(scene[:, 1].min()) + LABEL_ROW_M * (row + 0.5) + 0.003
+        quad = TextQuad(np.array([x, y, float(scene[:, 2].max()) + 0.02]), width_m,
+                        LABEL_ROW_M * 0.9)
+        self.vis.add_geometry(quad.mesh, reset_bounding_box=False)
+        return quad
+
+    def set_labels(self, labels: list[str]) -> None:
+        """Label each face (e.g. ``"arkit: iphone-arkit"``); a face's label quad is made on the
+        first call and redrawn only when its text changes."""
+        if len(labels) != len(self.slots):
+            raise ValueError(f"{len(self.slots)} faces need {len(self.slots)} labels, "
+                             f"got {len(labels)}")
+        if not self.labels:
+            self.labels = [self._quad(float(s.offset[0]), 1, LABEL_WIDTH_M) for s in self.slots]
+        for quad, text in zip(self.labels, labels):
+            if quad.set_text(text):
+                self.vis.update_geometry(quad.mesh)
+
+    def set_status(self, text: str) -> None:
+        """Show the status line (one line under the labels)."""
+        if self.status is None:
+            centre = float(np.mean([s.offset[0] for s in self.slots]))
+            self.status = self._quad(centre, 0, LABEL_WIDTH_M * len(self.slots))
+        if self.status.set_text(text):
+            self.vis.update_geometry(self.status.mesh)
 
     # -- scene -------------------------------------------------------------------------------
 

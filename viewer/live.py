@@ -102,6 +102,8 @@ class LslSource:
         self.name = info.name()
         self.latest = LatestFrame()
         self.received = 0
+        self.kind = ""
+        """The stream's ``desc/source`` (arkit, twin, imusic-model, ...; read once opened)."""
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lsl-{self.name}", daemon=True)
@@ -122,6 +124,7 @@ class LslSource:
             # A short buffer: the viewer only ever wants the newest sample.
             inlet = pylsl.StreamInlet(self.info, max_buflen=2)
             inlet.open_stream(timeout=5.0)
+            self.kind = inlet.info(timeout=5.0).desc().child_value("source")
         except Exception as err:  # noqa: BLE001 - reported to the caller by start()
             self.error = err
             self._opened.set()
