@@ -113,6 +113,14 @@ def _arkit(d: dict[str, Any]) -> str:
     return f"{parse / 1e3:.0f} k parsed/s; UDP to LSL {udp / 1e3:.0f} k packets/s"
 
 
+def _headpose(d: dict[str, Any]) -> str:
+    rows = d["results"]
+    mag = [r["angle_rms"] for r in rows if r["magnetometer"] == "yes"]
+    nomag = [r["angle_rms"] for r in rows if r["magnetometer"] == "no"]
+    return (f"{min(mag):.1f}-{max(mag):.1f} deg RMS with magnetometer, "
+            f"{min(nomag):.1f}-{max(nomag):.1f} without (10 min twin takes)")
+
+
 def _hybrid(d: dict[str, Any]) -> str:
     r = d["results"]
     return (f"hybrid {r['hybrid']['all']:.2f} vs ARKit hold {r['arkit_hold']['all']:.2f}, "
@@ -130,6 +138,7 @@ ROWS: tuple[Row, ...] = (
     Row("model runtime per 60 Hz frame", "bench_runtime", _runtime, "p99 < 16.7 ms"),
     Row("training the bundled model (CPU)", "bench_runtime", _train_time, "< 15 min"),
     Row("`imusic live`, newest sample to output", "bench_live", _live, "p99 < 16.7 ms"),
+    Row("head pose from the reference sensor (twin data)", "bench_headpose", _headpose),
     Row("viewer, software GL under Xvfb", "bench_viewer", _viewer, ">= 30 (one face)"),
     Row("hybrid under simulated occlusion, MAE x100 (twin data)", "eval_hybrid", _hybrid,
         "beats both"),
