@@ -14,7 +14,8 @@ runner wrote (capture/protocol_session.py) and measures, with the thresholds of
   (capture/calibration.still_mask) and the face neutral (sync.neutral_mask), as calibration
   needs them;
 * **saturation**: sites whose accelerometer or gyroscope reached ``saturation_fraction`` of
-  the range the IMU stream's metadata declares.
+  the range the IMU stream's metadata declares, except within ``tap_margin_s`` of the found
+  chin tap (``saturated_sites``).
 
 The result is a JSON-able dict; ``reasons`` lists why the take should be redone (empty: ok).
 """
@@ -51,6 +52,9 @@ class QualityConfig:
     """Seconds of still sensors and neutral face needed in the neutral step."""
     saturation_fraction: float = 0.98
     """A reading at this fraction of the declared range counts as saturated."""
+    tap_margin_s: float = 0.3
+    """Samples this close to the found chin tap are not counted as saturation (the tap is
+    a deliberate knock on the sensor)."""
 
 
 def _ranges(info_xml: str) -> dict[str, float]:
@@ -153,17 +157,31 @@ def assess_take(path: str | Path, steps: Sequence[dict], config: QualityConfig |
     if neutral_s < cfg.min_neutral_s:
         reasons.append(f"neutral hold {neutral_s:.1f} s still and neutral "
                        f"(< {cfg.min_neutral_s:.1f} s): calibration needs it")
-    ranges = _ranges(imu_s.spec.info_xml)
-    saturated = []
-    for q, arr in (("acc", imu.acc), ("gyro", imu.gyro)):
-        if q in ranges and np.isfinite(arr).any():
-            hit = np.nanmax(np.abs(arr), axis=(0, 2)) >= cfg.saturation_fraction * ranges[q]
-            saturated += [f"{s}.{q}" for s, h in zip(imu.sites, hit) if h]
+    saturated = saturated_sites(imu.t, {"acc": imu.acc, "gyro": imu.gyro}, imu.sites,
+                                _ranges(imu_s.spec.info_xml), out["tap_time"], cfg)
     out["saturated"] = saturated
     if saturated:
         reasons.append(f"saturated: {', '.join(saturated[:4])}"
                        + (f" and {len(saturated) - 4} more" if len(saturated) > 4 else ""))
     out["ok"] = not reasons
+    return out
+
+
+def saturated_sites(t: np.ndarray, signals: dict[str, np.ndarray], sites: Sequence[str],
+                    ranges: dict[str, float], tap_time: float | None,
+                    cfg: QualityConfig) -> list[str]:
+    """``site.quantity`` names whose reading (``signals[q]``: (T, S, 3)) reached
+    ``saturation_fraction`` of ``ranges[q]``, leaving out samples within ``tap_margin_s`` of
+    the chin tap."""
+    keep = np.ones(len(t), bool)
+    if tap_time is not None:
+        keep &= np.abs(np.asarray(t) - tap_time) > cfg.tap_margin_s
+    out = []
+    for q, arr in signals.items():
+        arr = np.abs(np.asarray(arr)[keep])
+        if q in ranges and np.isfinite(arr).any():
+            hit = np.nanmax(arr, axis=(0, 2)) >= cfg.saturation_fraction * ranges[q]
+            out += [f"{s}.{q}" for s, h in zip(sites, hit) if h]
     return out
 
 

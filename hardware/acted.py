@@ -62,6 +62,10 @@ class ActingConfig:
     """Mean interval between blinks outside the neutral hold."""
     syllable_hz: float = 5.0
     """Syllable rate of speech steps."""
+    syllable_jitter: float = 0.15
+    """Slow variation of the syllable rate (fraction; the phase integrates it, so it is smooth)."""
+    pause_edge: float = 0.4
+    """Width of a speech pause's fade, in units of the pause noise (0: hard on/off)."""
     head_drift_rad: float = 0.02
     """Amplitude of the slow head drift outside neutral and tap steps."""
     tail_s: float = 1.0
@@ -73,6 +77,16 @@ def _smooth(n: int, fps: float, hz: float, rng: np.random.Generator) -> np.ndarr
     k = max(1, int(fps / hz))
     x = np.convolve(rng.standard_normal(n + k), np.ones(k) / np.sqrt(k), mode="valid")[:n]
     return x
+
+
+def _gauss_noise(n: int, fps: float, hz: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit smooth noise with smooth derivatives (a Gaussian low-pass at ``hz``): speech
+    drives the jaw fast, and the IMU twin differentiates twice, so a moving average's
+    frame-to-frame kinks would show as acceleration spikes."""
+    from scipy.ndimage import gaussian_filter1d
+
+    x = gaussian_filter1d(rng.standard_normal(n), sigma=fps / (2 * np.pi * hz), mode="reflect")
+    return x / (x.std() or 1.0)
 
 
 def _mirror(name: str) -> str | None:
@@ -119,9 +133,13 @@ def act(steps: Iterable[Sequence], seed: int = 0, config: ActingConfig | None = 
         prof = minimum_jerk((t - on) / rise) - minimum_jerk((t - off) / fall)
         if kind == "speech":
             talk = np.clip(prof, 0, 1)
-            phase = 2 * np.pi * cfg.syllable_hz * t + 0.8 * _smooth(n, cfg.fps, 1.0, rng)
-            syll = np.clip(np.sin(phase), 0, None) ** 1.5
-            pauses = (_smooth(n, cfg.fps, 0.4, rng) > -1.2).astype(float)
+            # smooth in every derivative: a rate that varies slowly, integrated to a phase;
+            # raised-cosine syllables; pauses that fade (no clipped sine, no on/off steps)
+            hz = cfg.syllable_hz * (1 + cfg.syllable_jitter * _gauss_noise(n, cfg.fps, 0.5, rng))
+            phase = 2 * np.pi * np.cumsum(hz) / cfg.fps
+            syll = (0.5 - 0.5 * np.cos(phase)) ** 2
+            gap = (_gauss_noise(n, cfg.fps, 0.4, rng) + 1.2) / max(cfg.pause_edge, 1e-6)
+            pauses = minimum_jerk(np.clip(gap + 0.5, 0.0, 1.0))
             w[:, _IDX["jawOpen"]] += talk * pauses * syll * rng.uniform(0.2, 0.35)
             w[:, _IDX["mouthFunnel"]] += talk * pauses * syll * rng.uniform(0.0, 0.15)
             w[:, _IDX["mouthClose"]] += talk * pauses * (1 - syll) * 0.05

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # System libraries: open3d needs libusb, libGL and libEGL; the viewer tests need Xvfb and Mesa;
 # the session tests read files with Debian's h5dump (HDF5 1.10: what older tools can open); the
 # glTF export test imports a .glb with Blender (its importer needs Debian's numpy).
-APT_PACKAGES=(libusb-1.0-0 libgl1 libegl1 libgl1-mesa-dri xvfb xauth hdf5-tools blender python3-numpy)
+APT_PACKAGES=(libusb-1.0-0 libgl1 libegl1 libgl1-mesa-dri xvfb xauth hdf5-tools blender python3-numpy chromium chromium-driver)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,9 +33,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams-by", nargs="+", default=None, metavar="NAME",
                         help="record only streams with these names or source ids")
     parser.add_argument("--seed", type=int, default=0, help="--emulate: the actor's seed")
+    parser.add_argument("--web", type=int, default=None, metavar="PORT",
+                        help="serve the participant and experimenter pages on PORT (0: any "
+                             "free port; the address is printed)")
+    parser.add_argument("--web-host", default="127.0.0.1", metavar="HOST",
+                        help="address the pages are served on (default 127.0.0.1: this "
+                             "computer only; 0.0.0.0 lets a second screen on the network in)")
 
 
-def _ask(rec) -> str:
+def _ask(rec, screen=None) -> str:
+    import contextlib
+    import sys
+
+    with screen.paused() if screen is not None else contextlib.nullcontext():
+        return _ask_terminal(rec)
+
+
+def _ask_terminal(rec) -> str:
     import sys
 
     q = rec.quality
@@ -66,8 +80,11 @@ def run(args: argparse.Namespace) -> int:
 
         actor = EmulatedParticipant(seed=args.seed)
     last: dict = {}
+    use_screen = not args.headless and sys.stdout.isatty()
 
     def on_update(state: dict) -> None:
+        if use_screen:
+            return
         key = (state.get("take"), state.get("step"), state.get("phase"))
         if key != last.get("key"):
             last["key"] = key
@@ -85,18 +102,50 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"imusic session: --participant: {err}", file=sys.stderr)
         return 2
+    from imusic.session_state import ScreenState
+
+    faces = web = screen = None
+    if args.web is not None:        # the terminal panel shows no picture
+        from imusic.session_faces import FaceCache
+
+        faces = FaceCache([s.target for t in protocol.takes for s in t.steps])
+    state = ScreenState(runner, health=actor.health if actor is not None else None, faces=faces)
+    if args.web is not None:
+        from imusic.session_web import SessionWeb
+
+        try:
+            web = SessionWeb(runner, state, faces, host=args.web_host, port=args.web).start()
+        except OSError as err:
+            print(f"imusic session: --web {args.web_host}:{args.web}: {err.strerror or err} "
+                  "(choose another port, or 0 for any free one)", file=sys.stderr)
+            if actor is not None:
+                actor.close()
+            return 2
+        faces.start()
+        print(f"imusic session: participant page {web.url}/participant , experimenter page "
+              f"{web.url}/experimenter", file=sys.stderr, flush=True)
     print(f"imusic session: protocol {protocol.name} ({len(protocol.takes)} takes) for "
           f"{args.participant} into {args.output}" + (" (emulated)" if args.emulate else ""),
           file=sys.stderr, flush=True)
     code = 0
     try:
-        runner.run(ask=None if args.headless else _ask_and_continue(runner))
+        if use_screen:
+            from imusic.session_screen import SessionScreen
+
+            screen = SessionScreen(state).__enter__()
+        runner.run(ask=None if args.headless else _ask_and_continue(runner, screen))
     except StreamsMissing as err:
         print(f"imusic session: {err}", file=sys.stderr)
         code = 3
     except KeyboardInterrupt:
         code = 130
     finally:
+        if screen is not None:
+            screen.__exit__(None, None, None)
+        if web is not None:
+            web.close()
+        if faces is not None:
+            faces.close()
         if actor is not None:
             actor.close()
     for t in runner.takes:
@@ -113,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _ask_and_continue(runner):
+def _ask_and_continue(runner, screen=None):
     """Interactive: Enter continues a waiting step; after a take, ask next / redo / quit."""
     import sys
     import threading
@@ -130,4 +179,4 @@ def _ask_and_continue(runner):
                 runner.stop_event.wait(0.05)
 
     threading.Thread(target=watcher, daemon=True).start()
-    return _ask
+    return lambda rec: _ask(rec, screen)

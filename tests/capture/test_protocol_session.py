@@ -115,3 +115,38 @@ def test_redo_is_one_call_and_makes_the_next_run(tmp_path) -> None:
     q = json.loads((tmp_path / "quality.json").read_text())
     assert [(t["run"], t["status"]) for t in q["takes"]] == [(1, "redone"), (2, "ok")]
     assert not runner.request_redo("nope")
+
+
+def test_saturation_leaves_out_the_chin_tap_but_not_other_samples() -> None:
+    import numpy as np
+
+    from capture.take_quality import QualityConfig, saturated_sites
+
+    t = np.arange(0, 10, 0.01)
+    acc = np.zeros((len(t), 2, 3))
+    acc[int(5.0 / 0.01), 1, 2] = 39.0           # the knock of the tap on site b
+    cfg = QualityConfig()
+    ranges = {"acc": 39.2}
+    assert saturated_sites(t, {"acc": acc}, ["a", "b"], ranges, 5.05, cfg) == []
+    assert saturated_sites(t, {"acc": acc}, ["a", "b"], ranges, None, cfg) == ["b.acc"]
+    acc[int(8.0 / 0.01), 0, 0] = -39.1           # far from the tap: saturation
+    assert saturated_sites(t, {"acc": acc}, ["a", "b"], ranges, 5.05, cfg) == ["a.acc"]
+
+
+def test_acted_speech_moves_the_jaw_smoothly_enough_for_the_accelerometers() -> None:
+    """The twin differentiates the motion twice (a cubic spline): a clipped-sine syllable
+    and on/off pauses made the mentalis accelerometer hit its range in every reading take."""
+    import numpy as np
+    from scipy.interpolate import CubicSpline
+
+    from hardware.acted import act
+    from hardware.vocabulary import ARKIT_NAMES
+
+    j = ARKIT_NAMES.index("jawOpen")
+    for seed in range(4):
+        m = act([(1, 3, "neutral", {}), (3, 5, "tap", {}), (5, 15, "speech", {})], seed=seed)
+        jaw = m.blendshapes[:, j]
+        inside = m.t >= 5.5
+        assert jaw[inside].max() > 0.1                      # it does talk
+        d2 = CubicSpline(m.t, jaw)(m.t, 2)
+        assert np.abs(d2[inside]).max() < 800, seed         # was 1000-5500 /s^2
