@@ -84,8 +84,8 @@ def run_replay(window: FaceWindow, track: Track, second: Track | None = None,
         index = player.advance(now - last)
         last = now
         if index != shown or dirty[0]:
-            b = second.blendshapes[pairs[index]] if second is not None else None
-            window.set_frame(track.blendshapes[index], b)
+            b = second.frame(pairs[index]) if second is not None else None
+            window.set_frame(track.frame(index), b)
             shown, dirty[0] = index, False
             if on_frame is not None:
                 on_frame(index, window)
