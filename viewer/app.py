@@ -154,6 +154,8 @@ def run_live(window: FaceWindow, sources: list[Any], on_frame: FrameCallback | N
     drawn = 0
     start = time.perf_counter()
     window.set_labels([source_label(s) for s in sources])
+    if len(sources) == 2:
+        window.show_error_bar()      # what the right face's colours mean, as in snapshots
     status = StatusLine(sources)
     window.set_status(status.text(drawn))
     while not quit_flag[0]:

@@ -218,6 +218,10 @@ LABEL_WIDTH_M = 0.2
 """Width of a face's label quad in the scene (m; a face is about 0.25 m wide)."""
 LABEL_ROW_M = 0.03
 """Height of one row of overlay text in the scene (m)."""
+ERROR_BAR_M = (0.24, 0.036)
+"""Width and height of the error colour bar's quad in the scene (m), above the right face."""
+ERROR_BAR_PX_PER_M = 2500.0
+"""Texture pixels per scene metre of the error bar (600 x 90 px, the snapshot legend's height)."""
 
 
 def _title(base: str, keys: dict[str, str]) -> str:
@@ -281,6 +285,8 @@ class FaceWindow:
         """One ``TextQuad`` per face (source and stream name), made by ``set_labels``."""
         self.status: Any = None
         """The status line's ``TextQuad`` (frame rate, latency, source), made by ``set_status``."""
+        self.error_bar: Any = None
+        """The error colour bar's ``ImageQuad`` (side by side), made by ``show_error_bar``."""
 
     # -- text --------------------------------------------------------------------------------
 
@@ -314,6 +320,30 @@ class FaceWindow:
             self.status = self._quad(centre, 0, LABEL_WIDTH_M * len(self.slots))
         if self.status.set_text(text):
             self.vis.update_geometry(self.status.mesh)
+
+    def show_error_bar(self) -> None:
+        """Show the labelled colour bar of the error colours (0 .. ``error_scale_mm``, the
+        snapshot legend's image) above the right face; side by side only, once."""
+        from viewer.overlay import ImageQuad, TextStyle
+        from viewer.snapshot import error_bar_image
+
+        if len(self.slots) != 2:
+            raise ValueError("the error colour bar belongs to two faces side by side")
+        if self.error_bar is not None:
+            return
+        width_m, height_m = ERROR_BAR_M
+        right = self.slots[1]
+        scene = right.to_scene(right.vertices)
+        top = scene[int(np.argmax(scene[:, 1]))]
+        # Just above the crown, at the crown's depth (in front of it the perspective would
+        # lift it out of the picture).
+        centre = np.array([float(right.offset[0]), float(top[1]) + height_m / 2 + 0.004,
+                           float(top[2])])
+        self.error_bar = ImageQuad(centre, width_m, height_m)
+        self.error_bar.set_image(error_bar_image(
+            self.error_scale_mm, int(round(width_m * ERROR_BAR_PX_PER_M)),
+            int(round(height_m * ERROR_BAR_PX_PER_M)), paper=TextStyle().paper))
+        self.vis.add_geometry(self.error_bar.mesh, reset_bounding_box=False)
 
     # -- scene -------------------------------------------------------------------------------
 
