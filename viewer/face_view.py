@@ -179,7 +179,8 @@ class FaceSlot:
 
     def to_scene(self, points: np.ndarray) -> np.ndarray:
         """Head-frame points to scene coordinates: turned by the head pose about the neck
-        pivot (``viewer.pose.HeadTurn``; the shoulders stay), then by the camera preset about the head's centre, then offset."""
+        pivot (``viewer.pose.HeadTurn``; the shoulders stay), then by the camera preset about
+        the head's centre, then offset."""
         p = np.asarray(points, np.float64)
         if self.head is not _IDENTITY:
             p = self.neck.apply(p, self.head)
