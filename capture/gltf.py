@@ -15,7 +15,8 @@ Khronos glTF 2.0 specification, sections "GLB File Format Specification", "Morph
   seconds from the first frame, linear interpolation) and, when the take has head rotation
   (any non-zero ``headYaw/headPitch/headRoll``), a ``rotation`` channel on the node at the same
   times. Head angles turn the head as the twin does (``hardware.motion``): intrinsic
-  yaw (about +Y) then pitch (about +X) then roll (about +Z), radians.
+  yaw (about +Y) then pitch (about +X) then roll (about +Z), radians
+  (``hardware.vocabulary.head_rotation``, which the viewer uses too).
 
 Frames without a tracked face hold the last tracked frame (zeros before the first), since
 glTF keyframes cannot be empty; ``GltfTake.held`` counts them.
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, POSE_NAMES
+from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, POSE_NAMES, head_rotation
 
 GLB_MAGIC = 0x46546C67          # "glTF"
 GLB_VERSION = 2
@@ -56,12 +57,11 @@ class GltfTake:
 
 
 def head_quaternions(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
-    """Unit quaternions ``(N, 4)`` in glTF's ``x, y, z, w`` order for head angles (radians):
-    intrinsic yaw about +Y, then pitch about +X, then roll about +Z."""
-    from scipy.spatial.transform import Rotation
-
+    """Unit quaternions ``(N, 4)`` in glTF's ``x, y, z, w`` order for head angles (radians),
+    by ``hardware.vocabulary.head_rotation`` (intrinsic yaw about +Y, pitch about +X, roll
+    about +Z)."""
     angles = np.stack([yaw, pitch, roll], axis=1)
-    return Rotation.from_euler("YXZ", angles).as_quat().astype(np.float32)  # scipy: x, y, z, w
+    return head_rotation(angles).as_quat().astype(np.float32)  # scipy: x, y, z, w
 
 
 def hold_lost(values: np.ndarray, found: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@ Orders held here:
 
 * ``ARKIT_NAMES``: Apple's 52 ARKit blendshapes in Apple's order (``eyeBlinkLeft`` ...
   ``tongueOut``). Every array of blendshapes in imusic uses this order.
-* ``POSE_NAMES``: the 9 pose values that Live Link Face appends (head and eyes, radians).
+* ``POSE_NAMES``: the 9 pose values that Live Link Face appends (head and eyes, radians);
+  ``HEAD_EULER`` / ``head_rotation`` turn the head's three into a rotation.
 * ``LIVELINK_WIRE_NAMES``: the 61 values of a Live Link Face UDP packet (Unreal's
   ``EARFaceBlendShape`` enum). The 52 blendshapes come in Apple's order, so the wire order is
   simply ``ARKIT_NAMES + POSE_NAMES`` with capitalised names.
@@ -55,6 +56,25 @@ N_POSE: Final[int] = len(POSE_NAMES)
 STREAM_NAMES: Final[tuple[str, ...]] = ARKIT_NAMES + POSE_NAMES
 """The 61 channels of a ``Blendshapes`` LSL stream: 52 blendshapes then 9 pose values."""
 N_STREAM_CHANNELS: Final[int] = len(STREAM_NAMES)
+
+HEAD_ANGLES: Final[tuple[int, int, int]] = (N_BLENDSHAPES, N_BLENDSHAPES + 1, N_BLENDSHAPES + 2)
+"""Stream indices of ``headYaw, headPitch, headRoll``."""
+
+HEAD_EULER: Final[str] = "YXZ"
+"""How head yaw/pitch/roll become a rotation (scipy ``Rotation.from_euler`` axes): intrinsic
+yaw about +y (up), then pitch about +x (the face's left), then roll about +z (out of the face),
+head frame of the ICT mesh. Positive yaw turns the face towards the performer's left, positive
+pitch looks down, positive roll tips the top of the head towards the performer's right (the
+twin's truth, ``model.headpose``, the glTF export and the viewer all use this)."""
+
+
+def head_rotation(angles: np.ndarray):  # -> scipy.spatial.transform.Rotation
+    """The head rotation(s) for ``angles (..., 3)`` = yaw, pitch, roll (radians, ``HEAD_EULER``):
+    a scipy ``Rotation`` (``.as_matrix()``, ``.as_quat()``); the one angle -> rotation
+    conversion of the Blendshapes stream's head channels."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_euler(HEAD_EULER, np.asarray(angles, np.float64))
 
 
 def _capitalise(name: str) -> str:

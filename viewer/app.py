@@ -84,8 +84,8 @@ def run_replay(window: FaceWindow, track: Track, second: Track | None = None,
         index = player.advance(now - last)
         last = now
         if index != shown or dirty[0]:
-            b = second.blendshapes[pairs[index]] if second is not None else None
-            window.set_frame(track.blendshapes[index], b)
+            b = second.frame(pairs[index]) if second is not None else None
+            window.set_frame(track.frame(index), b)
             shown, dirty[0] = index, False
             if on_frame is not None:
                 on_frame(index, window)
@@ -154,6 +154,8 @@ def run_live(window: FaceWindow, sources: list[Any], on_frame: FrameCallback | N
     drawn = 0
     start = time.perf_counter()
     window.set_labels([source_label(s) for s in sources])
+    if len(sources) == 2:
+        window.show_error_bar()      # what the right face's colours mean, as in snapshots
     status = StatusLine(sources)
     window.set_status(status.text(drawn))
     while not quit_flag[0]:

@@ -19,6 +19,7 @@ from hardware.face import FaceModel
 from viewer.colors import BACKGROUND, DEFAULT_ERROR_SCALE_MM, SKIN, error_colors, vertex_error
 from viewer.eyes import eye_rotation, gaze_angles
 from viewer.markers import MarkerSet, MarkerSite
+from viewer.pose import HeadTurn, head_matrix
 
 FACE_GROUPS: tuple[str, ...] = (
     "face", "head_neck", "eye_socket_left", "eye_socket_right", "eyeball_left", "eyeball_right",
@@ -137,6 +138,10 @@ def _decimated(face: FaceModel, names: tuple[str, ...], triangles: int) -> MeshS
                          np.concatenate(offsets).astype(np.float32))
 
 
+_IDENTITY = np.eye(3)
+"""The head pose of a frame without head angles (``FaceSlot.to_scene`` skips the turn)."""
+
+
 class FaceSlot:
     """One face in the scene: its mesh, identity and horizontal offset."""
 
@@ -161,6 +166,9 @@ class FaceSlot:
         # Heads turn about the centre of their rest shape's bounding box.
         self.pivot = ((self.vertices.min(0) + self.vertices.max(0)) / 2).astype(np.float64)
         self.turn = np.eye(3)
+        # Head pose (the frame's head yaw/pitch/roll) turns the head about its neck pivot.
+        self.neck = HeadTurn(face, face.rest_shape(identity))
+        self.head = _IDENTITY
         self.weights = np.zeros(52, np.float32)
         self.mesh = o3d.geometry.TriangleMesh(
             o3d.utility.Vector3dVector(self.to_scene(self.vertices)),
@@ -170,14 +178,21 @@ class FaceSlot:
         self.markers = MarkerSet(face, markers, identity, self.to_scene) if markers else None
 
     def to_scene(self, points: np.ndarray) -> np.ndarray:
-        """Head-frame points to scene coordinates (turned by the camera preset, offset)."""
-        p = np.asarray(points, np.float64) - self.pivot
-        return p @ self.turn.T + self.pivot + self.offset
+        """Head-frame points to scene coordinates: turned by the head pose about the neck
+        pivot (``viewer.pose.HeadTurn``; the shoulders stay), then by the camera preset about
+        the head's centre, then offset."""
+        p = np.asarray(points, np.float64)
+        if self.head is not _IDENTITY:
+            p = self.neck.apply(p, self.head)
+        return (p - self.pivot) @ self.turn.T + self.pivot + self.offset
 
     def pose(self, weights: np.ndarray) -> np.ndarray:
         """Drawn vertices ``(v, 3)`` for one frame of 52 weights, or 61 values with the pose
-        channels (head coordinates, metres); the eyeballs turn by ``viewer.eyes.gaze_angles``."""
+        channels (head coordinates, metres); the eyeballs turn by ``viewer.eyes.gaze_angles``.
+        Sets the head pose (``head``, used by ``to_scene``) from the head channels."""
         values = np.asarray(weights, np.float32)
+        head = head_matrix(values)
+        self.head = _IDENTITY if np.array_equal(head, _IDENTITY) else head
         # Real ARKit values may leave 0..1 slightly and face-lost rows are NaN: clip for display.
         w = np.clip(np.nan_to_num(values[:52], nan=0.0), 0.0, 1.0)
         self.weights = w
@@ -204,6 +219,10 @@ LABEL_WIDTH_M = 0.2
 """Width of a face's label quad in the scene (m; a face is about 0.25 m wide)."""
 LABEL_ROW_M = 0.03
 """Height of one row of overlay text in the scene (m)."""
+ERROR_BAR_M = (0.24, 0.036)
+"""Width and height of the error colour bar's quad in the scene (m), above the right face."""
+ERROR_BAR_PX_PER_M = 2500.0
+"""Texture pixels per scene metre of the error bar (600 x 90 px, the snapshot legend's height)."""
 
 
 def _title(base: str, keys: dict[str, str]) -> str:
@@ -267,6 +286,8 @@ class FaceWindow:
         """One ``TextQuad`` per face (source and stream name), made by ``set_labels``."""
         self.status: Any = None
         """The status line's ``TextQuad`` (frame rate, latency, source), made by ``set_status``."""
+        self.error_bar: Any = None
+        """The error colour bar's ``ImageQuad`` (side by side), made by ``show_error_bar``."""
 
     # -- text --------------------------------------------------------------------------------
 
@@ -300,6 +321,30 @@ class FaceWindow:
             self.status = self._quad(centre, 0, LABEL_WIDTH_M * len(self.slots))
         if self.status.set_text(text):
             self.vis.update_geometry(self.status.mesh)
+
+    def show_error_bar(self) -> None:
+        """Show the labelled colour bar of the error colours (0 .. ``error_scale_mm``, the
+        snapshot legend's image) above the right face; side by side only, once."""
+        from viewer.overlay import ImageQuad, TextStyle
+        from viewer.snapshot import error_bar_image
+
+        if len(self.slots) != 2:
+            raise ValueError("the error colour bar belongs to two faces side by side")
+        if self.error_bar is not None:
+            return
+        width_m, height_m = ERROR_BAR_M
+        right = self.slots[1]
+        scene = right.to_scene(right.vertices)
+        top = scene[int(np.argmax(scene[:, 1]))]
+        # Just above the crown, at the crown's depth (in front of it the perspective would
+        # lift it out of the picture).
+        centre = np.array([float(right.offset[0]), float(top[1]) + height_m / 2 + 0.004,
+                           float(top[2])])
+        self.error_bar = ImageQuad(centre, width_m, height_m)
+        self.error_bar.set_image(error_bar_image(
+            self.error_scale_mm, int(round(width_m * ERROR_BAR_PX_PER_M)),
+            int(round(height_m * ERROR_BAR_PX_PER_M)), paper=TextStyle().paper))
+        self.vis.add_geometry(self.error_bar.mesh, reset_bounding_box=False)
 
     # -- scene -------------------------------------------------------------------------------
 
@@ -345,9 +390,11 @@ class FaceWindow:
         return self.markers_on
 
     def set_frame(self, weights_a: np.ndarray, weights_b: np.ndarray | None = None) -> None:
-        """Pose the faces for one frame (52 or 61 values each; extra pose values are ignored).
+        """Pose the faces for one frame (52 or 61 values each: the head and eye pose channels
+        turn the head and the eyeballs).
 
-        With two faces, the second is coloured by its per-vertex distance to the first.
+        With two faces, the second is coloured by its per-vertex distance to the first, in the
+        head frame (a different head pose turns the head; it is not counted as error).
         """
         weights_a = np.asarray(weights_a, np.float32)
         verts_a = self.slots[0].pose(weights_a)

@@ -3,8 +3,10 @@
 The legacy ``Visualizer`` draws no text, so the text is rendered into an image (PIL, which
 matplotlib already needs) and shown as the texture of a two-triangle quad placed in the scene
 (``TextQuad``): one above each face (its source and stream name) and one below the faces (the
-status line: frame rate, latency, source). ``FaceWindow.set_labels`` / ``set_status`` drive them;
-a new text re-renders the image and updates the geometry only when the text changed.
+status line: frame rate, latency, source). ``ImageQuad`` shows any image the same way: the live
+side-by-side window's error colour bar is the snapshot's bar image (``viewer.snapshot``).
+``FaceWindow.set_labels`` / ``set_status`` / ``show_error_bar`` drive them; a new text
+re-renders the image and updates the geometry only when the text changed.
 """
 
 from __future__ import annotations
@@ -41,17 +43,13 @@ def text_image(text: str, width_px: int, style: TextStyle = TextStyle()) -> np.n
     return np.asarray(img, np.uint8)
 
 
-class TextQuad:
+class ImageQuad:
     """A ``width_m`` x ``height_m`` quad facing +z, centred at ``centre`` (scene metres),
-    textured with one line of text."""
+    textured with an RGB image (``set_image``)."""
 
-    def __init__(self, centre: np.ndarray, width_m: float, height_m: float,
-                 style: TextStyle = TextStyle()) -> None:
+    def __init__(self, centre: np.ndarray, width_m: float, height_m: float) -> None:
         import open3d as o3d
 
-        self.style = style
-        self.text: str | None = None
-        self.width_px = int(round(style.height_px * width_m / height_m))
         cx, cy, cz = (float(v) for v in centre)
         w, h = width_m / 2.0, height_m / 2.0
         self.mesh = o3d.geometry.TriangleMesh()
@@ -64,15 +62,30 @@ class TextQuad:
             [[0, 1], [1, 1], [1, 0], [0, 1], [1, 0], [0, 0]], np.float64))
         self.mesh.triangle_material_ids = o3d.utility.IntVector([0, 0])
         self.mesh.compute_vertex_normals()
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Show ``image`` ``(H, W, 3)`` uint8 RGB on the quad (the caller updates the geometry)."""
+        import open3d as o3d
+
+        self.mesh.textures = [o3d.geometry.Image(np.ascontiguousarray(image[..., :3]))]
+
+
+class TextQuad(ImageQuad):
+    """An ``ImageQuad`` holding one line of text (``set_text``), its texture ``style.height_px``
+    high and as wide as the quad's aspect."""
+
+    def __init__(self, centre: np.ndarray, width_m: float, height_m: float,
+                 style: TextStyle = TextStyle()) -> None:
+        super().__init__(centre, width_m, height_m)
+        self.style = style
+        self.text: str | None = None
+        self.width_px = int(round(style.height_px * width_m / height_m))
         self.set_text("")
 
     def set_text(self, text: str) -> bool:
         """Show ``text``; True when it changed (the caller then updates the geometry)."""
-        import open3d as o3d
-
         if text == self.text:
             return False
         self.text = text
-        img = text_image(text, self.width_px, self.style)
-        self.mesh.textures = [o3d.geometry.Image(np.ascontiguousarray(img))]
+        self.set_image(text_image(text, self.width_px, self.style))
         return True

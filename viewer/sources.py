@@ -14,12 +14,12 @@ file that cannot be read is a ``SourceError`` naming it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from hardware.vocabulary import N_BLENDSHAPES
+from hardware.vocabulary import N_BLENDSHAPES, N_POSE, N_STREAM_CHANNELS
 
 DEFAULT_RATE_HZ = 60.0
 
@@ -30,12 +30,15 @@ class SourceError(ValueError):
 
 @dataclass
 class Track:
-    """A blendshape sequence: ``blendshapes`` (T, 52) float32 on timeline ``t`` (T,) s."""
+    """A blendshape sequence: ``blendshapes`` (T, 52) float32 on timeline ``t`` (T,) s, with
+    its ``pose`` (T, 9) (head and eye angles, radians; from the last 9 of 61 columns or given,
+    zeros when the source has none)."""
 
     name: str
     rate_hz: float
     t: np.ndarray
     blendshapes: np.ndarray
+    pose: np.ndarray | None = field(default=None)
 
     def __post_init__(self) -> None:
         b = np.asarray(self.blendshapes, np.float32)
@@ -44,6 +47,13 @@ class Track:
                               f"got shape {b.shape}")
         if len(b) == 0:
             raise SourceError(f"{self.name}: no frames to show")
+        if self.pose is None:
+            self.pose = (b[:, N_BLENDSHAPES:N_STREAM_CHANNELS] if b.shape[1] >= N_STREAM_CHANNELS
+                         else np.zeros((len(b), N_POSE), np.float32))
+        self.pose = np.asarray(self.pose, np.float32)
+        if self.pose.shape != (len(b), N_POSE):
+            raise SourceError(f"{self.name}: expected ({len(b)}, 9) pose values, "
+                              f"got shape {self.pose.shape}")
         self.blendshapes = b[:, :N_BLENDSHAPES]
         self.t = np.asarray(self.t, np.float64)
         if self.t.shape != (len(b),):
@@ -54,6 +64,10 @@ class Track:
     def n_frames(self) -> int:
         """Number of frames."""
         return len(self.blendshapes)
+
+    def frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` as the 61 values of a Blendshapes sample (52 weights, 9 pose)."""
+        return np.concatenate([self.blendshapes[index], self.pose[index]])
 
     @classmethod
     def from_array(cls, blendshapes: np.ndarray, rate_hz: float = DEFAULT_RATE_HZ,
@@ -78,7 +92,7 @@ def _from_session(path: Path) -> Track:
             has_aligned = GROUP in h5
         if has_aligned:
             a = read_aligned(path)
-            return Track(f"{path.name} (aligned)", a.rate_hz, a.t, a.blendshapes)
+            return Track(f"{path.name} (aligned)", a.rate_hz, a.t, a.blendshapes, a.pose)
         with SessionReader(path) as session:
             keys = session.keys_of_type("Blendshapes")
             if not keys:
