@@ -227,8 +227,8 @@ def _snapshot_frames(track, second, frame, extra):
         return a, None
     if not 0 <= frame < track.n_frames:
         raise KeyError(f"--frame {frame} is outside {track.name} (0..{track.n_frames - 1})")
-    a = track.blendshapes[frame].copy()
+    a = track.frame(frame).copy()                  # 61 values: the pose turns the head
     if extra is not None:
-        a = a + extra
-    b = second.blendshapes[pair_frames(track, second)[frame]] if second is not None else None
+        a[:len(extra)] += extra
+    b = second.frame(pair_frames(track, second)[frame]) if second is not None else None
     return a, b

@@ -142,3 +142,18 @@ def test_live_stream_turns_the_head(face, unique_name):
             assert x0 - win.project(nose)[0, 0] > 90
     finally:
         src.stop()
+
+
+def test_a_replay_snapshot_takes_the_frame_with_its_head_pose():
+    """``imusic view TAKE --snapshot --frame N`` renders the pose channels too (it once took only
+    the 52 weights, so a turned head came out straight)."""
+    from imusic.commands.view import _snapshot_frames
+    from viewer.sources import Track
+
+    track = Track.from_array(np.zeros((3, 52), np.float32))
+    track.pose[1, 0] = 0.3                                   # head yaw at frame 1
+    extra = np.zeros(52, np.float32)
+    extra[0] = 0.5
+    a, b = _snapshot_frames(track, None, 1, extra)
+    assert a.shape == (61,) and a[52] == np.float32(0.3) and a[0] == np.float32(0.5)
+    assert b is None
