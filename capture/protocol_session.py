@@ -19,6 +19,9 @@ Per take (``ProtocolRunner.run_take``):
 5. ``capture.take_quality.assess_take`` judges the take; ``quality.json`` in the output folder
    is rewritten with every take so far and which tasks need a redo.
 
+While a take records, ``curves`` (capture/live_curves.py) keeps the last seconds of the
+Blendshapes stream the recorder writes, for the experimenter page's live curves.
+
 Redo: ``request_redo(task)`` (a key in the terminal, a button on the web page, or
 ``auto_redo`` for failing takes) queues the task again as the next run.
 """
@@ -36,6 +39,7 @@ from typing import Any, Callable, Protocol as TypingProtocol, Sequence
 
 import numpy as np
 
+from capture.live_curves import LiveCurves
 from capture.protocol import Protocol, Step, Take
 from capture.recorder import Recorder
 from capture.take_quality import QualityConfig, assess_take, config_dict
@@ -189,6 +193,9 @@ class ProtocolRunner:
         self.stop_event = threading.Event()
         self.redo_queue: "queue.Queue[str]" = queue.Queue()
         self.recorder: Recorder | None = None
+        self.curves = LiveCurves()
+        """The Blendshapes stream's last seconds, fed by each take's recorder (the page's
+        live curves, capture/live_curves.py)."""
         self.lock = threading.Lock()
         self.state: dict[str, Any] = {"protocol": protocol.name, "participant": participant,
                                       "phase": "idle", "take": None, "step": None,
@@ -314,7 +321,8 @@ class ProtocolRunner:
         if self.actor is not None:
             origin = self.actor.begin(plan)
         deadline = time.monotonic() + self.config.stream_deadline_s
-        rec = Recorder(path, subject=self.participant, names=self.names)
+        rec = Recorder(path, subject=self.participant, names=self.names,
+                       on_data=self.curves.feed)
         self.recorder = rec
         self.takes.append(record)
         self.markers_before = self.markers_sent

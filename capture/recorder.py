@@ -213,6 +213,10 @@ class Recorder:
     limits: RecordLimits = field(default_factory=RecordLimits)
     on_error: Callable[[str], None] | None = None
     on_warning: Callable[[str], None] | None = None
+    on_data: Callable[[StreamSpec, np.ndarray, np.ndarray], None] | None = None
+    """Called from the writer thread with ``(spec, samples, timestamps)`` of every chunk
+    written (imusic session's live curves use it); it must be quick. If it raises it is dropped
+    with a warning and recording goes on."""
     status: dict[str, StreamStatus] = field(default_factory=dict, init=False)
     errors: list[str] = field(default_factory=list, init=False)
     failure: str = field(default="", init=False)   # why writing stopped early (one line)
@@ -225,6 +229,7 @@ class Recorder:
         self._pullers: dict[str, _Puller] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._specs: dict[str, StreamSpec] = {}   # puller ident -> spec (for ``on_data``)
         self._closing = False
         self.max_queue = 0
         self.started = 0.0
@@ -449,6 +454,7 @@ class Recorder:
         if msg.kind == "add":
             key = w.add_stream(msg.payload)
             keys[msg.ident] = key
+            self._specs[msg.ident] = msg.payload
             with self._lock:
                 st.key = key
             w.add_event(msg.payload.created_at, f"stream added: {key}")
@@ -463,6 +469,12 @@ class Recorder:
                 if not st.first_wall:
                     st.first_wall = time.monotonic()
                 st.samples += len(ts)
+            if self.on_data is not None:
+                try:
+                    self.on_data(self._specs[msg.ident], samples, ts)
+                except Exception as err:  # noqa: BLE001 - a display must never stop recording
+                    self.on_data = None
+                    self._warn(f"live view of the streams stopped ({err}); recording goes on")
         elif msg.kind == "offset":
             w.add_clock_offset(key, msg.t, msg.payload)
             st.last_offset = msg.payload

@@ -4,11 +4,16 @@ Both pages poll ``/state`` (imusic/session_state.py) every ``POLL_MS`` and fill 
 id, which the browser tests (tests/imusic/test_session_web.py) read: the participant page's
 ``prompt``, ``remaining``, ``face`` / ``face-note``; the experimenter page's ``rate``,
 ``loss``, ``battery``, ``samples``, ``prompt``, the ``takes`` table and the ``continue``,
-``redo`` and ``stop`` buttons (a row's own ``redo`` button names its task).
+``redo`` and ``stop`` buttons (a row's own ``redo`` button names its task), and the live
+blendshape curves: ``/curves`` (capture/live_curves.py) drawn on the ``curves`` canvas (its
+``data-kept`` and ``data-points`` attributes say what was drawn; ``window.lastCurves`` is the
+JSON), one ``curve-pick`` checkbox per shape and the ``curve-add`` list of other channels.
 """
 
 POLL_MS = 250
 """How often the pages ask for ``/state`` (milliseconds)."""
+CURVES_MS = 200
+"""How often the experimenter page asks for ``/curves`` (milliseconds)."""
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;background:#111;color:#eee}
@@ -77,6 +82,11 @@ EXPERIMENTER = """<!doctype html><html><head><meta charset="utf-8"><title>imusic
 <table><tr><th>device</th><th>state</th><th>rate</th><th>loss</th><th>battery</th><th>IMU samples</th></tr>
 <tr><td id="device">-</td><td id="dstate">-</td><td id="rate">-</td><td id="loss">-</td>
 <td id="battery">-</td><td id="samples">-</td></tr></table>
+<h3>live blendshapes <span id="curves-note" class="muted"></span></h3>
+<div id="curve-pick"></div>
+<select id="curve-add"><option value="">add a curve...</option></select>
+<div><canvas id="curves" width="900" height="220" data-kept="0" data-points="0"
+ style="background:#000;border:1px solid #333;margin-top:.4em"></canvas></div>
 <h3>streams</h3><table id="streams"></table>
 <h3>takes</h3>
 <table><thead><tr><th>take</th><th>file</th><th>verdict</th><th>lost</th><th>face lost</th>
@@ -129,7 +139,62 @@ function show(s){
     b.onclick = () => act('/redo', {task: t.task}); cell(tr, '').appendChild(b);
     tb.appendChild(tr); }
 }
+@CURVES@
 </script></body></html>"""
+
+_CURVES = """
+const COLORS = ['#5bf','#fc5','#f75','#6d6','#c8f','#f6c','#9ef','#ddd','#fa5','#5fc','#f55','#99f'];
+let shapes = null, shown = [], pickKey = '';
+function pickers(d){
+  for(const n of d.shapes) if(!shown.includes(n)) shown.push(n);
+  const key = shown.join(',') + '|' + shapes.join(',') + '|' + d.available.length;
+  if(key === pickKey) return; pickKey = key;
+  const box = document.getElementById('curve-pick'); box.textContent = '';
+  shown.forEach((n, i) => { const l = document.createElement('label');
+    l.style.color = COLORS[i % COLORS.length]; l.style.marginRight = '1em';
+    const c = document.createElement('input'); c.type = 'checkbox'; c.value = n;
+    c.checked = shapes.includes(n);
+    c.onchange = () => { shapes = shown.filter(x => x === n ? c.checked : shapes.includes(x)); };
+    l.appendChild(c); l.appendChild(document.createTextNode(' ' + n)); box.appendChild(l); });
+  const sel = document.getElementById('curve-add'); sel.length = 1;
+  for(const n of d.available) if(!shown.includes(n)){ const o = document.createElement('option');
+    o.value = o.textContent = n; sel.appendChild(o); }
+}
+document.getElementById('curve-add').onchange = (e) => { const n = e.target.value;
+  if(n && shapes !== null){ shown.push(n); shapes = shapes.concat([n]); e.target.value = ''; } };
+function draw(d){
+  const cv = document.getElementById('curves'), g = cv.getContext('2d');
+  const W = cv.width, H = cv.height, pad = 4;
+  g.clearRect(0, 0, W, H);
+  let lo = 0, hi = 1;
+  for(const n of d.shapes) for(const v of d.values[n] || []) if(v !== null){
+    lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  const y = v => H - pad - (v - lo) / (hi - lo) * (H - 2 * pad);
+  const x = t => W * (1 + t / d.window_s);
+  g.strokeStyle = '#333'; g.lineWidth = 1; g.beginPath();
+  for(const v of [0, 0.5, 1]){ g.moveTo(0, y(v)); g.lineTo(W, y(v)); } g.stroke();
+  let points = 0; g.lineWidth = 2;
+  for(const n of d.shapes){ const vs = d.values[n] || [];
+    g.strokeStyle = COLORS[shown.indexOf(n) % COLORS.length]; g.beginPath(); let pen = false;
+    vs.forEach((v, i) => { if(v === null){ pen = false; return; }
+      if(pen) g.lineTo(x(d.t[i]), y(v)); else g.moveTo(x(d.t[i]), y(v)); pen = true; points++; });
+    g.stroke(); }
+  cv.dataset.kept = d.kept; cv.dataset.points = points;
+  txt('curves-note', d.stream ? 'last ' + d.window_s + ' s of ' + d.stream + ', ' + d.rate_hz
+      + ' frames/s' : 'no Blendshapes stream recorded yet');
+}
+async function pollCurves(){
+  if(shapes !== null && shapes.length === 0){ txt('curves-note', 'no curve chosen'); return; }
+  try{
+    const q = shapes === null ? '' : '?shapes=' + encodeURIComponent(shapes.join(','));
+    const r = await fetch('/curves' + q, {cache:'no-store'}); const d = await r.json();
+    if(!r.ok){ txt('curves-note', d.error); return; }
+    if(shapes === null) shapes = d.shapes.slice();
+    window.lastCurves = d; pickers(d); draw(d);
+  }catch(e){}
+}
+setInterval(pollCurves, CURVES_MS); pollCurves();
+""".replace("CURVES_MS", str(CURVES_MS))
 
 INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>imusic session</title>
 <style>@STYLE@</style></head><body><main><h2>imusic session</h2>
@@ -139,7 +204,8 @@ INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>imusic sessio
 
 
 def _fill(page: str) -> str:
-    return page.replace("@STYLE@", _STYLE).replace("@POLL@", _POLL)
+    return (page.replace("@STYLE@", _STYLE).replace("@POLL@", _POLL)
+            .replace("@CURVES@", _CURVES))
 
 
 PARTICIPANT, EXPERIMENTER, INDEX = _fill(PARTICIPANT), _fill(EXPERIMENTER), _fill(INDEX)

@@ -6,6 +6,9 @@ otherwise). Routes:
 * ``GET /`` links both pages; ``GET /participant`` and ``GET /experimenter`` are the pages
   (imusic/session_pages.py), which poll ``GET /state`` (imusic/session_state.py's dict as
   JSON) a few times a second;
+* ``GET /curves?shapes=jawOpen,browInnerUp`` (default: capture/live_curves.py's
+  ``CURVE_SHAPES``): the runner's live Blendshapes curves, the last seconds at ~20 Hz; an
+  unknown channel name is a 400 naming it;
 * ``GET /face/<key>.png``: a target face picture from imusic/session_faces.py's cache;
 * ``POST /continue``, ``POST /stop`` and ``POST /redo`` (JSON body ``{"task": NAME}``; without
   one the current or last take's task) call the runner's thread-safe ``request_continue``,
@@ -19,8 +22,12 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from capture.live_curves import ShapesError, parse_shapes
 
 from imusic.session_pages import EXPERIMENTER, INDEX, PARTICIPANT
+from imusic.session_state import clean
 
 _FACE_RE = re.compile(r"^/face/([0-9a-f]{16})\.png$")
 
@@ -89,6 +96,14 @@ class SessionWeb:
                     self._send(200, pages[path].encode(), "text/html; charset=utf-8")
                 elif path == "/state":
                     self._json(web.state())
+                elif path == "/curves":
+                    query = parse_qs(urlsplit(self.path).query)
+                    try:
+                        shapes = parse_shapes(",".join(query.get("shapes", [])))
+                    except ShapesError as err:
+                        self._json({"ok": False, "error": str(err)}, 400)
+                        return
+                    self._json(clean(web.runner.curves.as_dict(shapes)))
                 elif (m := _FACE_RE.match(path)) and web.faces is not None \
                         and web.faces.path(m.group(1)).is_file():
                     self._send(200, web.faces.path(m.group(1)).read_bytes(), "image/png")
