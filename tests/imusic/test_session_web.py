@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
+from capture.live_curves import CURVE_SHAPES, CurvesConfig
 from imusic.session_state import clean
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,11 +93,11 @@ def _chromium():
                             options=opts)
 
 
-def test_pages_in_chromium_prompts_advance_health_updates_and_redo_makes_a_new_run(
+def test_pages_in_chromium_prompts_advance_health_and_curves_update_redo_makes_a_new_run(
         tmp_path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     proto = tmp_path / "web3.toml"
     proto.write_text(PROTOCOL)
@@ -131,6 +132,29 @@ def test_pages_in_chromium_prompts_advance_health_updates_and_redo_makes_a_new_r
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#takes tr[data-run='2']"))
         row1 = driver.find_element(By.CSS_SELECTOR, "#takes tr[data-run='1']")
         assert row1.get_attribute("data-status") in ("ok", "redone", "redo")
+        # the live blendshape curves: the page's data moves while run 2 records, the canvas
+        # has coloured lines, and the shapes can be chosen
+        curves = lambda: driver.execute_script(  # noqa: E731
+            "const c = window.lastCurves; return c ? JSON.stringify([c.kept, c.values]) : '';")
+        wait.until(lambda d: curves())
+        before = curves()
+        wait.until(lambda d: curves() != before)
+        got = driver.execute_script("return window.lastCurves;")
+        assert got["shapes"] == list(CURVE_SHAPES) and got["stream"]
+        assert 0 < len(got["t"]) <= CurvesConfig().max_frames and got["t"][-1] == 0
+        assert all(len(got["values"][n]) == len(got["t"]) for n in CURVE_SHAPES)
+        canvas = driver.find_element(By.ID, "curves")
+        assert int(canvas.get_attribute("data-points")) > 0
+        assert driver.execute_script(
+            "const c = document.getElementById('curves');"
+            "const p = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let n = 0; for(let i = 0; i < p.length; i += 4) if(p[i+3] > 0 &&"
+            " Math.max(p[i], p[i+1], p[i+2]) > 120) n++; return n;") > 100
+        driver.find_element(By.CSS_SELECTOR, "#curve-pick input[value='browInnerUp']").click()
+        Select(driver.find_element(By.ID, "curve-add")).select_by_value("cheekPuff")
+        wait.until(lambda d: d.execute_script(
+            "const c = window.lastCurves; return c.shapes.includes('cheekPuff') &&"
+            " !c.shapes.includes('browInnerUp') && c.values.cheekPuff.length > 0;"))
         # the participant page follows run 2, and shows the target face as a picture
         driver.switch_to.window(part)
         wait.until(ec.text_to_be_present_in_element((By.ID, "take"), "mini run 2"))
@@ -184,7 +208,7 @@ def test_state_is_always_strict_json(value) -> None:
         assert back is None
 
 
-def test_web_post_bad_body_and_unknown_redo_are_refused(tmp_path) -> None:
+def test_web_post_bad_body_unknown_redo_and_unknown_curve_are_refused(tmp_path) -> None:
     import urllib.error
     import urllib.request
 
@@ -215,5 +239,14 @@ def test_web_post_bad_body_and_unknown_redo_are_refused(tmp_path) -> None:
         with urllib.request.urlopen(web.url + "/state", timeout=10) as r:
             s = json.loads(r.read())
         assert s["phase"] == "idle" and s["health"]["state"] == "no IMU stream yet"
+        with urllib.request.urlopen(web.url + "/curves", timeout=10) as r:
+            c = json.loads(r.read())
+        assert c["shapes"] == list(CURVE_SHAPES) and c["t"] == [] and c["kept"] == 0
+        try:
+            urllib.request.urlopen(web.url + "/curves?shapes=jawOpen,smile", timeout=10)
+            raise AssertionError("an unknown shape was served")
+        except urllib.error.HTTPError as err:
+            assert err.code == 400 and "'smile' is not a Blendshapes channel" in json.loads(
+                err.read())["error"]
     finally:
         web.close()
