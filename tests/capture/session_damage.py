@@ -81,7 +81,7 @@ def mutations(size: int, n: int, seed: int) -> list[Mutation]:
 def make_session(folder: Path) -> Path:
     """A small twin session (IMU + Blendshapes streams and an aligned group), ~3 s."""
     subprocess.run([sys.executable, "-m", "imusic", "simulate", "-o", str(folder),
-                    "--subjects", "1", "--minutes", "0.05", "--procedural"],
+                    "--subjects", "1", "--minutes", "0.05", "--motion", "none", "--procedural"],
                    check=True, capture_output=True, env=env(), timeout=120)
     return next(folder.glob("*.h5"))
 
