@@ -25,7 +25,7 @@ from capture.session import DamagedSessionError, SessionReader, damaged_global_h
 from capture.session_check import check_session
 
 N_MUTATIONS = 12
-TIMEOUT_S = 40.0      # far above a clean error (about a second); a hang is hours
+TIMEOUT_S = 120.0     # far above a clean error (seconds, a short train ~5 s quiet); a hang is hours
 
 
 @pytest.fixture(scope="module")
