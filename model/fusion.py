@@ -82,7 +82,8 @@ class FusedFrame:
     """One fused output frame."""
 
     values: np.ndarray                  # (52,) fused blendshapes
-    arkit_weight: np.ndarray            # (regions,) share of ARKit in the output, 0..1
+    arkit_weight: np.ndarray            # (regions,) share of the live ARKit frame, 0..1 (a
+                                        # camera-only region's other side is ARKit held)
     trusted: np.ndarray                 # (regions,) bool: ARKit trusted this tick
     reasons: list[str]                  # per region: "", "lost", "jump", "frozen", "disagreement"
     imu_adapted: np.ndarray             # (52,) the IMU estimate after gain/offset adaptation
