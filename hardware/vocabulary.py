@@ -14,7 +14,9 @@ Orders held here:
   ``MouthLeft``. Read CSV columns by name (``csv_column_index``), never by position.
 * ``ICT_NAMES``: the 53 expression shapes of ICT FaceKit (``browInnerUp`` and ``cheekPuff``
   split into halves, no ``tongueOut``), with ``arkit_to_ict`` / ``ict_to_arkit``.
-* ``REGIONS``: blendshapes grouped by face region for per-region metrics.
+* ``REGIONS``: blendshapes grouped by face region for per-region metrics;
+  ``IMU_BLIND_REGIONS`` (gaze, tongue) are reported apart, and ``region_summary`` makes every
+  table's per-region and overall figures.
 * ``FACS``: a documented ARKit to FACS action-unit table (see ``docs`` of ``FACS``).
 """
 
@@ -210,8 +212,9 @@ REGIONS: Final[Mapping[str, tuple[str, ...]]] = {
               "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
               "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
               "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
-              "mouthUpperUpLeft", "mouthUpperUpRight", "tongueOut"),
+              "mouthUpperUpLeft", "mouthUpperUpRight"),
     "jaw": ("jawForward", "jawLeft", "jawRight", "jawOpen"),
+    "tongue": ("tongueOut",),
 }
 """Each of the 52 blendshapes in exactly one region, for per-region metrics."""
 
@@ -220,6 +223,42 @@ REGION_INDEX: Final[Mapping[str, np.ndarray]] = {
     for region, names in REGIONS.items()
 }
 """Region name to the indices of its blendshapes in Apple's order."""
+
+IMU_BLIND_REGIONS: Final[tuple[str, ...]] = ("gaze", "tongue")
+"""Regions that face-skin IMUs hardly see (the eyeballs turn under still skin, the tongue is
+inside the mouth): every table reports them apart from the "all (no gaze/tongue)" figure, and
+the hybrid takes them from the camera only (model/fusion.py)."""
+
+IMU_SEEN_INDEX: Final[np.ndarray] = np.array(
+    [i for i, n in enumerate(ARKIT_NAMES)
+     if not any(n in REGIONS[r] for r in IMU_BLIND_REGIONS)], dtype=np.intp)
+"""Indices of the 43 blendshapes outside ``IMU_BLIND_REGIONS`` (52 less 8 eyeLook, tongueOut)."""
+
+ALL_KEY: Final[str] = "all"
+"""Key of the mean over all 52 blendshapes in a ``region_summary``."""
+SEEN_KEY: Final[str] = "all_no_gaze_tongue"
+"""Key of the mean over ``IMU_SEEN_INDEX`` in a ``region_summary`` (and JSON results)."""
+SEEN_LABEL: Final[str] = "all (no gaze/tongue)"
+"""How tables head the ``SEEN_KEY`` figure."""
+
+BLENDSHAPE_RANGE: Final[tuple[float, float]] = (0.0, 1.0)
+"""The ARKit range of a blendshape: every value imusic publishes is clipped into it
+(``model.runtime.stream_values``); recorded ARKit truth keeps values above 1 (DESIGN)."""
+
+
+def region_summary(per_shape: np.ndarray) -> dict[str, float]:
+    """Per-blendshape values ``(52,)`` (e.g. MAE) to their mean per region, then
+    ``SEEN_KEY`` (the 43 shapes the IMUs see) and ``ALL_KEY`` (all 52), in that order.
+
+    The one place every table and JSON result takes its per-region and overall figures from.
+    """
+    per_shape = np.asarray(per_shape, dtype=np.float64)
+    if per_shape.shape != (N_BLENDSHAPES,):
+        raise ValueError(f"expected 52 per-blendshape values, got shape {per_shape.shape}")
+    out = {r: float(per_shape[idx].mean()) for r, idx in REGION_INDEX.items()}
+    out[SEEN_KEY] = float(per_shape[IMU_SEEN_INDEX].mean())
+    out[ALL_KEY] = float(per_shape.mean())
+    return out
 
 
 # --- FACS ----------------------------------------------------------------------------------

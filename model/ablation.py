@@ -47,6 +47,15 @@ def run(model: str, data: str, steps: list[int], every: int = 1,
     return out
 
 
+def _mae(v: dict) -> str:
+    """MAE x100 without gaze and tongue, then gaze, tongue and all 52 (model.evaluate.metrics)."""
+    from model.evaluate import SEEN_MAE
+
+    r = v["regions"]
+    return (f"{v[SEEN_MAE]:.2f} (gaze {r['gaze']:.2f}, tongue {r['tongue']:.2f}, "
+            f"all 52 {v['mae']:.2f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run and print a compact table; write JSON with --out."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{part} ({res['rig']}, twin data)")
         for m, v in res["baselines"][part].items():
             if not m.startswith("_"):
-                print(f"  {m:10s} MAE {v['mae']:.2f} jitter {v['jitter']:.3f}")
+                print(f"  {m:10s} MAE {_mae(v)} jitter {v['jitter']:.3f}")
         for s, v in by_steps.items():
-            print(f"  imusic {s:>2s} steps MAE {v['mae']:.2f} jitter {v['jitter']:.3f} "
+            print(f"  imusic {s:>2s} steps MAE {_mae(v)} jitter {v['jitter']:.3f} "
                   f"vel {v['vel_err']:.3f}")
         for c, v in res["carry"].get(part, {}).items():
-            print(f"  imusic carry {c:>2s} MAE {v['mae']:.2f} jitter {v['jitter']:.3f}")
+            print(f"  imusic carry {c:>2s} MAE {_mae(v)} jitter {v['jitter']:.3f}")
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(res, indent=2) + "\n")

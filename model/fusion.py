@@ -14,9 +14,14 @@ can be trusted, from what a camera tracker does when it fails:
   trusted (so a weak IMU model in one region does not make ARKit look wrong there), for
   ``disagreement_frames`` frames.
 
-The IMU is no witness for regions it sees poorly (``camera_only``: gaze, which face-skin IMUs
-hardly see, and eyes, where the bundled model is little better than the mean face); those are
-handed over only when ARKit is lost or jumps.
+Gaze and tongue, which face-skin IMUs hardly see (``camera_only``, by default
+``hardware.vocabulary.IMU_BLIND_REGIONS``), come from the camera only: the IMU estimate is
+neither evidence against ARKit there (no jump, frozen or disagreement checks: a saccade is a
+real jump) nor a stand-in for it; while the face is lost they hold ARKit's last good frame,
+relaxing with ``carry_halflife_s`` to ARKit's own running mean (``adapt_halflife_s``), never to
+the IMU estimate. The IMU is no witness for the eyes either (``no_witness``: the bundled model
+is little better than the mean face there); those are handed over only when ARKit is lost or
+jumps.
 
 A distrusted region hands over along a linear ramp of ``transition_s`` to the IMU side, and
 comes back the same way once ARKit has looked right for ``recover_frames`` frames, so the output
@@ -36,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware.vocabulary import N_BLENDSHAPES, REGION_INDEX
+from hardware.vocabulary import IMU_BLIND_REGIONS, N_BLENDSHAPES, REGION_INDEX
 
 REGION_NAMES: tuple[str, ...] = tuple(REGION_INDEX)
 """Region order of the per-region outputs (weights, confidence, reasons)."""
@@ -54,7 +59,11 @@ class FusionConfig:
     imu_motion_for_frozen: float = 0.04
     frozen_ratio: float = 2.0
     usual_initial: float = 0.02
-    camera_only: tuple[str, ...] = ("gaze", "eyes")
+    camera_only: tuple[str, ...] = IMU_BLIND_REGIONS
+    """Regions taken from ARKit only (held, then relaxed to ARKit's mean, while it is lost)."""
+    no_witness: tuple[str, ...] = ("eyes",)
+    """Regions where the IMU estimate is no evidence against ARKit (handed over when lost or
+    jumping)."""
     disagreement: float = 0.15
     disagreement_ratio: float = 3.0
     disagreement_frames: int = 2
@@ -73,7 +82,8 @@ class FusedFrame:
     """One fused output frame."""
 
     values: np.ndarray                  # (52,) fused blendshapes
-    arkit_weight: np.ndarray            # (regions,) share of ARKit in the output, 0..1
+    arkit_weight: np.ndarray            # (regions,) share of the live ARKit frame, 0..1 (a
+                                        # camera-only region's other side is ARKit held)
     trusted: np.ndarray                 # (regions,) bool: ARKit trusted this tick
     reasons: list[str]                  # per region: "", "lost", "jump", "frozen", "disagreement"
     imu_adapted: np.ndarray             # (52,) the IMU estimate after gain/offset adaptation
@@ -142,6 +152,10 @@ class HybridFusion:
         self._sxy = np.zeros(N_BLENDSHAPES)
         self._sxx = np.zeros(N_BLENDSHAPES)
         self._usual = np.full(n, c.usual_initial)  # typical |ARKit - IMU| while trusted
+        self._camera_only = np.zeros(N_BLENDSHAPES, bool)   # blendshapes of `camera_only`
+        for r, idx in enumerate(REGION_INDEX.values()):
+            self._camera_only[idx] = REGION_NAMES[r] in c.camera_only
+        self._arkit_mean: np.ndarray | None = None   # EW mean of ARKit's good frames
         self._usual_decay = 0.5 ** (1.0 / (c.adapt_halflife_s * c.rate_hz))
 
     def _learn_delta_gain(self, adapted: np.ndarray, arkit: np.ndarray | None,
@@ -195,14 +209,16 @@ class HybridFusion:
             a_hist = np.stack(self._arkit_hist) if full else None
             i_hist = np.stack(self._imu_hist) if full else None
             for r, idx in enumerate(REGION_INDEX.values()):
+                if REGION_NAMES[r] in c.camera_only:
+                    continue   # the IMU sees nothing here to judge ARKit by
                 if prev_a is not None:
                     jump = np.max(np.abs(arkit[idx] - prev_a[idx]))
                     imu_step = np.max(np.abs(imu[idx] - prev_i[idx]))
                     if jump > c.jump_per_frame and imu_step < jump / 3:
                         bad_now[r], reasons[r] = True, "jump"
                         continue
-                if REGION_NAMES[r] in c.camera_only:
-                    continue   # face-skin IMUs hardly see gaze: no evidence against ARKit
+                if REGION_NAMES[r] in c.no_witness:
+                    continue   # the IMU estimate is too weak here to contradict ARKit
                 diff = float(np.mean(np.abs(arkit[idx] - adapted[idx])))
                 if full:
                     a, i = a_hist[:, idx], i_hist[:, idx]
@@ -261,12 +277,22 @@ class HybridFusion:
             self._anchor_arkit[good] = arkit[good]
             self._anchor_imu[good] = adapted[good]
             self._since_good[good] = 0.0
+            if self._arkit_mean is None:
+                self._arkit_mean = np.array(arkit, dtype=np.float64)
+            d = self._usual_decay
+            self._arkit_mean[good] = d * self._arkit_mean[good] + (1 - d) * arkit[good]
         self._since_good[~good] += 1.0 / c.rate_hz
         self._learn_delta_gain(adapted, arkit, good)
         gain = self._sxy / (self._sxx + c.delta_prior)   # prior: no evidence, hold ARKit
         relax = 0.5 ** (self._since_good / c.carry_halflife_s)
         carried = (relax * (self._anchor_arkit + np.clip(gain, 0.0, 1.5)
                             * (adapted - self._anchor_imu)) + (1 - relax) * adapted)
+        # Camera-only regions: ARKit's last good frame relaxing to ARKit's own mean (0, the
+        # neutral face, before ARKit was ever seen); nothing of the IMU estimate.
+        cam = self._camera_only
+        mean = np.zeros(N_BLENDSHAPES) if self._arkit_mean is None else self._arkit_mean
+        held = self._anchor_arkit if self._arkit_mean is not None else mean
+        carried[cam] = relax[cam] * held[cam] + (1 - relax[cam]) * mean[cam]
         # When ARKit is gone its share fades from the last frame it gave, never from nothing.
         shown = carried if self._last_arkit is None else self._last_arkit
         values = w * shown + (1.0 - w) * carried

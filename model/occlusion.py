@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hardware.vocabulary import REGION_INDEX
+from hardware.vocabulary import REGION_INDEX, region_summary
 from model.fusion import REGION_NAMES, FusionConfig, HybridFusion
 
 MOUTH_REGIONS: tuple[str, ...] = ("mouth", "jaw", "cheeks_nose")
@@ -92,11 +92,10 @@ def run_hybrid(imu: np.ndarray, observed: np.ndarray, rate_hz: float = 60.0,
 
 
 def region_mae(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Mean absolute error x100 per region and over all 52."""
+    """Mean absolute error x100 per region, without gaze and tongue, and over all 52
+    (``hardware.vocabulary.region_summary``)."""
     err = np.abs(np.asarray(pred) - np.asarray(truth))
-    out = {r: float(err[:, idx].mean() * 100) for r, idx in REGION_INDEX.items()}
-    out["all"] = float(err.mean() * 100)
-    return out
+    return region_summary(err.mean(axis=0) * 100)
 
 
 def evaluate_hybrid(truth: np.ndarray, imu: np.ndarray, rate_hz: float = 60.0,

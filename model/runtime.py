@@ -24,6 +24,8 @@ newest one (the model looks a few frames ahead).
         use(frame.t, frame.blendshapes)
 
 :func:`run_lsl` does the same from an ``IMU`` LSL stream to a ``Blendshapes`` outlet.
+Frames hold the model's raw output (it can stray a little outside 0..1, and evaluation scores
+it as it is); :func:`stream_values` is the one place that clips what is published.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from hardware.vocabulary import BLENDSHAPE_RANGE, N_BLENDSHAPES, N_POSE
 from model.checkpoint import Trained, load_model
 from model.features import FeatureExtractor
 from model.sampling import StreamingSampler
@@ -336,13 +339,21 @@ class Runtime:
 
 
 def stream_values(blendshapes: np.ndarray, head: np.ndarray | None = None) -> list[float]:
-    """The 61 ``Blendshapes`` channel values of a frame: the 52 weights, the head's yaw, pitch
-    and roll (``head``, radians, from ``model.headpose``; zeros when None) and the eye pose
-    (not estimated: zeros)."""
-    pose = [0.0] * 9
+    """The 61 ``Blendshapes`` channel values of a frame, as every imusic output publishes them
+    (LSL from ``live``/``hybrid``/``demo``, Live Link packets): the 52 blendshapes clipped to
+    ``BLENDSHAPE_RANGE`` (the model's raw output strays outside it; ``Frame.blendshapes`` keeps
+    the raw values for evaluation), then the head's yaw, pitch and roll (``head``, radians,
+    from ``model.headpose``; zeros when None) and the eye pose (not estimated: zeros). The one
+    place published values are clipped (a NaN, which no path is known to make, publishes as 0
+    rather than leave the range)."""
+    values = np.asarray(blendshapes, np.float64)[:N_BLENDSHAPES]
+    if values.shape != (N_BLENDSHAPES,):
+        raise ValueError(f"stream_values wants 52 blendshapes, got shape {values.shape}")
+    clipped = np.clip(np.nan_to_num(values, nan=0.0), *BLENDSHAPE_RANGE)
+    pose = [0.0] * N_POSE
     if head is not None:
         pose[:3] = [float(v) for v in head]
-    return [float(v) for v in blendshapes] + pose
+    return [float(v) for v in clipped] + pose
 
 
 def imu_labels(info: Any) -> list[str]:

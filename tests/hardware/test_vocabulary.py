@@ -1,6 +1,7 @@
 """The blendshape vocabulary against the real Live Link Face files."""
 
 import numpy as np
+import pytest
 
 from hardware import vocabulary as v
 
@@ -58,3 +59,22 @@ def test_action_units():
     aus, intensity = v.action_units(w)
     assert intensity[aus.index(12)] == 0.5
     assert intensity.sum() == 0.5
+
+
+def test_gaze_and_tongue_are_set_apart():
+    assert v.IMU_BLIND_REGIONS == ("gaze", "tongue")
+    assert v.REGIONS["tongue"] == ("tongueOut",) and "tongueOut" not in v.REGIONS["mouth"]
+    seen = [v.ARKIT_NAMES[i] for i in v.IMU_SEEN_INDEX]
+    assert len(seen) == 43 and not any(n.startswith("eyeLook") or n == "tongueOut" for n in seen)
+
+
+def test_region_summary_keeps_gaze_and_tongue_out_of_the_headline():
+    per = np.ones(52)
+    per[v.REGION_INDEX["gaze"]] = 10.0
+    per[v.ARKIT_NAMES.index("tongueOut")] = 20.0
+    s = v.region_summary(per)
+    assert s[v.SEEN_KEY] == 1.0 and s["gaze"] == 10.0 and s["tongue"] == 20.0
+    assert s[v.ALL_KEY] == (43 + 80 + 20) / 52
+    assert list(s)[-2:] == [v.SEEN_KEY, v.ALL_KEY]
+    with pytest.raises(ValueError, match="52 per-blendshape"):
+        v.region_summary(np.ones(50))

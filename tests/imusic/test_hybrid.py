@@ -89,6 +89,8 @@ def test_hybrid_hands_over_to_the_imu_and_back_within_100_ms(emulator, unique_na
     # No jump at the hand-overs larger than the model's error on this run: the fused output's
     # frame-to-frame step near each hand-over stays below the twin's own motion + that error.
     f, fts = np.asarray(f_rows)[:, :52], np.asarray(f_ts)
+    # every fused value published is in 0..1 (the IMU side strays below 0 unclipped)
+    assert 0.0 <= f.min() and f.max() <= 1.0, (f.min(), f.max())
     steps = np.abs(np.diff(f, axis=0)).max(axis=1)
     calm = steps[(fts[1:] > onset - 3.0) & (fts[1:] < onset - 0.5)]
     for t0 in (onset, recovery):

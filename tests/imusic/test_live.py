@@ -162,3 +162,40 @@ def test_no_raw_recording_holds_no_raw_imu(emulator, unique_name, tmp_path):
         names: list[str] = []
         h5.visit(names.append)
         assert not any(".acc." in n or "gyro" in n for n in names), names
+
+
+def test_every_published_value_is_in_range(emulator, unique_name):
+    """The model's raw output strays below 0 (13 % of values on the bundled model before the
+    clip); every value ``imusic live`` publishes, on LSL and in Live Link packets, is in [0, 1]."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.2)
+    packets: list[bytes] = []
+    stop_rx = threading.Event()
+
+    def receive() -> None:
+        while not stop_rx.is_set():
+            try:
+                packets.append(udp.recv(2048))
+            except socket.timeout:
+                pass
+
+    rx = threading.Thread(target=receive, daemon=True)
+    rx.start()
+    name = f"{unique_name}-range"
+    th, result = _run_cli(["live", "--serial", emulator.emulator.serial_path, "--seconds", "8",
+                           "--name", name, "--quiet",
+                           "--livelink", f"127.0.0.1:{udp.getsockname()[1]}"])
+    found = pylsl.resolve_byprop("name", name, 1, 30.0)
+    assert found, "imusic live published no predictions stream"
+    rows, _ = _collect(pylsl.StreamInlet(found[0]), th)
+    th.join(30)
+    stop_rx.set()
+    rx.join(2)
+    assert result.get("code") == 0
+    assert len(rows) > 60 * 3 and len(packets) > 60 * 3, (len(rows), len(packets))
+    sent = np.stack([parse_packet(p).values for p in packets])
+    for where, values in (("LSL", rows[:, :52]), ("Live Link", sent[:, :52])):
+        low, high = float(values.min()), float(values.max())
+        share = float((values < 0).mean())
+        assert 0.0 <= low and high <= 1.0, f"{where}: {low:.3f}..{high:.3f}, {share:.1%} < 0"

@@ -4,12 +4,15 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 
-from hardware.vocabulary import REGION_INDEX
+from hardware.vocabulary import IMU_BLIND_REGIONS, REGION_INDEX
 from model.fusion import REGION_NAMES, FusionConfig, HybridFusion
 from model.occlusion import evaluate_hybrid, hold_last, run_hybrid, simulate_occlusions
 
 RATE = 60.0
 MOUTH = REGION_NAMES.index("mouth")
+CAMERA_ONLY_TIE = 0.05
+"""Relative margin within which a camera-only region ties ARKit's hold (the relaxation to
+ARKit's mean over a loss wins on some random motion and loses on other)."""
 
 
 def _motion(n: int, seed: int = 0) -> np.ndarray:
@@ -130,5 +133,55 @@ def test_hybrid_beats_arkit_hold_and_imu_only_in_every_region(seed):
     result = evaluate_hybrid(truth, imu, RATE, seed=seed)
     for region in REGION_NAMES:
         hybrid = result["hybrid"][region]
-        assert hybrid < result["arkit_hold"][region], (region, result)
         assert hybrid < result["imu_only"][region], (region, result)
+        if region in IMU_BLIND_REGIONS:
+            # camera only: ARKit held through a loss (relaxing to its own mean), a tie with
+            # the hold however good this toy IMU estimate is
+            assert hybrid <= result["arkit_hold"][region] * (1 + CAMERA_ONLY_TIE), (region, result)
+        else:
+            assert hybrid < result["arkit_hold"][region], (region, result)
+
+
+def _lost_gaze_and_tongue(imu_value: float):
+    """Fuse 2 s of a still face, then 1.5 s with the face lost, with the IMU estimate of gaze
+    and tongue at ``imu_value``; returns the fused frames during the loss."""
+    fuser = HybridFusion()
+    face = np.full(52, 0.2)
+    blind = np.concatenate([REGION_INDEX[r] for r in IMU_BLIND_REGIONS])
+    face[blind] = 0.6
+    imu = face.copy()
+    imu[blind] = imu_value
+    for k in range(120):
+        fuser.step(k / RATE, imu, face)
+    return [fuser.step(k / RATE, imu, None) for k in range(120, 210)], face, blind
+
+
+def test_gaze_and_tongue_come_from_the_camera_only():
+    frames, face, blind = _lost_gaze_and_tongue(imu_value=1.0)
+    lost = np.stack([f.values for f in frames])
+    # while the face is lost the other regions go over to the IMU side; gaze and tongue hold
+    # ARKit's last frame (its own mean is the same here), whatever the IMU estimate says
+    assert np.all(frames[-1].arkit_weight[[REGION_NAMES.index(r) for r in ("brows", "mouth")]] == 0)
+    assert np.allclose(lost[:, blind], face[blind], atol=1e-9), lost[:, blind].max()
+    other, _, _ = _lost_gaze_and_tongue(imu_value=0.0)
+    assert np.allclose(np.stack([f.values for f in other])[:, blind], lost[:, blind])
+
+
+def test_a_saccade_is_not_a_jump():
+    fuser = HybridFusion()
+    base = np.full(52, 0.1)
+    for k in range(30):
+        fuser.step(k / RATE, base, base)
+    saccade = base.copy()
+    saccade[REGION_INDEX["gaze"]] = 0.9          # the eyes turn in one frame; the skin does not
+    frame = fuser.step(30 / RATE, base, saccade)
+    gaze = REGION_NAMES.index("gaze")
+    assert frame.trusted[gaze] and frame.reasons[gaze] == ""
+    assert np.allclose(frame.values[REGION_INDEX["gaze"]], 0.9)
+
+
+def test_gaze_and_tongue_are_neutral_before_arkit_is_seen():
+    frame = HybridFusion().step(0.0, np.full(52, 0.7), None)
+    blind = np.concatenate([REGION_INDEX[r] for r in IMU_BLIND_REGIONS])
+    assert np.all(frame.values[blind] == 0.0)
+    assert np.allclose(np.delete(frame.values, blind), 0.7)

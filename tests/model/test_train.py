@@ -115,8 +115,28 @@ def test_eval_command_writes_table_json_and_plots(tiny_ckpt, toy_data, tmp_path,
         assert word in out
     res = json.loads((tmp_path / "ev" / "results.json").read_text())["results"]
     r = res["heldout_takes"]["imusic"]
-    assert set(r["regions"]) == {"brows", "eyes", "gaze", "cheeks_nose", "mouth", "jaw"}
+    assert set(r["regions"]) == {"brows", "eyes", "gaze", "cheeks_nose", "mouth", "jaw",
+                                 "tongue"}
     assert len(r["per_blendshape"]) == 52 and r["frames"] > 0
+    # the headline figure leaves out gaze (eyeLook*) and tongueOut, which are reported apart
+    per = r["per_blendshape"]
+    seen = [v for n, v in per.items() if not n.startswith("eyeLook") and n != "tongueOut"]
+    assert len(seen) == 43
+    assert r["mae_no_gaze_tongue"] == pytest.approx(np.mean(seen))
+    assert r["mae"] == pytest.approx(np.mean(list(per.values())))
+    assert r["regions"]["tongue"] == pytest.approx(per["tongueOut"])
+    assert r["regions"]["gaze"] == pytest.approx(
+        np.mean([v for n, v in per.items() if n.startswith("eyeLook")]))
+    # and so does the printed table: the headline column, gaze and tongue columns, all 52
+    header = next(line for line in out.splitlines() if "method" in line)
+    columns = [c.strip() for c in header.strip().strip("┃").split("┃")]
+    assert columns[:2] == ["method", "all (no gaze/tongue)"], columns
+    assert columns[-5:] == ["gaze", "tongue", "all 52", "vel err", "jitter"], columns
+    # the last table is heldout_takes; its imusic row's first figure is the headline
+    row = [line for line in out.splitlines() if line.strip("│┃ ").startswith("imusic ")][-1]
+    cells = [c.strip() for c in row.strip().strip("│┃").split("│")]
+    assert float(cells[1]) == pytest.approx(r["mae_no_gaze_tongue"], abs=0.006), row
+    assert float(cells[-3]) == pytest.approx(r["mae"], abs=0.006), row
     pngs = sorted(p.name for p in (tmp_path / "ev").glob("*.png"))
     assert "seen_in_training" not in res
     assert "model_heldout_takes_per_blendshape.png" in pngs
