@@ -188,8 +188,8 @@ print("RESULT " + json.dumps({"keys": keys, "fps": bpy.context.scene.render.fps 
 def test_blender_imports_glb_with_52_shape_keys_and_the_take(tmp_path, real_take):
     blender = shutil.which("blender")
     if blender is None:
-        pytest.skip("Blender is not installed: 'sudo apt-get install blender python3-numpy' "
-                    "(Debian) to run the glTF import check in Blender")
+        pytest.fail("Blender is not installed: scripts/setup.sh installs it (or 'sudo apt-get "
+                    "install blender python3-numpy' on Debian)")
     session = _aligned_session(tmp_path / "s.h5", real_take)
     out, series = export_session(session, "gltf")
     script = tmp_path / "check.py"
