@@ -183,6 +183,9 @@ def main() -> int:
     ap.add_argument("--labrecorder", default=None, metavar="DIR",
                     help="with --realtime: the unzipped labrecorder wheel (default "
                          "$IMUSIC_LABRECORDER)")
+    ap.add_argument("--settle", type=float, default=32.0, metavar="S",
+                    help="with --realtime: seconds between connecting and pushing (default 32: "
+                         "past the recorder's 30 s fast-resolve window)")
     ap.add_argument("--profile", default=None, metavar="FILE",
                     help="with --realtime: py-spy the recorder into FILE (py-spy on PATH or "
                          "$IMUSIC_PYSPY)")

@@ -57,6 +57,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wire_rows(seconds: float = 60.0) -> np.ndarray:
+    """(N, 108) IMU values at 200 Hz as ``imusic stream`` publishes them: the twin's int16
+    counts times the scales the device sends (float32 on the wire, widened to float64), as
+    firmware_bridge.outlet.samples_to_rows computes them."""
+    from hardware.motion import procedural
+    from hardware.physics import simulate
+
+    sig = simulate(procedural(seconds, fps=BS_RATE, seed=11), "imusic11", rate_hz=IMU_RATE,
+                   seed=11)
+    blocks = [sig.counts(q) * np.float32(sig.scales[q][0]).astype(np.float64)[None, None]
+              for q in ("acc", "gyro", "mag")]
+    return np.concatenate(blocks, axis=2).reshape(len(sig.t), -1)
+
+
 def _outlets(tag: str, wearables: int) -> tuple[list[Any], Any, list[str], list[str]]:
     import pylsl
 
@@ -79,14 +93,17 @@ def _outlets(tag: str, wearables: int) -> tuple[list[Any], Any, list[str], list[
 
 
 def run_realtime(minutes: float, wearables: int, lr_dir: str | None,
-                 profile: str | None) -> dict[str, Any]:
-    """Push ``minutes`` in real time into both recorders; the measures as one dict."""
+                 profile: str | None, settle_s: float) -> dict[str, Any]:
+    """Push ``minutes`` in real time into both recorders, ``settle_s`` after both have
+    connected (past the recorder's fast-resolve window: the steady state an hour is made
+    of); the measures as one dict."""
     import pylsl
 
     from capture.session import SessionReader
     from capture.xdf import scan_xdf
 
-    imu_rows, bs_rows, _ = twin_loop()
+    _, bs_rows, _ = twin_loop()
+    imu_rows = wire_rows()
     tag = uuid.uuid4().hex[:8]
     imus, bs_out, imu_names, preds = _outlets(tag, wearables)
     bs_name = preds[-1][6:-1]
@@ -106,13 +123,12 @@ def run_realtime(minutes: float, wearables: int, lr_dir: str | None,
         lr_base = int(line[1]) / 1024
     procs = {"imusic": rec} | ({"labrecorder": lr} if lr else {})
     try:
-        need = 2 if lr else 1
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not all(
                 o.have_consumers() for o in imus + [bs_out]):
             time.sleep(0.1)
         # Both recorders connected (LabRecorder connects before 'ready'); let them settle.
-        time.sleep(2.0 if need else 0)
+        time.sleep(settle_s)
         spy = None
         if profile:
             pyspy = os.environ.get("IMUSIC_PYSPY", "py-spy")
@@ -176,7 +192,8 @@ def run_realtime(minutes: float, wearables: int, lr_dir: str | None,
     computed = xdf_bytes(minutes * 60, [(IMU_CHANNELS, 8, IMU_RATE)] * wearables
                          + [(BS_CHANNELS, 4, BS_RATE)]) / 1e6
     res: dict[str, Any] = {
-        "minutes": minutes, "wearables": wearables, "wall_s": round(wall, 1),
+        "minutes": minutes, "wearables": wearables, "settle_s": settle_s,
+        "wall_s": round(wall, 1),
         "lost_samples": int(lost),
         "imusic_cpu_pct": round(100 * cpu["imusic"] / wall, 2),
         "imusic_peak_rss_mb": round(peak["imusic"], 1),
@@ -211,7 +228,7 @@ def run_realtime(minutes: float, wearables: int, lr_dir: str | None,
 def main_realtime(args: Any) -> int:
     """bench_record --realtime: run, print the table, save JSON."""
     lr_dir = args.labrecorder or os.environ.get("IMUSIC_LABRECORDER") or DEFAULT_LABRECORDER
-    res = run_realtime(args.realtime, args.wearables, lr_dir, args.profile)
+    res = run_realtime(args.realtime, args.wearables, lr_dir, args.profile, args.settle)
     rows = [{"measure": k, "value": v} for k, v in res.items()]
     print_table(rows, title=f"imusic record vs LabRecorder: {args.realtime:g} min real time, "
                             f"{args.wearables} wearable(s) + ARKit (per hour: linear "
