@@ -114,12 +114,20 @@ def chunk_rows(spec: "StreamSpec", limits: WriteLimits = WRITE_LIMITS) -> int:
 class _Pending:
     """Rows of one sample dataset that wait in memory for their chunk to fill."""
 
-    __slots__ = ("parts", "rows", "since")
+    __slots__ = ("parts", "times", "rows")
 
     def __init__(self) -> None:
         self.parts: list[np.ndarray] = []
+        self.times: list[float] = []     # monotonic time each part came
         self.rows = 0
-        self.since = 0.0      # monotonic time the oldest waiting row came
+
+    def came(self, row: int) -> float:
+        """When the waiting row ``row`` (0 = the oldest) came."""
+        for part, t in zip(self.parts, self.times):
+            if row < len(part):
+                return t
+            row -= len(part)
+        return self.times[-1]
 
 
 class SessionError(Exception):
@@ -325,6 +333,7 @@ class SessionWriter:
         self._pending: dict[str, _Pending] = {}
         self._chunk: dict[str, int] = {}
         self.h5_writes = 0        # dataset writes handed to HDF5 (the profile's call count)
+        self.part_chunk_writes = 0  # writes that left a chunk part filled (paused streams)
         self._specs: dict[str, StreamSpec] = {}
         self._health: dict[str, np.ndarray] = {}
         self._dirty_health: set[str] = set()
@@ -453,31 +462,31 @@ class SessionWriter:
     def _hold(self, path: str, rows: np.ndarray) -> None:
         """Queue sample rows for ``path``; write whole chunks now if many are waiting."""
         p = self._pending[path]
-        if not p.rows:
-            p.since = time.monotonic()
         p.parts.append(rows)
+        p.times.append(time.monotonic())
         p.rows += len(rows)
         if p.rows >= self.limits.max_pending_chunks * self._chunk[path]:
             self._write_pending(path, force=False)
 
     def _write_pending(self, path: str, force: bool) -> None:
-        """Write the waiting rows of ``path`` that complete chunks (all of them if ``force``
-        or if they have waited ``hold_s``); keep the rest."""
+        """Write the waiting rows of ``path`` that complete chunks; the rest too if ``force``
+        or if its oldest row has waited ``hold_s`` (the stream paused or ended)."""
         p = self._pending[path]
         if not p.rows:
             return
         n, cr = self._rows.get(path, 0), self._chunk[path]
-        if force or time.monotonic() - p.since >= self.limits.hold_s:
+        m = (n + p.rows) // cr * cr - n
+        if force or (m < p.rows and time.monotonic() - p.came(max(m, 0)) >= self.limits.hold_s):
             m = p.rows
-        else:
-            m = (n + p.rows) // cr * cr - n
-            if m <= 0:
-                return
+        if m <= 0:
+            return
         rows = p.parts[0] if len(p.parts) == 1 else np.concatenate(p.parts)
         self._extend(path, rows[:m])
+        if (n + m) % cr:
+            self.part_chunk_writes += 1
         rest = rows[m:]
-        p.parts, p.rows = ([rest], len(rest)) if len(rest) else ([], 0)
-        p.since = time.monotonic()
+        came = p.came(m) if len(rest) else 0.0
+        p.parts, p.times, p.rows = ([rest], [came], len(rest)) if len(rest) else ([], [], 0)
 
     def pending_rows(self, key: str) -> int:
         """Rows of stream ``key`` given to ``append`` but not yet handed to HDF5."""
@@ -596,7 +605,7 @@ class SessionWriter:
             return
         self.write_error = reason
         for p in self._pending.values():     # never handed to HDF5: lost with the failure
-            p.parts, p.rows = [], 0
+            p.parts, p.times, p.rows = [], [], 0
         # The handles' destructors report writes that fail while they close; they are the
         # failure being handled here, so they are not printed.
         hook = sys.unraisablehook

@@ -9,6 +9,7 @@ filled compressed chunk at every flush, and the old copies stayed in the file as
 from __future__ import annotations
 
 import shutil
+import time
 import subprocess
 
 import h5py
@@ -91,3 +92,39 @@ def test_h5dump_reads_every_row_of_a_live_written_session(tmp_path):
     body = body[:body.index("}")]
     values = np.array([float(v) for v in body.replace(",", " ").split()])
     assert np.array_equal(values, sent["imu"].ravel())
+
+
+def test_in_real_time_chunks_are_written_whole(tmp_path):
+    """Rows coming as the recorder's pulls bring them (every 0.1 s) at the recorder's flush
+    interval: every chunk is written whole, once; only the close writes part-filled ones."""
+    rng = np.random.default_rng(5)
+    rows = _wire_like(800, 110, rng)
+    w = SessionWriter(tmp_path / "rt.h5")
+    key = w.add_stream(StreamSpec("imu", "IMU", 110, 200.0, "double64"))
+    t0, sent = time.monotonic(), 0
+    while sent < len(rows):                     # 4 s of a 200 Hz stream, paced by the clock
+        due = min(len(rows), int((time.monotonic() - t0) * 200))
+        if due > sent:
+            w.append(key, rows[sent:due], 100 + np.arange(sent, due) / 200)
+            sent = due
+        w.maybe_flush()
+        time.sleep(0.1)
+    assert w.part_chunk_writes == 0, f"{w.part_chunk_writes} part-filled chunk writes"
+    w.close()
+    assert w.part_chunk_writes <= 2            # the last chunk of time_series and time_stamps
+
+
+def test_rows_of_a_paused_stream_reach_the_disk(tmp_path):
+    """A stream that stops mid-chunk: its rows are written part filled after hold_s, so a
+    kill then loses nothing of them."""
+    w = SessionWriter(tmp_path / "pause.h5")
+    key = w.add_stream(StreamSpec("imu", "IMU", 4, 200.0, "double64"))
+    w.append(key, np.ones((7, 4)), 100 + np.arange(7) / 200)
+    w.maybe_flush()
+    deadline = time.monotonic() + 10
+    while w.durable_rows(key) < 7 and time.monotonic() < deadline:
+        w.maybe_flush()
+        time.sleep(0.02)
+    assert w.durable_rows(key) == 7 and w.pending_rows(key) == 0
+    assert time.monotonic() < deadline
+    w.close()
