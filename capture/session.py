@@ -97,6 +97,9 @@ class WriteLimits:
     """Rows that have waited this long for their chunk to fill are written part filled."""
     max_pending_chunks: int = 64
     """Write whole chunks at once when this many are waiting (bulk appends: imports)."""
+    chunk_cache_bytes: int = 0
+    """HDF5's chunk cache per dataset (its default is 1 MiB): whole chunks are written
+    straight through it, so the writer needs none."""
 
 
 WRITE_LIMITS = WriteLimits()
@@ -349,7 +352,8 @@ class SessionWriter:
         self.write_error = ""
         try:
             # 'x' = create, fail if it exists (a race with another writer is refused too).
-            self._h5 = h5py.File(self.path, "x", libver=LIBVER)
+            self._h5 = h5py.File(self.path, "x", libver=LIBVER,
+                                 rdcc_nbytes=self.limits.chunk_cache_bytes)
         except (FileExistsError, OSError) as err:
             raise SessionError(f"cannot create session {self.path}: {err}") from err
         root = self._h5.attrs
@@ -382,7 +386,8 @@ class SessionWriter:
             self.flush(whole_chunks=True)
             self._handles.clear()
             self._h5.close()
-            self._h5 = h5py.File(self.path, "a", libver=LIBVER)
+            self._h5 = h5py.File(self.path, "a", libver=LIBVER,
+                                 rdcc_nbytes=self.limits.chunk_cache_bytes)
 
     @property
     def keys(self) -> list[str]:
