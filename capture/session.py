@@ -19,7 +19,8 @@ live sessions were mostly dead space. So the writer keeps each stream's newest r
 until they fill a chunk (``chunk_s`` of samples), writes whole chunks at each flush, and writes
 a part-filled chunk only when its rows have waited ``hold_s`` (a stream that paused or ended)
 or at close. A sample reaches the disk at most ``chunk_s + flush_interval`` after the writer got
-it (0.75 s), which is what a killed recorder can lose.
+it (0.75 s; ``hold_s + flush_interval`` = 0.9 s for a stream that stopped mid-chunk), which is
+what a killed recorder can lose. Nothing is repacked at close.
 
 Damaged files. Every reader opens a session through ``open_h5`` (plain first; SWMR, with the
 bounded retries of ``ReadLimits``, only for a file still flagged open for writing), and
