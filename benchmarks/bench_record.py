@@ -4,7 +4,8 @@ One IMU stream (12 sensors x acc/gyro/mag at 200 Hz + device time and sequence: 
 channels, the firmware_bridge outlet's layout) and one ARKit stream (61 float32 at 60 Hz) are
 played faster than real time (``--speed``) through real pylsl outlets, with session-time
 stamps, into ``imusic record`` running as its own process. The signals are the twin's
-(procedural face motion through hardware.physics, int16-quantised), looped. Then the file is
+(procedural face motion through hardware.physics, int16-quantised with float64 scales, so they
+compress less than what ``imusic stream`` publishes: see ``--realtime``), looped. Then the file is
 checked sample by sample (every IMU sequence number once, every ARKit frame once).
 
 Reports: samples lost, the recorder's peak RSS (VmHWM), file size per hour of session, wall
