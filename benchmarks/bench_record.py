@@ -4,13 +4,25 @@ One IMU stream (12 sensors x acc/gyro/mag at 200 Hz + device time and sequence: 
 channels, the firmware_bridge outlet's layout) and one ARKit stream (61 float32 at 60 Hz) are
 played faster than real time (``--speed``) through real pylsl outlets, with session-time
 stamps, into ``imusic record`` running as its own process. The signals are the twin's
-(procedural face motion through hardware.physics, int16-quantised), looped. Then the file is
+(procedural face motion through hardware.physics, int16-quantised with float64 scales, so they
+compress less than what ``imusic stream`` publishes: see ``--realtime``), looped. Then the file is
 checked sample by sample (every IMU sequence number once, every ARKit frame once).
 
 Reports: samples lost, the recorder's peak RSS (VmHWM), file size per hour of session, wall
 time and the real-time factor.
 
+``--realtime MINUTES`` plays the same streams in real time, as the devices do (IMU in frames
+of 4 instants every 20 ms, as ``imusic stream`` pushes an emulated wearable's SAMPLES frames;
+ARKit one frame each 1/60 s), optionally with ``--wearables N`` IMU streams, into ``imusic
+record`` and, beside it on the same streams, LabRecorder (benchmarks/labrecorder_run.py). It
+reports per recorder the CPU (% of one core, from /proc utime+stime over the recording), peak
+RSS, file size, file size per real-time hour (the minutes recorded, extrapolated linearly)
+and the ratios to LabRecorder. Where LabRecorder cannot run, its XDF size is computed
+exactly (``xdf_bytes``) and the table says so.
+
     python benchmarks/bench_record.py [--quick] [--minutes M] [--speed S]
+    python benchmarks/bench_record.py --realtime MINUTES [--wearables N] [--labrecorder DIR]
+        [--profile FILE.svg]
 """
 
 from __future__ import annotations
@@ -165,11 +177,27 @@ def run(minutes: float, speed: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--realtime", type=float, default=None, metavar="MINUTES",
+                    help="record MINUTES in real time beside LabRecorder (see above)")
+    ap.add_argument("--wearables", type=int, default=1,
+                    help="with --realtime: IMU streams (12 x 200 Hz each; default 1)")
+    ap.add_argument("--labrecorder", default=None, metavar="DIR",
+                    help="with --realtime: the unzipped labrecorder wheel (default "
+                         "$IMUSIC_LABRECORDER)")
+    ap.add_argument("--settle", type=float, default=32.0, metavar="S",
+                    help="with --realtime: seconds between connecting and pushing (default 32: "
+                         "past the recorder's 30 s fast-resolve window)")
+    ap.add_argument("--profile", default=None, metavar="FILE",
+                    help="with --realtime: py-spy the recorder into FILE (py-spy on PATH or "
+                         "$IMUSIC_PYSPY)")
     ap.add_argument("--quick", action="store_true", help="3 minutes of session")
     ap.add_argument("--minutes", type=float, default=None, help="session length (default 60)")
     ap.add_argument("--speed", type=float, default=30.0,
                     help="playback speed, x real time (default 30)")
     args = ap.parse_args()
+    if args.realtime is not None:
+        from benchmarks.bench_record_rt import main_realtime
+        return main_realtime(args)
     minutes = args.minutes or (3.0 if args.quick else 60.0)
     res = run(minutes, args.speed)
     print_table([res], title=f"imusic record: {minutes:g} min session at {args.speed:g}x")

@@ -1,11 +1,17 @@
 """The LSL recorder: every matching stream on the network into one session file.
 
 Threads: one resolver finds streams, including ones that join late (one-shot resolves in a
-loop, so a new stream is found in about ``RecordLimits.resolve_wait_s``); one puller thread per
-stream pulls chunks from its inlet (``recover=True``, so a stream that is lost and comes back
-is followed), measures the clock offset periodically and notices gaps; all of them put
-messages on one queue; one writer thread owns the ``SessionWriter`` and is the only code that
-touches the file.
+loop, so a new stream is found in about ``RecordLimits.resolve_wait_s``, for
+``resolve_fast_s`` after the start and after each new stream; then liblsl's continuous
+resolver, which costs a tenth of the CPU and finds a stream in about a second); one puller
+thread per stream pulls what its inlet holds every ``pull_interval_s`` (``recover=True``, so a
+stream that is lost and comes back is followed), measures the clock offset periodically and
+notices gaps; all of them put messages on one queue; one writer thread owns the
+``SessionWriter`` and is the only code that touches the file.
+
+Cost. Per stream and second the Python work is a fixed number of pulls (1 / pull_interval_s)
+and two HDF5 writes per flush (the writer writes whole chunks, ``capture.session.WriteLimits``),
+whatever the sample rate: no per-sample Python.
 
 Lost and gaps. With ``recover=True`` an inlet never raises when its source disappears; it just
 returns nothing. A puller marks its stream *lost* when no sample has arrived for
@@ -87,10 +93,13 @@ class RecordLimits:
 
     stop_within_s: float = 0.8       # stop(): pullers drain and end within this many seconds
     drain_s: float = 0.3             # at stop, how long a puller keeps pulling what is buffered
-    pull_timeout_s: float = 0.05     # a puller's blocking pull, so also its stop-check period
+    pull_interval_s: float = 0.1     # a puller pulls what its inlet holds this often (and
+    #                                  checks the stop flag): it adds this to what a kill loses
     offset_timeout_s: float = 0.5    # wait for one clock-offset measurement
     close_timeout_s: float = 15.0    # stop(): wait for the writer to write the queue and close
     resolve_wait_s: float = 0.1      # one resolve query waits this long for a new stream
+    resolve_fast_s: float = 30.0     # one-shot resolves this long after start and a new stream
+    resolve_poll_s: float = 0.5      # then: how often the continuous resolver's list is read
     warn_free_hours: float = 1.0     # warn when free disk lasts less than this at the data rate
     min_free_bytes: int = 1 << 20    # stop cleanly when free disk falls below this (0 = never)
     ballast_bytes: int = 512 << 10   # disk kept in a reserve file, freed so a failed file can close
@@ -153,10 +162,11 @@ class _Puller(threading.Thread):
                     except Exception:  # noqa: BLE001 - timeout or lost: skipped, counted
                         self.out.put(_Msg("offset_fail", self.sid))
                     next_offset = time.monotonic() + self.offset_interval
-                if not self._pull(inlet, self.limits.pull_timeout_s, max_samples):
+                if not self._pull(inlet, 0.0, max_samples):
                     if not self.lost and time.monotonic() - self.last_data > lost_after:
                         self.lost = True
                         self.out.put(_Msg("lost", self.sid, t=pylsl.local_clock()))
+                self.stop_event.wait(self.limits.pull_interval_s)
             # Stop: what the inlet has received until now, with a bound (a fast stream keeps
             # refilling it).
             deadline = time.monotonic() + self.limits.drain_s
@@ -347,15 +357,26 @@ class Recorder:
     def _resolve_loop(self) -> None:
         import pylsl
 
-        # One-shot resolves in a loop rather than a ContinuousResolver: a one-shot query goes
-        # out at once and returns as soon as one stream more than last time answers, so a new
-        # stream is found within milliseconds; the continuous resolver's waves took up to a
-        # second, and an outlet sends a new inlet only what is pushed after it connects.
+        # One-shot resolves in a loop while streams are arriving: a one-shot query goes out at
+        # once and returns as soon as one stream more than last time answers, so a new stream
+        # is found within milliseconds (an outlet sends a new inlet only what is pushed after
+        # it connects). Each costs a resolver set up and torn down: 1.4-2.5 % of a core at ten
+        # a second, more than the recording itself. So after ``resolve_fast_s`` without a new
+        # stream the continuous resolver takes over (0.2 %, its waves find a stream in ~1 s).
         pred = build_predicate(self.types, self.names)
         present = 0
+        fast_until = time.monotonic() + self.limits.resolve_fast_s
+        continuous = None
         while not self._stop.is_set():
             try:
-                found = pylsl.resolve_bypred(pred, present + 1, self.limits.resolve_wait_s)
+                if time.monotonic() < fast_until:
+                    continuous = None
+                    found = pylsl.resolve_bypred(pred, present + 1, self.limits.resolve_wait_s)
+                else:
+                    if continuous is None:
+                        continuous = pylsl.ContinuousResolver(pred=pred)
+                    self._stop.wait(self.limits.resolve_poll_s)
+                    found = continuous.results()
             except Exception as err:  # noqa: BLE001 - a network hiccup: try again
                 self._report(f"resolving streams failed: {err}")
                 self._stop.wait(self.limits.resolve_wait_s)
@@ -375,6 +396,8 @@ class Recorder:
                             self.limits)
                 self._pullers[ident] = p
                 p.start()
+                # More streams may follow this one (a lab starting its devices): look fast.
+                fast_until = time.monotonic() + self.limits.resolve_fast_s
 
     def _write_loop(self) -> None:
         w = self._writer

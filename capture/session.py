@@ -13,6 +13,15 @@ appending. When a stream joins late the writer flushes, closes the file, reopens
 stream's datasets and switches SWMR back on. That window lasts milliseconds, once per new
 stream; everything else is plain appends under SWMR.
 
+Chunks written once (``WriteLimits``). A compressed HDF5 chunk that is written part full and
+then again fuller is stored anew each time, and under SWMR the old copy's space is not reused:
+live sessions were mostly dead space. So the writer keeps each stream's newest rows in memory
+until they fill a chunk (``chunk_s`` of samples), writes whole chunks at each flush, and writes
+a part-filled chunk only when its rows have waited ``hold_s`` (a stream that paused or ended)
+or at close. A sample reaches the disk at most ``chunk_s + flush_interval`` after the writer got
+it (0.75 s; ``hold_s + flush_interval`` = 0.9 s for a stream that stopped mid-chunk), which is
+what a killed recorder can lose. Nothing is repacked at close.
+
 Damaged files. Every reader opens a session through ``open_h5`` (plain first; SWMR, with the
 bounded retries of ``ReadLimits``, only for a file still flagged open for writing), and
 ``SessionReader`` turns any HDF5 error met while reading into one ``SessionError`` naming the
@@ -73,6 +82,56 @@ _COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 # h5py or MATLAB built on HDF5 1.10-1.14). SWMR needs at least v110. "latest" under HDF5 2.0
 # writes attribute and layout versions that 1.x cannot read.
 LIBVER = ("v110", "v110")
+
+
+@dataclass(frozen=True)
+class WriteLimits:
+    """How the writer lays out and writes the sample datasets (defaults: what the recorder uses)."""
+
+    chunk_s: float = 0.25
+    """Seconds of samples per chunk of time_series and time_stamps (at the nominal rate)."""
+    min_chunk_rows: int = 16
+    """Fewest rows per chunk (and the chunk of irregular streams is 4x this)."""
+    max_chunk_bytes: int = 1 << 20
+    """Most bytes per time_series chunk (uncompressed), for streams with many channels."""
+    hold_s: float = 0.4
+    """Rows that have waited this long for their chunk to fill are written part filled."""
+    max_pending_chunks: int = 64
+    """Write whole chunks at once when this many are waiting (bulk appends: imports)."""
+    chunk_cache_bytes: int = 0
+    """HDF5's chunk cache per dataset (its default is 1 MiB): whole chunks are written
+    straight through it, so the writer needs none."""
+
+
+WRITE_LIMITS = WriteLimits()
+
+
+def chunk_rows(spec: "StreamSpec", limits: WriteLimits = WRITE_LIMITS) -> int:
+    """Rows per chunk of a stream's time_series and time_stamps."""
+    itemsize = 16 if spec.is_string else np.dtype(spec.dtype).itemsize
+    rows = (int(np.ceil(spec.nominal_srate * limits.chunk_s)) if spec.nominal_srate > 0
+            else 4 * limits.min_chunk_rows)
+    cap = max(limits.min_chunk_rows, limits.max_chunk_bytes // (spec.channel_count * itemsize))
+    return int(min(max(limits.min_chunk_rows, rows), cap))
+
+
+class _Pending:
+    """Rows of one sample dataset that wait in memory for their chunk to fill."""
+
+    __slots__ = ("parts", "times", "rows")
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.times: list[float] = []     # monotonic time each part came
+        self.rows = 0
+
+    def came(self, row: int) -> float:
+        """When the waiting row ``row`` (0 = the oldest) came."""
+        for part, t in zip(self.parts, self.times):
+            if row < len(part):
+                return t
+            row -= len(part)
+        return self.times[-1]
 
 
 class SessionError(Exception):
@@ -263,7 +322,8 @@ class SessionWriter:
     """
 
     def __init__(self, path: str | Path, *, subject: str = "", attrs: dict[str, Any] | None = None,
-                 flush_interval: float = 0.5, swmr: bool = True) -> None:
+                 flush_interval: float = 0.5, swmr: bool = True,
+                 limits: WriteLimits = WRITE_LIMITS) -> None:
         self.path = Path(path)
         if self.path.exists():
             raise SessionExistsError(f"{self.path} already exists: choose another name "
@@ -271,7 +331,13 @@ class SessionWriter:
         if not self.path.parent.is_dir():
             raise SessionError(f"{self.path}: folder {self.path.parent} does not exist")
         self.flush_interval = float(flush_interval)
+        self.limits = limits
         self._swmr = swmr
+        # Sample rows not yet handed to HDF5, and each sample dataset's rows per chunk.
+        self._pending: dict[str, _Pending] = {}
+        self._chunk: dict[str, int] = {}
+        self.h5_writes = 0        # dataset writes handed to HDF5 (the profile's call count)
+        self.part_chunk_writes = 0  # writes that left a chunk part filled (paused streams)
         self._specs: dict[str, StreamSpec] = {}
         self._health: dict[str, np.ndarray] = {}
         self._dirty_health: set[str] = set()
@@ -287,7 +353,8 @@ class SessionWriter:
         self.write_error = ""
         try:
             # 'x' = create, fail if it exists (a race with another writer is refused too).
-            self._h5 = h5py.File(self.path, "x", libver=LIBVER)
+            self._h5 = h5py.File(self.path, "x", libver=LIBVER,
+                                 rdcc_nbytes=self.limits.chunk_cache_bytes)
         except (FileExistsError, OSError) as err:
             raise SessionError(f"cannot create session {self.path}: {err}") from err
         root = self._h5.attrs
@@ -317,10 +384,11 @@ class SessionWriter:
     def _reopen_for_structure(self) -> None:
         """Close and reopen without SWMR so that new datasets can be created."""
         if self._swmr and self._h5.swmr_mode:
-            self.flush()
+            self.flush(whole_chunks=True)
             self._handles.clear()
             self._h5.close()
-            self._h5 = h5py.File(self.path, "a", libver=LIBVER)
+            self._h5 = h5py.File(self.path, "a", libver=LIBVER,
+                                 rdcc_nbytes=self.limits.chunk_cache_bytes)
 
     @property
     def keys(self) -> list[str]:
@@ -357,14 +425,16 @@ class SessionWriter:
             g.create_dataset(f"channel_{name}", data=np.array(getattr(spec, name), dtype=object),
                              dtype=_STR)
         c = spec.channel_count
-        # About a second of data per chunk (at least 64 rows), capped near 1 MiB per chunk.
-        itemsize = 16 if spec.is_string else np.dtype(spec.dtype).itemsize
-        rows = int(min(max(64, spec.nominal_srate or 64), max(64, (1 << 20) // (c * itemsize))))
+        # Series and stamps share one chunk length: both are written a whole chunk at a time.
+        rows = chunk_rows(spec, self.limits)
         extra = {} if spec.is_string else _COMPRESSION
         g.create_dataset("time_series", shape=(0, c), maxshape=(None, c), chunks=(rows, c),
                          dtype=spec.dtype, **extra)
-        g.create_dataset("time_stamps", shape=(0,), maxshape=(None,), chunks=(max(rows, 256),),
+        g.create_dataset("time_stamps", shape=(0,), maxshape=(None,), chunks=(rows,),
                          dtype=np.float64, **_COMPRESSION)
+        for name in ("time_series", "time_stamps"):
+            self._chunk[f"{STREAMS}/{key}/{name}"] = rows
+            self._pending[f"{STREAMS}/{key}/{name}"] = _Pending()
         co = g.create_dataset("clock_offsets", shape=(0, 2), maxshape=(None, 2), chunks=(256, 2),
                               dtype=np.float64)
         co.attrs["columns"] = json.dumps(["time", "offset"])
@@ -387,10 +457,51 @@ class SessionWriter:
 
     def _extend(self, path: str, rows: np.ndarray) -> None:
         ds = self._ds(path)
-        n = ds.shape[0]
+        n = self._rows.get(path)
+        if n is None:
+            n = ds.shape[0]
         ds.resize(n + len(rows), axis=0)
         ds[n:] = rows
         self._rows[path] = n + len(rows)
+        self.h5_writes += 1
+
+    def _hold(self, path: str, rows: np.ndarray) -> None:
+        """Queue sample rows for ``path``; write whole chunks now if many are waiting."""
+        p = self._pending[path]
+        p.parts.append(rows)
+        p.times.append(time.monotonic())
+        p.rows += len(rows)
+        if p.rows >= self.limits.max_pending_chunks * self._chunk[path]:
+            self._write_pending(path, force=False)
+
+    def _write_pending(self, path: str, force: bool) -> None:
+        """Write the waiting rows of ``path`` that complete chunks; the rest too if ``force``
+        or if its oldest row has waited ``hold_s`` (the stream paused or ended)."""
+        p = self._pending[path]
+        if not p.rows:
+            return
+        n, cr = self._rows.get(path, 0), self._chunk[path]
+        m = (n + p.rows) // cr * cr - n
+        if force or (m < p.rows and time.monotonic() - p.came(max(m, 0)) >= self.limits.hold_s):
+            m = p.rows
+        if m <= 0:
+            return
+        rows = p.parts[0] if len(p.parts) == 1 else np.concatenate(p.parts)
+        self._extend(path, rows[:m])
+        if (n + m) % cr:
+            self.part_chunk_writes += 1
+        rest = rows[m:]
+        came = p.came(m) if len(rest) else 0.0
+        p.parts, p.times, p.rows = ([rest], [came], len(rest)) if len(rest) else ([], [], 0)
+
+    def pending_rows(self, key: str) -> int:
+        """Rows of stream ``key`` given to ``append`` but not yet handed to HDF5."""
+        return self._pending[f"{STREAMS}/{key}/time_series"].rows
+
+    def durable_rows(self, key: str) -> int:
+        """Rows of stream ``key`` on disk as of the last successful flush (both datasets)."""
+        return min(self._durable.get(f"{STREAMS}/{key}/{name}", 0)
+                   for name in ("time_series", "time_stamps"))
 
     def append(self, key: str, samples: Any, timestamps: Any) -> None:
         """Append ``samples`` (n, C) with their LSL ``timestamps`` (n,) to stream ``key``."""
@@ -408,8 +519,8 @@ class SessionWriter:
                                f"samples with n timestamps; got {data.shape} and {ts.shape}")
         if not len(ts):
             return
-        self._extend(f"{STREAMS}/{key}/time_series", data)
-        self._extend(f"{STREAMS}/{key}/time_stamps", ts)
+        self._hold(f"{STREAMS}/{key}/time_series", data)
+        self._hold(f"{STREAMS}/{key}/time_stamps", ts)
         self.count(key, "samples", len(ts))
         self.count(key, "chunks")
         self.maybe_flush()
@@ -452,8 +563,12 @@ class SessionWriter:
         self.n_flushes += 1
         self._ds("heartbeat")[...] = np.array([time.time(), self.n_flushes], np.float64)
 
-    def flush(self) -> None:
-        """Write the counters and flush everything to disk (readers see it after this)."""
+    def flush(self, whole_chunks: bool = False) -> None:
+        """Write the waiting rows (only those that complete chunks, and those that waited
+        ``hold_s``, if ``whole_chunks``), the counters, and flush it all to disk (readers see
+        it after this)."""
+        for path in self._pending:
+            self._write_pending(path, force=not whole_chunks)
         self._write_health()
         self._h5.flush()
         self._durable.update(self._rows)
@@ -462,7 +577,7 @@ class SessionWriter:
     def maybe_flush(self) -> bool:
         """Flush if the last flush is older than ``flush_interval``; True if it flushed."""
         if time.monotonic() - self._last_flush >= self.flush_interval:
-            self.flush()
+            self.flush(whole_chunks=True)
             return True
         return False
 
@@ -495,6 +610,8 @@ class SessionWriter:
         if self._h5 is None and not self._rows:
             return
         self.write_error = reason
+        for p in self._pending.values():     # never handed to HDF5: lost with the failure
+            p.parts, p.times, p.rows = [], [], 0
         # The handles' destructors report writes that fail while they close; they are the
         # failure being handled here, so they are not printed.
         hook = sys.unraisablehook

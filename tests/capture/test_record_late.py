@@ -61,3 +61,33 @@ def test_late_streams_are_recorded_from_their_first_sample(tmp_path, unique_name
             print(f"{p.name_}: {len(vals)} of {p.pushed} samples, first {lost} lost")
             assert lost == 0, f"{p.name_}: its first {lost} samples are not in the file"
             assert np.array_equal(vals, np.arange(p.pushed))
+
+
+def test_after_the_fast_window_the_continuous_resolver_finds_a_new_stream(tmp_path,
+                                                                          unique_name):
+    """Past ``resolve_fast_s`` the recorder stops its one-shot resolves (their CPU) and reads
+    liblsl's continuous resolver: a stream that appears then is still found and recorded."""
+    from capture.recorder import RecordLimits, Recorder
+
+    first = Pusher(f"{unique_name}-first", rate=100.0)
+    first.start()
+    later = None
+    rec = Recorder(tmp_path / "slow.h5", names=[f"{unique_name}-first", f"{unique_name}-later"],
+                   limits=RecordLimits(resolve_fast_s=0.0))
+    try:
+        rec.start()
+        wait_until(lambda: rec.wait_for_samples(10, 0.05), 60, "the first stream")
+        later = Pusher(f"{unique_name}-later", "Blendshapes", channels=3, rate=60.0)
+        later.start()
+        t0 = time.monotonic()
+        wait_until(lambda: any(s.name == later.name_ and s.samples for s in rec.status.values()),
+                   30, "the later stream, through the continuous resolver")
+        print(f"found and recording {time.monotonic() - t0:.2f} s after it appeared")
+    finally:
+        rec.stop()
+        first.stop.set()
+        if later:
+            later.stop.set()
+    with SessionReader(rec.path) as r:
+        assert r.closed_cleanly
+        assert len(r.stream(stream_key(later.name_)).time_stamps) > 0

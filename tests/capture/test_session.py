@@ -111,33 +111,35 @@ def test_reader_refuses_non_sessions(tmp_path):
 
 
 def test_killed_writer_leaves_a_readable_file(tmp_path):
-    """SIGKILL mid-write: the file opens (SWMR read) with every row the writer had flushed.
+    """SIGKILL mid-write: the file opens (SWMR read) with every row the writer had flushed,
+    and loses at most one second of samples.
 
-    The child prints the row count each time a flush completes (``n_flushes`` grows); the
-    kill comes after the writer has acknowledged 500 rows, however slow the machine is."""
+    The child appends a 1000 Hz stream in real time (10 rows each 10 ms) with the recorder's
+    flush interval and prints, after every append, the rows appended and the rows on disk as
+    of the last flush (``durable_rows``); the kill comes once 500 rows are on disk, however slow
+    the machine is."""
     path = tmp_path / "killed.h5"
     code = textwrap.dedent(f"""
         import sys, time, numpy as np
         from capture.session import SessionWriter, StreamSpec
-        w = SessionWriter({str(path)!r}, flush_interval=0.2)
-        k = w.add_stream(StreamSpec("imu", "IMU", 4, 100.0, "double64"))
-        i, flushes = 0, w.n_flushes
+        w = SessionWriter({str(path)!r})
+        k = w.add_stream(StreamSpec("imu", "IMU", 4, 1000.0, "double64"))
+        i = 0
         while True:
-            w.append(k, np.full((10, 4), i, float), i * 0.1 + np.arange(10) / 100)
+            w.append(k, np.full((10, 4), i, float), i * 0.01 + np.arange(10) / 1000)
             i += 1
             if i == 20:
                 w.add_stream(StreamSpec("late", "Blendshapes", 61, 60.0, "float32"))
-            if w.n_flushes != flushes:
-                flushes = w.n_flushes
-                print(10 * i, flush=True)          # rows on disk as of this flush
+            print(10 * i, w.durable_rows(k), flush=True)
             time.sleep(0.01)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             cwd=str(__import__("pathlib").Path(__file__).parents[2]))
-    flushed = 0
+    appended = flushed = 0
     try:
         for line in proc.stdout:
-            flushed = int(line)
+            appended, flushed = (int(v) for v in line.split())
+            assert appended - flushed <= 1000, "more than 1 s of samples waited for the disk"
             if flushed >= 500:
                 break
         proc.send_signal(signal.SIGKILL)
@@ -150,6 +152,9 @@ def test_killed_writer_leaves_a_readable_file(tmp_path):
         assert set(r.keys) == {"imu", "late"}
         d = r.stream("imu")
         assert d.time_series.shape[0] >= flushed
+        assert appended - d.time_series.shape[0] <= 1000      # at most 1 s lost
+        n = d.time_series.shape[0]
+        assert np.array_equal(d.time_series[:, 0], np.arange(n) // 10)   # every row, in order
         assert np.all(np.diff(d.time_stamps) > 0)
         assert d.health["samples"] >= flushed
     with h5py.File(path, "r", swmr=True) as h5:
