@@ -79,6 +79,19 @@ def _record(d: dict[str, Any]) -> str:
             f" samples lost, {r['peak_rss_mb']:.0f} MB peak RSS, {r['mb_per_hour']:.0f} MB per hour")
 
 
+def _record_realtime(d: dict[str, Any]) -> str:
+    r = d["results"][0]
+    out = (f"{r['wearables']} wearable(s), {r['minutes']:g} min real time: file "
+           f"{r['imusic_mb_per_hour']:.0f} MB/h, CPU {r['imusic_cpu_pct']:.1f}% of a core, "
+           f"peak RSS {r['imusic_peak_rss_mb']:.0f} MB")
+    if r.get("labrecorder") == "ran":
+        out += (f"; LabRecorder {r['lr_mb_per_hour']:.0f} MB/h, {r['lr_cpu_pct']:.2f}% "
+                f"(ratios: file {r['ratio_file']:.2f}x, CPU {r['ratio_cpu']:.1f}x)")
+    else:
+        out += f"; XDF of the same streams {r['xdf_computed_mb_per_hour']:.0f} MB/h (computed)"
+    return out
+
+
 def _runtime(d: dict[str, Any]) -> str:
     r = next(x for x in d["results"] if x.get("default"))
     return f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms per frame ({r['ddim_steps']} DDIM steps)"
@@ -140,9 +153,13 @@ ROWS: tuple[Row, ...] = (
     Row("decoder, 12 sensors, 4 instants/frame", "bench_decoder", _decoder),
     Row("`imusic stream`, 12 sensors at 200 Hz", "bench_stream", _stream, "< 10%"),
     Row("emulator, 12 sensors at 200 Hz", "bench_emulator", _emulator),
-    Row("recorder, 12 x 200 Hz IMU + 60 Hz ARKit", "bench_record", _record),
+    Row("recorder, 1 h of 12 x 200 Hz IMU + 60 Hz ARKit played at 30x (losses)", "bench_record", _record),
     Row("C protocol codec on the host", "bench_firmware", _firmware),
     Row("Live Link Face packets", "bench_arkit", _arkit),
+    Row("recorder beside LabRecorder, 12 x 200 Hz IMU + 60 Hz ARKit", "bench_record_realtime_w1",
+        _record_realtime, "file <= 0.6x XDF, CPU <= 3x, RSS < 40 MB"),
+    Row("recorder, two wearables", "bench_record_realtime_w2", _record_realtime,
+        "+1 % of a core per wearable"),
     Row("model runtime per 60 Hz frame", "bench_runtime", _runtime, "p99 < 16.7 ms"),
     Row("training the bundled model (CPU)", "bench_runtime", _train_time, "< 15 min"),
     Row("`imusic live`, newest sample to output", "bench_live", _live, "p99 < 16.7 ms"),
@@ -178,7 +195,7 @@ def table() -> str:
         m = doc.get("machine", {})
         when = str(doc.get("when", "?"))[:10]
         machine = f"{m.get('cores', '?')} cores" if m else "?"
-        load = doc.get("load_average_1min")
+        load = doc.get("load_average_1min", doc.get("load_1min"))
         if load:                                 # a busy machine's figures are floors
             machine += f", load {max(load) if isinstance(load, list) else load:.1f}"
         lines.append(f"| {row.what} | {figure} | {row.target} | {when}, {machine} | {link} |")
