@@ -26,8 +26,9 @@ def offline_predictions(log, t: np.ndarray, model=None) -> np.ndarray:
     """(len(t), 52) the checkpoint ``model`` (None: the bundled one) fed the emulator's signals
     directly (true sample times, no wire, no clock map; the quaternions too when the device
     sent them, and no gyro/mag when it did not), at the LSL times ``t`` that a live run
-    published (linearly interpolated between its frames)."""
-    from model.runtime import Runtime
+    published (linearly interpolated between its frames), as imusic publishes them: through
+    ``stream_values``, which clips to [0, 1]."""
+    from model.runtime import Runtime, stream_values
 
     rt = Runtime.from_checkpoint(model)
     times = np.asarray(log.t)
@@ -41,7 +42,7 @@ def offline_predictions(log, t: np.ndarray, model=None) -> np.ndarray:
     # live stamps are on the LSL clock; the truth log maps the twin's true time onto it
     ft = np.interp([f.t for f in frames], np.asarray(log.blendshape_t),
                    np.asarray(log.blendshape_lsl))
-    pred = np.stack([f.blendshapes for f in frames])
+    pred = np.array([stream_values(f.blendshapes)[:52] for f in frames])
     return np.stack([np.interp(t, ft, pred[:, k]) for k in range(52)], axis=1)
 
 

@@ -97,6 +97,7 @@ def test_pages_in_chromium_prompts_advance_health_and_curves_update_redo_makes_a
         tmp_path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     proto = tmp_path / "web3.toml"
@@ -150,8 +151,24 @@ def test_pages_in_chromium_prompts_advance_health_and_curves_update_redo_makes_a
             "const p = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
             "let n = 0; for(let i = 0; i < p.length; i += 4) if(p[i+3] > 0 &&"
             " Math.max(p[i], p[i+1], p[i+2]) > 120) n++; return n;") > 100
-        driver.find_element(By.CSS_SELECTOR, "#curve-pick input[value='browInnerUp']").click()
-        Select(driver.find_element(By.ID, "curve-add")).select_by_value("cheekPuff")
+        # The page redraws these controls as it polls: an element found a moment ago can be
+        # stale, so each action is retried (by the deadline) until it has taken.
+        retry = WebDriverWait(driver, 30, poll_frequency=0.05,
+                              ignored_exceptions=(StaleElementReferenceException,))
+
+        def untick(d):
+            box = d.find_element(By.CSS_SELECTOR, "#curve-pick input[value='browInnerUp']")
+            if box.is_selected():
+                box.click()
+            return not d.find_element(
+                By.CSS_SELECTOR, "#curve-pick input[value='browInnerUp']").is_selected()
+
+        def add(d):
+            Select(d.find_element(By.ID, "curve-add")).select_by_value("cheekPuff")
+            return True
+
+        retry.until(untick)
+        retry.until(add)
         wait.until(lambda d: d.execute_script(
             "const c = window.lastCurves; return c.shapes.includes('cheekPuff') &&"
             " !c.shapes.includes('browInnerUp') && c.values.cheekPuff.length > 0;"))
