@@ -12,11 +12,10 @@ import sys
 import threading
 import time
 
-import h5py
 import numpy as np
 import pylsl
 import pytest
-from test_record import REPO, Pusher, wait_until
+from test_record import REPO, Pusher, rows_on_disk, wait_until
 
 from capture.session import SessionReader, stream_key
 
@@ -57,15 +56,7 @@ def _start(path, names, *extra) -> tuple[subprocess.Popen, Stderr]:
 
 
 def _recorded(path, keys) -> bool:
-    """Every stream has over 100 rows on disk. Read as HDF5's SWMR readers read a file that is
-    being written (h5py's own metadata retries), not through SessionReader, whose retries are
-    bounded for damaged files and may give up while a busy writer flushes."""
-    try:
-        with h5py.File(path, "r", swmr=True) as h5:
-            return all(f"streams/{k}/time_stamps" in h5
-                       and h5[f"streams/{k}/time_stamps"].shape[0] > 100 for k in keys)
-    except Exception:  # noqa: BLE001 - the file may be between its structure changes
-        return False
+    return all(rows_on_disk(path, k) > 100 for k in keys)
 
 
 def _check_file(path, pushers: list[Pusher], t_request: float) -> None:
