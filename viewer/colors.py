@@ -1,4 +1,5 @@
-"""Colours of the viewer: skin, background, and the per-vertex error colormap (pure functions)."""
+"""Colours of the viewer: skin, background, the per-vertex error colormap and its labelled colour
+bar (pure functions; the snapshot and the live window both draw that bar)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,36 @@ def error_colors(distance_m: np.ndarray, scale_mm: float = DEFAULT_ERROR_SCALE_M
 def vertex_error(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     """Euclidean distance per vertex (same units as the inputs), for ``(..., V, 3)`` arrays."""
     return np.linalg.norm(np.asarray(prediction) - np.asarray(truth), axis=-1)
+
+
+ERROR_BAR_LABEL = "per-vertex error of the right face (mm)"
+"""The colour bar's label, in snapshots and in the live side-by-side window."""
+
+
+def error_bar_image(scale_mm: float, width_px: int, height_px: int = 90, left: float = 0.05,
+                    span: float = 0.9, paper: tuple[int, int, int] = (255, 255, 255),
+                    colormap: str = ERROR_COLORMAP) -> np.ndarray:
+    """``(height_px, width_px, 3)`` uint8 RGB: the labelled colour bar of per-vertex error,
+    0 .. ``scale_mm``, spanning ``left .. left + span`` of the width (matplotlib). Snapshots put
+    it under the picture (``add_error_legend``); the live side-by-side window shows it as an
+    overlay quad (``FaceWindow.show_error_bar``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    dpi = 100
+    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi,
+                     facecolor=tuple(c / 255.0 for c in paper))
+    try:
+        cax = fig.add_axes((left, 55 / 90, span, 14 / 90))
+        bar = fig.colorbar(plt.cm.ScalarMappable(Normalize(0, scale_mm), colormap), cax=cax,
+                           orientation="horizontal")
+        bar.set_label(ERROR_BAR_LABEL, fontsize=9)
+        bar.ax.tick_params(labelsize=8)
+        fig.canvas.draw()
+        rgba = np.asarray(fig.canvas.buffer_rgba())
+    finally:
+        plt.close(fig)
+    return np.ascontiguousarray(rgba[:height_px, :width_px, :3])

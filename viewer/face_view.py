@@ -327,7 +327,7 @@ class FaceWindow:
         """Show the labelled colour bar of the error colours (0 .. ``error_scale_mm``, the
         snapshot legend's image) above the right face; side by side only, once."""
         from viewer.overlay import ImageQuad, TextStyle
-        from viewer.snapshot import error_bar_image
+        from viewer.colors import error_bar_image
 
         if len(self.slots) != 2:
             raise ValueError("the error colour bar belongs to two faces side by side")

@@ -4,7 +4,7 @@ The legacy ``Visualizer`` draws no text, so the text is rendered into an image (
 matplotlib already needs) and shown as the texture of a two-triangle quad placed in the scene
 (``TextQuad``): one above each face (its source and stream name) and one below the faces (the
 status line: frame rate, latency, source). ``ImageQuad`` shows any image the same way: the live
-side-by-side window's error colour bar is the snapshot's bar image (``viewer.snapshot``).
+side-by-side window's error colour bar is the snapshot's bar image (``viewer.colors.error_bar_image``).
 ``FaceWindow.set_labels`` / ``set_status`` / ``show_error_bar`` drive them; a new text
 re-renders the image and updates the geometry only when the text changed.
 """

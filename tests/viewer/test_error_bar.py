@@ -9,7 +9,7 @@ from viewer.app import run_live
 from viewer.colors import error_colors
 from viewer.face_view import FaceWindow
 from viewer.live import LslSource, resolve_blendshapes
-from viewer.snapshot import error_bar_image
+from viewer.colors import error_bar_image
 
 
 def _near(image: np.ndarray, rgb01: np.ndarray, tol: int = 12) -> np.ndarray:
