@@ -46,6 +46,10 @@ real time (``_stream``); what it keeps apart:
   (``truth()``), and the twin's ground truth on LSL;
 * emulator_thread.py: ``ThreadedEmulator``, the emulator on its own loop in a thread;
 * emulator_links.py / emulator_ble.py: the pty, UDP and BLE links.
+
+Nothing here imports emulator.py back (the twin reads the config module). The module is over
+the project's ~400 lines (about 470): answering commands and pacing frames share the device's
+state (boot, rate, streaming, the twin's chunks), and a third of it is the public interface.
 """
 
 from __future__ import annotations
@@ -54,10 +58,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import secrets
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +66,12 @@ import numpy as np
 
 from firmware_bridge import protocol as P
 from firmware_bridge.emulator_clock import BOOT_US, EmulatorClock, first_sample_us
-from firmware_bridge.emulator_config import EmulatorConfig, EmulatorStats, check, flags
+from firmware_bridge.emulator_config import (EmulatorConfig, EmulatorStats, check, device_serial,
+                                             flags)
 from firmware_bridge.emulator_faults import FaultSchedule
 from firmware_bridge.emulator_recorder import TruthRecorder
 from firmware_bridge.emulator_thread import ThreadedEmulator
-from firmware_bridge.emulator_transmit import Transmitter, make_link
+from firmware_bridge.emulator_transmit import Transmitter, device_info, make_link
 from firmware_bridge.emulator_truth import TruthLog
 from firmware_bridge.emulator_twin import CHUNK_SECONDS, TRUTH_FPS, TwinChunk, TwinSource
 
@@ -78,8 +80,6 @@ __all__ = ["BOOT_US", "CHUNK_SECONDS", "Emulator", "EmulatorConfig", "EmulatorSt
 
 log = logging.getLogger(__name__)
 
-FW_VERSION = (1, 0, 0)
-"""Firmware version the emulator reports."""
 STATUS_PERIOD_S = 1.0
 """STATUS about once a second."""
 
@@ -94,8 +94,7 @@ class Emulator:
         cfg = self.config = config
         self.flags = flags(cfg)
         """The DEVICE_INFO / SAMPLES flags: which blocks each sensor sends."""
-        self.serial = int(cfg.serial if cfg.serial is not None else
-                          (0x494D5553 << 32) | _unique_low32())
+        self.serial = device_serial(cfg)
         self.device_id = self.serial & 0xFFFFFFFF
         self.name = f"imusic-wearable-{self.device_id & 0xFFFF:04x}"
         self.stats = EmulatorStats()
@@ -271,21 +270,9 @@ class Emulator:
     # ---- the device ----------------------------------------------------------------------------
 
     def _device_info(self) -> P.DeviceInfo:
-        twin = self._twin
-        assert twin is not None
-        ipf = self.config.instants_per_frame or max(1, round(self.rate_hz / 50))
-        per_instant = P.sample_dtype(twin.rig.n_sites, self.flags).itemsize
-        fit = (P.MAX_PACKET - P.MIN_PACKET - 15) // per_instant
-        ipf = int(max(1, min(ipf, fit, P.MAX_INSTANTS)))
-        gyro, mag = self.config.gyro, self.config.mag   # absent blocks: scale and range 0
-        return P.DeviceInfo(
-            fw_version=FW_VERSION, serial=self.serial, boot_id=self.boot_id,
-            rate_hz=self.rate_hz, sensor_count=twin.rig.n_sites, flags=self.flags,
-            accel_scale=twin.scales["acc"], gyro_scale=twin.scales["gyro"] if gyro else 0.0,
-            mag_scale=twin.scales["mag"] if mag else 0.0, accel_range=twin.ranges["acc"],
-            gyro_range=twin.ranges["gyro"] if gyro else 0.0,
-            mag_range=twin.ranges["mag"] if mag else 0.0,
-            instants_per_frame=ipf, rig_id=twin.rig.id, name=self.name)
+        assert self._twin is not None
+        return device_info(self.config, self._twin, serial=self.serial, boot_id=self.boot_id,
+                           rate_hz=self.rate_hz, name=self.name)
 
     def device_us_now(self) -> int:
         """The device clock now (us since boot)."""
@@ -480,12 +467,6 @@ async def _sleep_until(when: float) -> None:
     delay = when - time.monotonic()
     if delay > 0:
         await asyncio.sleep(delay)
-
-
-def _unique_low32() -> int:
-    """A device id (the serial's low 32 bits) for one emulator: from its pid and a random
-    number, never 0 (which addresses every device)."""
-    return zlib.crc32(f"{os.getpid()}:{secrets.token_hex(8)}".encode()) or 1
 
 
 def ready_line(emu: Emulator) -> str:

@@ -6,6 +6,9 @@ the truth recorder (emulator_recorder.py) can read the config without importing 
 
 from __future__ import annotations
 
+import os
+import secrets
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -133,3 +136,12 @@ def flags(cfg: EmulatorConfig) -> int:
     return ((P.FLAG_MAG if cfg.mag else 0)
             | (P.FLAG_QUAT if cfg.report == "orientation" else 0)
             | (0 if cfg.gyro else P.FLAG_NO_GYRO))
+
+
+def device_serial(cfg: EmulatorConfig) -> int:
+    """The device serial: ``cfg.serial``, or "IMUS" and a device id drawn for this emulator
+    from its pid and a random number (never 0, which addresses every device)."""
+    if cfg.serial is not None:
+        return int(cfg.serial)
+    low32 = zlib.crc32(f"{os.getpid()}:{secrets.token_hex(8)}".encode()) or 1
+    return (0x494D5553 << 32) | low32

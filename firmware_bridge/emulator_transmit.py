@@ -11,7 +11,8 @@ schedule (emulator_faults.py: drop, flip bytes), stamps them on the device clock
     tx.lost_in_link(await tx.link.disconnect(s)) # a pull: what the host never read is lost
     tx.seq, tx.taps_sent
 
-The emulator (emulator.py) decides *when* (pacing, commands); this module decides *what*.
+``device_info(...)`` makes the DEVICE_INFO the device sends. The emulator (emulator.py)
+decides *when* (pacing, commands); this module decides *what*.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from firmware_bridge.emulator_config import EmulatorConfig, EmulatorStats
     from firmware_bridge.emulator_faults import FaultSchedule
     from firmware_bridge.emulator_recorder import TruthRecorder
-    from firmware_bridge.emulator_twin import TwinChunk
+    from firmware_bridge.emulator_twin import TwinChunk, TwinSource
+
+FW_VERSION = (1, 0, 0)
+"""Firmware version the emulator reports."""
 
 
 def make_link(cfg: "EmulatorConfig", name: str) -> Any:
@@ -39,6 +43,29 @@ def make_link(cfg: "EmulatorConfig", name: str) -> Any:
     if cfg.transport == "udp":
         return links.UdpLink(cfg.udp_target)
     return links.BleLink(name, max_chunk=cfg.ble_max_chunk, cut=cfg.ble_cut)
+
+
+def device_info(cfg: "EmulatorConfig", twin: "TwinSource", serial: int, boot_id: int,
+                rate_hz: int, name: str) -> P.DeviceInfo:
+    """The DEVICE_INFO the device sends: its identity, rate, layout (``flags``), the twin's
+    scales and ranges (0 for blocks it does not send) and instants per frame (about 50 frames
+    a second unless ``cfg.instants_per_frame``; never more than a packet holds)."""
+    from firmware_bridge.emulator_config import flags as layout
+
+    ipf = cfg.instants_per_frame or max(1, round(rate_hz / 50))
+    flags = layout(cfg)
+    per_instant = P.sample_dtype(twin.rig.n_sites, flags).itemsize
+    fit = (P.MAX_PACKET - P.MIN_PACKET - 15) // per_instant
+    ipf = int(max(1, min(ipf, fit, P.MAX_INSTANTS)))
+    gyro, mag = cfg.gyro, cfg.mag
+    return P.DeviceInfo(
+        fw_version=FW_VERSION, serial=serial, boot_id=boot_id, rate_hz=rate_hz,
+        sensor_count=twin.rig.n_sites, flags=flags, accel_scale=twin.scales["acc"],
+        gyro_scale=twin.scales["gyro"] if gyro else 0.0,
+        mag_scale=twin.scales["mag"] if mag else 0.0, accel_range=twin.ranges["acc"],
+        gyro_range=twin.ranges["gyro"] if gyro else 0.0,
+        mag_range=twin.ranges["mag"] if mag else 0.0,
+        instants_per_frame=ipf, rig_id=twin.rig.id, name=name)
 
 
 class Transmitter:
