@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections import deque
 from typing import Callable
 
 import numpy as np
@@ -32,7 +31,7 @@ from firmware_bridge import protocol as P
 from firmware_bridge.clock import ClockMap
 from firmware_bridge.device_config import (DeviceError, Health, SessionConfig, SessionRig,
                                            check_rig, named_rig)
-from firmware_bridge.device_parts import Backoff, CommandChannel, RateMeter, WarmupHold
+from firmware_bridge.device_parts import Backoff, CommandChannel, EventLog, RateMeter, WarmupHold
 from firmware_bridge.outlet import (EventOutlet, ImuOutlet, ImuStreamSpec, default_sites,
                                     samples_to_rows)
 from firmware_bridge.transports.base import Transport, TransportError, TransportFactory
@@ -72,18 +71,13 @@ class DeviceSession:
         self.outlet: ImuOutlet | None = None
         self.events: EventOutlet | None = None
         cfg = self.config
-        self.event_log: deque[dict] = deque(maxlen=cfg.event_log_max)
+        self.event_log = EventLog(maxlen=cfg.event_log_max)
         """The newest ``event_log_max`` event records also pushed to the events stream (gaps,
-        reboots, taps...); older ones are dropped and counted in ``event_log_dropped``."""
-        self.event_log_dropped = 0
-        """Event records dropped from the front of a full ``event_log``."""
+        reboots, taps...), a deque; ``event_log.dropped`` counts those pushed out."""
         self.commands = CommandChannel(cfg.command_timeout_s, cfg.command_retries)
         self.rate_meter = RateMeter(cfg.rate_window_s, cfg.rate_min_span_s)
         self.warmup = WarmupHold(cfg.warmup_s, cfg.warmup_max_frames)
         self.backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, cfg.replug_poll_s)
-        self._link: Transport | None = None      # the link being used, and its read loop
-        self._reader: asyncio.Task | None = None
-        self._stop: asyncio.Event | None = None  # run()'s stop
         self._streaming = False
         self._ever_streamed = False
         self._reconfigure = False                # re-send the configuration (after a reboot)
@@ -93,7 +87,6 @@ class DeviceSession:
         self._lost_seen = 0                      # the decoder's lost instants already counted
         self._last_health = 0.0
         self._heard = asyncio.Event()            # something came from our device
-        self._sender: tuple | None = None        # source address of the bytes being handled
         self._device_addr: tuple | None = None   # where the accepted DEVICE_INFO came from
         self._rig: SessionRig | None = None
         self._auto: tuple[str, SessionRig | None] | None = None   # (rig id, rig) of "auto"
@@ -104,7 +97,6 @@ class DeviceSession:
         """Stream until ``stop`` is set; returns the final health. Raises DeviceError when the
         device does not fit the configuration."""
         stop = stop or asyncio.Event()
-        self._stop = stop
         self.backoff.reset()
         link: Transport | None = None
         try:
@@ -116,12 +108,11 @@ class DeviceSession:
                         self.health.transport = link.name
                         await link.open()
                         self.decoder.reset()
-                    self._link = link
                     reader = asyncio.create_task(self._read_loop(link))
                     try:
-                        await self._handshake(reader)
+                        await self._handshake(link, reader, stop)
                         self.backoff.reset()
-                        await self._watch(stop, reader)
+                        await self._watch(stop, link, reader)
                     finally:
                         reader.cancel()
                         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -140,7 +131,7 @@ class DeviceSession:
                     self.health.rate_hz = 0.0
                     self.rate_meter.clear()
                     failed = link
-                    if link is not None and not getattr(link, "persistent", False):
+                    if link is not None and not link.persistent:
                         await link.close()
                         link = None
                     if self._ever_streamed:
@@ -169,7 +160,7 @@ class DeviceSession:
         if self.outlet is not None:
             self.outlet.close()
 
-    async def _watch(self, stop: asyncio.Event, reader: asyncio.Task) -> None:
+    async def _watch(self, stop: asyncio.Event, link: Transport, reader: asyncio.Task) -> None:
         """Wait for stop; raise _Silence when frames stop; re-configure after a reboot."""
         silence = self.config.silence_s
         while not stop.is_set():
@@ -181,7 +172,7 @@ class DeviceSession:
             now = time.monotonic()
             if self._reconfigure:
                 self._reconfigure = False
-                await self._configure_and_start()
+                await self._configure_and_start(link, reader)
             if now - self._last_sample > self.config.rate_window_s:
                 self.health.rate_hz = 0.0   # the rate window is empty: nothing is arriving
             if self._streaming and now - self._last_sample > silence:
@@ -192,20 +183,18 @@ class DeviceSession:
 
     # ------------------------------------------------------------------ handshake
 
-    async def _request(self, cmd: P.Command, reader: asyncio.Task | None = None) -> P.Message:
+    async def _request(self, link: Transport, cmd: P.Command, reader: asyncio.Task) -> P.Message:
         """Send ``cmd`` and wait for its answer (DEVICE_INFO or ACK), with retries."""
-        assert self._link is not None
-        return await self.commands.request(self._link, cmd, self.device_id or 0, reader)
+        return await self.commands.request(link, cmd, self.device_id or 0, reader)
 
-    async def _handshake(self, reader: asyncio.Task) -> None:
+    async def _handshake(self, link: Transport, reader: asyncio.Task, stop: asyncio.Event
+                         ) -> None:
         self.health.state = "handshake"
-        self._reader = reader
-        if getattr(self._link, "persistent", False) and not self._heard.is_set():
+        if link.persistent and not self._heard.is_set():
             # A UDP wearable is addressed by where its datagrams come from: wait to hear it.
             self.health.state = "listening"
-            waits = [asyncio.ensure_future(self._heard.wait()), reader]
-            if self._stop is not None:
-                waits.append(asyncio.ensure_future(self._stop.wait()))
+            waits = [asyncio.ensure_future(self._heard.wait()), reader,
+                     asyncio.ensure_future(stop.wait())]
             done, _ = await asyncio.wait(waits, timeout=self.config.listen_s,
                                          return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
@@ -213,7 +202,7 @@ class DeviceSession:
                     w.cancel()
             if reader in done:
                 reader.result()
-            if self._stop is not None and self._stop.is_set():
+            if stop.is_set():
                 return
             if not self._heard.is_set():
                 raise asyncio.TimeoutError(
@@ -221,23 +210,22 @@ class DeviceSession:
                     f"is the wearable on, "
                     f"on this network and sending to this port?")
             self.health.state = "handshake"
-        info = await self._request(P.CmdGetInfo(), reader)
+        info = await self._request(link, P.CmdGetInfo(), reader)
         if isinstance(self.config.rig, str):
             # Loading a rig takes a second or more (the face model): off the event loop, so
             # that the frames of a device already streaming are read as they arrive.
             await asyncio.to_thread(self._auto_rig, info)
         self._accept_info(info, publish=False)   # published once configured (its rate known)
-        await self._configure_and_start()
+        await self._configure_and_start(link, reader)
 
-    async def _configure_and_start(self) -> None:
-        reader = self._reader
+    async def _configure_and_start(self, link: Transport, reader: asyncio.Task) -> None:
         cfg = self.config
         if cfg.rate_hz and self.info is not None and self.info.rate_hz != cfg.rate_hz:
             # A new rate takes effect at the next START: stop first (a Wi-Fi device streams
             # from boot), set it, and publish the stream at the rate the device accepted.
-            await self._request(P.CmdStop(), reader)
+            await self._request(link, P.CmdStop(), reader)
             self._streaming = False
-            ack = await self._request(P.CmdSetRate(cfg.rate_hz), reader)
+            ack = await self._request(link, P.CmdSetRate(cfg.rate_hz), reader)
             if not ack.ok:
                 raise DeviceError(
                     f"device {self.info.name} refused rate {cfg.rate_hz} Hz (ACK result "
@@ -245,7 +233,7 @@ class DeviceSession:
                     f"as its link carries: choose another --rate")
             self._accept_info(dataclasses.replace(self.info, rate_hz=cfg.rate_hz), publish=False)
         self._publish()
-        ack = await self._request(P.CmdStart(), reader)
+        ack = await self._request(link, P.CmdStart(), reader)
         if not ack.ok:
             raise DeviceError(f"device {self.info.name if self.info else '?'} refused START "
                               f"(ACK result {ack.result})")
@@ -287,7 +275,7 @@ class DeviceSession:
                 info=info, name=self.config.name or f"imusic-{info.serial:016x}",
                 sites=(list(rig.site_names) if rig is not None
                        else default_sites(info.sensor_count)),
-                reference=getattr(rig, "reference", None),
+                reference=rig.reference if rig is not None else None,
                 rig_description=getattr(rig, "description", ""), transport=self.health.transport,
                 clock={"window_s": self.clock.window_s, "bucket_s": self.clock.bucket_s,
                        **(self.clock.fit.as_dict() if self.clock.ready else {})})
@@ -317,10 +305,10 @@ class DeviceSession:
             # When the bytes reached the host (UDP: the kernel's receive time), not when this
             # loop got to them: frames read late after a busy spell are not late arrivals.
             arrival = self.now() - link.arrival_age()
-            self._sender = link.last_sender
+            sender = link.last_sender
             for dev, msg in self.decoder.feed(data):
                 try:
-                    self._dispatch(dev, msg, arrival)
+                    self._dispatch(dev, msg, arrival, sender)
                 except DeviceError:
                     raise   # the device or a consumer cannot go on as configured: no retry helps
                 except Exception as err:  # noqa: BLE001 - one bad message must not end the link
@@ -339,14 +327,17 @@ class DeviceSession:
                                   f"{type(err).__name__}: {err}")
         log.warning("%s: %s", self.health.transport, self.health.last_error)
 
-    def _dispatch(self, dev: int, msg: P.Message, arrival: float) -> None:
+    def _dispatch(self, dev: int, msg: P.Message, arrival: float,
+                  sender: tuple | None = None) -> None:
+        """Handle one decoded message (``sender``: the address it came from, where the link
+        tells)."""
         if self.device_id is None:
             if isinstance(msg, P.Samples) and self.info is None:
                 return  # wait for DEVICE_INFO to know who this is
             self.device_id = dev
         elif dev != self.device_id:
             return
-        if isinstance(msg, P.DeviceInfo) and not self._info_from_device(msg):
+        if isinstance(msg, P.DeviceInfo) and not self._info_from_device(msg, sender):
             return
         self._heard.set()
         self.health.frames += 1
@@ -380,11 +371,10 @@ class DeviceSession:
                 ts = float(self.clock.map(msg.t_us))
             self._event(rec, ts)
 
-    def _info_from_device(self, msg: P.DeviceInfo) -> bool:
+    def _info_from_device(self, msg: P.DeviceInfo, sender: tuple | None) -> bool:
         """Whether a DEVICE_INFO may be taken: a changed one must come from the address the
         device's first accepted DEVICE_INFO came from (else it is counted and refused). That
         address is the device's for the session: a copy sent from elsewhere does not move it."""
-        sender = self._sender
         if (self.info is not None and msg != self.info and sender is not None
                 and self._device_addr is not None and sender != self._device_addr):
             self.health.refused_info += 1
@@ -466,8 +456,6 @@ class DeviceSession:
         return d
 
     def _event(self, record: dict, ts: float | None = None) -> None:
-        if len(self.event_log) == self.event_log.maxlen:
-            self.event_log_dropped += 1
         self.event_log.append(record)
         if self.events is not None:
             self.events.push(record, ts)

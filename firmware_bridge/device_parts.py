@@ -9,6 +9,8 @@
   (so a burst read at once after a busy spell does not read as thousands of Hz).
 * ``WarmupHold``: frames held while the clock fit is young (``warmup_s``, at most
   ``warmup_max_frames``), then released to be stamped with the fit they helped make.
+* ``EventLog``: the newest event records (a deque of at most ``event_log_max``) and how many
+  were pushed out (``dropped``).
 * ``Backoff``: the wait before reopening a failed link, doubling from ``backoff_initial_s``
   to ``backoff_max_s``, cut short (polled every ``replug_poll_s``) when a device that was
   absent is back.
@@ -185,3 +187,19 @@ class Backoff:
                 absent = True
             elif now_present and absent:
                 return
+
+
+class EventLog(deque):
+    """The newest ``maxlen`` event records, oldest first (a deque); ``dropped`` counts the
+    records pushed out of its front."""
+
+    def __init__(self, records: Any = (), maxlen: int | None = None) -> None:
+        super().__init__(records, maxlen)
+        self.dropped = 0
+        """Records pushed out of the front by newer ones."""
+
+    def append(self, record: Any) -> None:
+        """Add ``record`` at the end (the oldest goes, and is counted, when full)."""
+        if self.maxlen is not None and len(self) == self.maxlen:
+            self.dropped += 1
+        super().append(record)

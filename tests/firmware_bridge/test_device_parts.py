@@ -208,5 +208,6 @@ def test_the_event_log_keeps_the_newest_and_counts_what_it_dropped() -> None:
     for i in range(5):
         session._event({"event": "tap", "i": i})
     assert [e["i"] for e in session.event_log] == [2, 3, 4]
-    assert session.event_log_dropped == 2
+    assert session.event_log.dropped == 2
     assert session.event_log.maxlen == 3
+    assert list(session.event_log) == [{"event": "tap", "i": i} for i in (2, 3, 4)]
