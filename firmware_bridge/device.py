@@ -13,6 +13,21 @@ events stream and visible in the ``device.seq`` channel.
 A reboot (DEVICE_INFO with a new ``boot_id``, or device time running backwards) restarts the
 clock fit and the sequence tracking, is recorded as an event, and is followed by the
 configuration and START again.
+
+How the pieces fit. ``DeviceSession`` runs the connection loop (open, handshake, watch,
+back off, reopen) and handles each decoded message; its state is declared in ``__init__``,
+and what one connection needs (the link, its read loop, run()'s stop) is passed along, not
+kept. Its parts:
+
+* device_config.py: ``SessionConfig`` (every threshold, each a documented field), ``Health``,
+  ``SessionRig``, ``DeviceError``, ``check_rig`` / ``named_rig``;
+* device_parts.py: ``CommandChannel`` (each command answered or retried; the read loop
+  offers it every message first), ``RateMeter``, ``WarmupHold``, ``Backoff``, ``EventLog``;
+* clock.py: ``ClockMap`` (device time to LSL time); outlet.py: the IMU and events outlets.
+
+At about 470 lines the module is over the project's ~400: the connection loop and the
+message handlers share the device's state (who it is, whether it streams, its last samples,
+its gaps), and splitting them would hand that state around instead.
 """
 
 from __future__ import annotations
