@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from firmware_bridge import protocol as P
+from firmware_bridge.emulator_config import flags as layout
 
 if TYPE_CHECKING:
     from firmware_bridge.emulator_clock import EmulatorClock
@@ -50,8 +51,6 @@ def device_info(cfg: "EmulatorConfig", twin: "TwinSource", serial: int, boot_id:
     """The DEVICE_INFO the device sends: its identity, rate, layout (``flags``), the twin's
     scales and ranges (0 for blocks it does not send) and instants per frame (about 50 frames
     a second unless ``cfg.instants_per_frame``; never more than a packet holds)."""
-    from firmware_bridge.emulator_config import flags as layout
-
     ipf = cfg.instants_per_frame or max(1, round(rate_hz / 50))
     flags = layout(cfg)
     per_instant = P.sample_dtype(twin.rig.n_sites, flags).itemsize

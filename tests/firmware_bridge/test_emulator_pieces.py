@@ -163,6 +163,26 @@ def test_corrupt_flips_exactly_the_bytes_it_counts(frame: bytes, p: float) -> No
     assert n == sum(a != b for a, b in zip(out, frame))
 
 
+# ---- the modules ---------------------------------------------------------------------------
+
+def test_no_emulator_piece_imports_the_emulator_back() -> None:
+    """emulator.py imports its pieces; none of them (TYPE_CHECKING blocks included) imports
+    emulator.py, so there is no import cycle (emulator_twin used to, for EmulatorConfig)."""
+    import ast
+    from pathlib import Path
+
+    import firmware_bridge
+
+    root = Path(firmware_bridge.__file__).parent
+    for path in sorted(root.glob("emulator_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert "firmware_bridge.emulator" not in names, path.name
+            if isinstance(node, ast.ImportFrom) and node.module == "firmware_bridge":
+                assert "emulator" not in [a.name for a in node.names], path.name
+
+
 # ---- ThreadedEmulator -----------------------------------------------------------------------
 
 def test_threaded_start_up_error_reaches_the_caller_and_the_thread_ends(tmp_path) -> None:
