@@ -193,3 +193,41 @@ def test_threaded_start_up_error_reaches_the_caller_and_the_thread_ends(tmp_path
     with pytest.raises(FileNotFoundError, match="no such Live Link Face CSV take"):
         threaded.start()
     assert not threaded.running
+
+
+# ---- a rate change --------------------------------------------------------------------------
+
+async def test_a_new_rate_restarts_the_motion_and_its_taps() -> None:
+    """SET_RATE then START simulates the twin afresh (the motion from its start): its taps
+    are sent again. The tap index used to carry over, so the new run's first taps were lost."""
+    from hardware.motion import Motion, MotionEvent
+    from test_emulator import SerialHost
+
+    from firmware_bridge import protocol as P
+    from firmware_bridge.emulator import Emulator
+
+    motion = Motion.still(1.5)
+    motion.events.append(MotionEvent("tap", 0.3, 0.32))
+    cfg = EmulatorConfig(transport="serial", rate_hz=100, seconds=1.2, seed=19, motion=motion)
+
+    def is_tap(m) -> bool:
+        return isinstance(m, P.Event) and m.kind == P.EVENT_TAP
+
+    def ack(kind: int):
+        return lambda m: isinstance(m, P.Ack) and m.command == kind
+
+    async with Emulator(cfg) as emu:
+        host = SerialHost(emu.serial_path)
+        try:
+            host.send(P.CmdStart())
+            first = await host.until(is_tap, 10)
+            host.send(P.CmdStop())
+            await host.until(ack(P.T_STOP))
+            host.send(P.CmdSetRate(50))
+            await host.until(ack(P.T_SET_RATE))
+            host.send(P.CmdStart())
+            await host.until(lambda m: isinstance(m, P.DeviceInfo) and m.rate_hz == 50)
+            second = await host.until(is_tap, 10)
+        finally:
+            host.close()
+    assert emu.taps_sent == [first.t_us, second.t_us] and second.t_us > first.t_us
