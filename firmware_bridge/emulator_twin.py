@@ -1,6 +1,9 @@
 """The twin as the emulator's signal source: motion (procedural, a Live Link Face take or a
 ``Motion``) through ``hardware.physics.simulate`` to int16 counts with device timestamps,
-in chunks, plus the ground-truth blendshapes the emulator can publish. In orientation mode
+in chunks, plus the ground-truth blendshapes the emulator can publish. Its timeline is
+*true time* (s of streamed motion) and its stamps the device clock's base reading; the
+emulator's clock (emulator_clock.py) adds pauses and reboots. It reads the emulator's config
+(emulator_config.py), never the emulator. In orientation mode
 (``cfg.report == "orientation"``) the device-side fusion (emulator_fusion.py) turns each
 chunk's counts into Q14 quaternion counts, its state running on across chunks."""
 
@@ -12,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from firmware_bridge.emulator_clock import drift_factor, first_sample_us
+
 if TYPE_CHECKING:
-    from firmware_bridge.emulator import EmulatorConfig
+    from firmware_bridge.emulator_config import EmulatorConfig
 
 CHUNK_SECONDS = 30.0
 """Unbounded runs simulate the twin in chunks of this much motion, one chunk ahead, in a
@@ -21,8 +26,6 @@ worker thread (a fresh procedural motion per chunk, or the take again)."""
 SEAM_MARGIN_S = 0.25
 """Motion simulated on each side of a chunk seam and thrown away, so that the signals across
 a seam match a simulation of the whole run."""
-BOOT_US = 150_000
-"""Device time (us since boot) at which a freshly (re)booted device takes its first sample."""
 TRUTH_FPS = 60.0
 """Frame rate of the procedural motion, and of the ground-truth Blendshapes stream."""
 
@@ -82,7 +85,7 @@ class TwinSource:
         self.n_done = 0          # instants produced so far
         self.t_done = 0.0        # true time the next chunk starts at
         self.k = 0
-        self.base_offset_us = float(BOOT_US if cfg.clock_offset_us is None else cfg.clock_offset_us)
+        self.base_offset_us = first_sample_us(cfg.clock_offset_us)
         self._source: tuple[Any, np.ndarray] | None = None
         self._tau = 0.0          # where in the source motion the next chunk starts
         self.scales: dict[str, float] = {}
@@ -140,7 +143,7 @@ class TwinSource:
             tau0 = max(self._tau, float(m.t[0]))
         # simulate from SEAM_MARGIN_S before tau0 (on the sample grid) to past the end, so the
         # physics' derivatives at the seams see motion on both sides; keep [tau0, tau0 + span)
-        drift = 1.0 + cfg.drift_ppm * 1e-6
+        drift = drift_factor(cfg.drift_ppm)
         dt = 1.0 / self.rate / drift
         lead = int(min(SEAM_MARGIN_S, tau0 - float(m.t[0])) / dt + 1e-9)
         motion, pose, real = _slice(m, m_pose, tau0 - lead * dt, span + lead * dt + SEAM_MARGIN_S)

@@ -172,7 +172,7 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
         record = {"seconds": elapsed, "health": session.health.as_dict(),
                   "decoder": session.decoder.stats.as_dict(),
                   "clock": session.clock.fit.as_dict() if session.clock.ready else None,
-                  "events": session.event_log}
+                  "events": list(session.event_log)}
         with open(args.summary_json, "w") as f:
             json.dump(record, f, indent=1, default=str)
     return code
@@ -243,7 +243,7 @@ async def stream_all(args: argparse.Namespace, rig, stop) -> int:
             json.dump({"seconds": elapsed, "unroutable_frames": hub.unroutable,
                        "devices": {f"{d:08x}": {"health": s.health.as_dict(),
                                                 "decoder": s.decoder.stats.as_dict(),
-                                                "events": s.event_log}
+                                                "events": list(s.event_log)}
                                    for d, (s, _) in sessions.items()}},
                       f, indent=1, default=str)
     return code

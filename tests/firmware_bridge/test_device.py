@@ -342,3 +342,52 @@ async def test_missing_port_backs_off_and_names_the_port(unique_name: str) -> No
     assert session.health.connect_failures >= 3 and session.health.reconnects == 0
     assert "/dev/does-not-exist-imusic" in session.health.last_error
     assert "/dev/does-not-exist-imusic" in session.health.line()
+
+
+async def _until_true(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_bad_frames_accumulate_across_reconnects(unique_name: str) -> None:
+    """``frame_errors`` counts every bad frame of the session: the decoder's (a bad CRC) and
+    the SAMPLES the session refused for their layout, before and after a reconnect. It used
+    to be overwritten with the decoder's count after every read, losing the layout errors."""
+    pty = PtyLink()
+    dev = ScriptedDevice(pty.send, n=3)
+    pty.attach(dev)
+    col = Collector()
+    cfg = SessionConfig(name=unique_name, silence_s=0.5, publish=False)
+    session, stop, task, dev_task = await _session(
+        lambda: SerialTransport(pty.path), dev, cfg, col)
+
+    def wrong_layout() -> bytes:   # 2 sensors from a device that said 3 (a good CRC)
+        z = np.zeros((1, 2, 3), np.int16)
+        return P.encode(P.Samples(dev.next_seq % P.SEQ_MOD, 0, np.zeros(1, np.uint32), z, z, z),
+                        dev.device_id)
+
+    bad_crc = bytearray(P.encode(P.Status(1, 3900, 77, 3000), dev.device_id))
+    bad_crc[-3] ^= 0x01 if bad_crc[-3] != 0x01 else 0x02    # never makes a 0x00 delimiter
+    try:
+        await col.until(200)
+        pty.send(bytes(bad_crc))
+        pty.send(wrong_layout())
+        await _until_true(lambda: session.health.layout_errors == 1, 10, "the layout error")
+        await col.until(col.count + 40)
+        assert session.health.frame_errors == 2, session.health
+        dev.silent_until = time.monotonic() + 1.0              # silence: the session reconnects
+        await _until_true(lambda: session.health.reconnects >= 1, 10, "a reconnect")
+        await col.until(col.count + 200)
+        pty.send(wrong_layout())
+        await _until_true(lambda: session.health.layout_errors == 2, 10, "the second one")
+        await col.until(col.count + 40)
+    finally:
+        health = await _finish(stop, task, dev_task)
+        pty.close()
+    st = session.decoder.stats
+    assert health.crc_errors == st.crc_errors >= 1
+    assert health.layout_errors == 2
+    assert health.frame_errors == st.errors + 2 >= 3
+    assert "bad frames" in health.line() and f"bad frames {health.frame_errors}" in health.line()

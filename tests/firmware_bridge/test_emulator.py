@@ -81,7 +81,7 @@ async def _poll_until_done(host: SerialHost, emu: Emulator, timeout: float) -> b
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         host.poll()
-        if emu._done.is_set():
+        if emu.done:
             return True
         await asyncio.sleep(0.01)
     return False
@@ -221,7 +221,7 @@ async def _recv_all(sock: socket.socket, emu: Emulator, timeout: float
             continue
         except BlockingIOError:
             pass
-        if emu._done.is_set():
+        if emu.done:
             quiet_until = quiet_until or time.monotonic() + 0.2
             if time.monotonic() > quiet_until:
                 break
@@ -425,7 +425,7 @@ async def test_unbounded_run_is_simulated_in_chunks_with_continuous_seq_and_cloc
                 except BlockingIOError:
                     await asyncio.sleep(0.005)
             assert emu._twin.k >= 4, "several chunks were simulated"
-            assert not emu._done.is_set()
+            assert not emu.done
     finally:
         sock.close()
     t_us = np.concatenate([s.t_us for s in samples])
@@ -470,7 +470,7 @@ def test_run_in_thread_for_synchronous_callers() -> None:
         finally:
             port.close()
     assert sum(s.n_instants for s in samples) == 50
-    assert not emu._thread.is_alive()
+    assert not emu.running
 
 
 def test_chunk_seams_match_a_simulation_of_the_whole_run(monkeypatch: pytest.MonkeyPatch) -> None:

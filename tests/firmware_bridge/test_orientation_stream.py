@@ -62,7 +62,7 @@ def check_orientation_rows(emu: Emulator, labels: list[str], rows: np.ndarray) -
     seq = rows[:, labels.index("device.seq")].astype(np.int64)
     idx = np.searchsorted(log.seq, seq)
     assert np.array_equal(log.seq[idx], seq)
-    sites = emu._twin.rig.site_names
+    sites = emu.rig.site_names
     info = emu.info
     scales = {"acc": info.accel_scale, "gyro": info.gyro_scale, "mag": info.mag_scale}
     for q, axes in (("acc", "xyz"), ("gyro", "xyz"), ("mag", "xyz"), ("quat", "wxyz")):
@@ -109,7 +109,7 @@ async def test_orientation_device_streams_its_quaternions_on_every_transport(
     assert emu.info.has_quat and emu.info.has_gyro == gyro and emu.info.has_mag == mag
     table = _labels(inlet.info)
     labels = [t[0] for t in table]
-    sites = emu._twin.rig.site_names
+    sites = emu.rig.site_names
     assert labels == _expected_labels(sites, gyro, mag)
     quat_meta = {(u, t) for label, u, t in table if ".quat." in label}
     assert quat_meta == {("normalized", "Orientation")}
@@ -162,7 +162,7 @@ async def test_record_keeps_an_orientation_stream_labels_and_values(tmp_path: Pa
         (key,) = r.keys_of_type("IMU")
         imu = r.stream(key)
         labels = list(imu.spec.labels)
-        assert labels == _expected_labels(emu._twin.rig.site_names, False, False)
+        assert labels == _expected_labels(emu.rig.site_names, False, False)
         rows = np.column_stack([imu.channel(label) for label in labels])
     assert len(rows) >= 150
     check_orientation_rows(emu, labels, rows)

@@ -59,8 +59,8 @@ async def test_every_instant_sent_around_three_replugs_reaches_lsl(unique_name: 
             # 0.7 s between pulls)
             await _until(lambda: emu.stats.disconnects >= pulls + REPLUGS and emu.link._up,
                          30, f"{REPLUGS} re-plugs", task)
-            back = emu._seq
-            await _until(lambda: emu._seq >= back + 30, 10, "streaming after", task)
+            back = emu.seq
+            await _until(lambda: emu.seq >= back + 30, 10, "streaming after", task)
             await emu.stop()   # the device stops sampling; the link stays up
             log = emu.truth()
             last = int(log.seq[log.sent][-1])
