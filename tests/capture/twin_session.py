@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pylsl
 
+from firmware_bridge.streams import blendshapes_info, channel_label, channel_table, imu_info
 from hardware.motion import Motion, procedural
 from hardware.physics import simulate
 from hardware.rig import load_rig
@@ -64,7 +65,7 @@ def twin_take(seconds: float = 30.0, imu_rate: float = 100.0, seed: int = 3,
     for si, s in enumerate(sig.site_names):
         for q, arr in (("acc", acc), ("gyro", sig.gyro), ("mag", sig.mag)):
             for ai, ax in enumerate("xyz"):
-                labels.append(f"{s}.{q}.{ax}")
+                labels.append(channel_label(s, q, ax))
                 cols.append(arr[:, si, ai])
     labels += ["device.time_us", "device.seq"]
     cols += [sig.device_time_us.astype(np.float64), np.arange(len(sig.t), dtype=np.float64)]
@@ -76,34 +77,15 @@ def twin_take(seconds: float = 30.0, imu_rate: float = 100.0, seed: int = 3,
 
 
 def imu_stream_info(take: TwinTake, name: str) -> pylsl.StreamInfo:
-    """A StreamInfo shaped like firmware_bridge's IMU outlet (labels, rig, reference flag)."""
-    info = pylsl.StreamInfo(name, "IMU", len(take.imu_labels), take.imu_rate,
-                            pylsl.cf_double64, f"{name}-serial")
-    d = info.desc()
-    chans = d.append_child("channels")
-    for lab in take.imu_labels:
-        ch = chans.append_child("channel")
-        ch.append_child_value("label", lab)
-        q = lab.split(".")[-2]
-        ch.append_child_value("unit", {"acc": "m/s^2", "gyro": "rad/s", "mag": "uT"}.get(q, ""))
-    rig = d.append_child("rig")
-    rig.append_child_value("id", take.rig_id)
-    rig.append_child_value("reference", take.reference)
-    sites = rig.append_child("sites")
-    for s in take.sites:
-        el = sites.append_child("site")
-        el.append_child_value("name", s)
-        el.append_child_value("reference", "true" if s == take.reference else "false")
+    """The StreamInfo firmware_bridge's IMU outlet would make for this rig (``streams.imu_info``:
+    labels, units, rig, reference flag)."""
+    info = imu_info(name, f"{name}-serial", take.imu_rate, take.sites, has_mag=True,
+                    rig_id=take.rig_id, reference=take.reference)
+    assert [c[0] for c in channel_table(take.sites, has_mag=True, has_quat=False)] == \
+        take.imu_labels
     return info
 
 
 def blendshape_stream_info(name: str, source: str = "arkit") -> pylsl.StreamInfo:
-    """A Blendshapes StreamInfo with the 61 STREAM_NAMES channels."""
-    info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), 60.0, pylsl.cf_float32,
-                            f"{name}-src")
-    d = info.desc()
-    d.append_child_value("source", source)
-    chans = d.append_child("channels")
-    for lab in STREAM_NAMES:
-        chans.append_child("channel").append_child_value("label", lab)
-    return info
+    """A Blendshapes StreamInfo with the 61 STREAM_NAMES channels (``streams.blendshapes_info``)."""
+    return blendshapes_info(name, source, f"{name}-src")
