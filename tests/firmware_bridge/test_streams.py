@@ -288,3 +288,58 @@ def test_only_streams_builds_infos_and_inlets() -> None:
     assert not found, "build, parse and open LSL streams with firmware_bridge.streams:\n" + \
         "\n".join(found)
     assert _violations(REPO / "firmware_bridge" / "streams.py")   # the check sees them
+
+
+# --------------------------------------------------------------------------- readers by label
+
+
+def _shuffled_blendshapes(name: str):
+    """A Blendshapes stream made by some other tool: the 61 channels in reverse order, row
+    value = the channel's index in ``STREAM_NAMES``."""
+    info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), 60.0, pylsl.cf_float32,
+                            f"{name}-sid")
+    chans = info.desc().append_child("channels")
+    for label in reversed(STREAM_NAMES):
+        chans.append_child("channel").append_child_value("label", label)
+    info.desc().append_child_value("source", "arkit")
+    row = [float(STREAM_NAMES.index(lb)) / 100.0 for lb in reversed(STREAM_NAMES)]
+    return pylsl.StreamOutlet(info), row
+
+
+def test_viewer_reads_blendshapes_by_label(unique_name: str) -> None:
+    from viewer.live import LslSource, resolve_blendshapes
+
+    outlet, row = _shuffled_blendshapes(unique_name)
+    with LslSource(resolve_blendshapes(unique_name, DEADLINE_S)) as src:
+        deadline = time.monotonic() + DEADLINE_S
+        frame = None
+        while frame is None and time.monotonic() < deadline:
+            outlet.push_sample(row)
+            frame = src.latest.wait_newer(0, 0.2)
+        assert frame is not None, "the viewer received nothing"
+        assert src.kind == "arkit"
+        assert np.allclose(frame.values, np.arange(len(STREAM_NAMES)) / 100.0)
+
+
+def test_hybrid_reads_arkit_by_label(unique_name: str) -> None:
+    import threading
+
+    from imusic.pipelines import FrameBuffer, open_inlet, read_frames
+
+    outlet, row = _shuffled_blendshapes(unique_name)
+    inlet = open_inlet(S.predicate("Blendshapes", unique_name), "test stream", "-", DEADLINE_S)
+    buffer, halt = FrameBuffer(), threading.Event()
+    reader = threading.Thread(target=read_frames, args=(inlet, buffer, halt), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        values = None
+        while values is None and time.monotonic() < deadline:
+            outlet.push_sample(row)
+            time.sleep(0.05)
+            values, _ = buffer.at(pylsl.local_clock(), 1.0)
+        assert values is not None, "the hybrid's reader received nothing"
+        assert np.allclose(values, np.arange(N_BLENDSHAPES) / 100.0)
+    finally:
+        halt.set()
+        reader.join(5.0)
