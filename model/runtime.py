@@ -369,9 +369,9 @@ def run_lsl(runtime: Runtime, imu_info: Any, name: str = "imusic-model",
             source_id: str = "imusic-model", stop: threading.Event | None = None,
             duration_s: float | None = None,
             on_frame: Callable[[Frame], None] | None = None) -> dict[str, float]:
-    """Read an ``IMU`` LSL stream (``imu_info`` from ``pylsl.resolve_byprop``), publish every
-    frame on a ``Blendshapes`` outlet (``desc/source = "imusic-model"``) until ``stop`` is set
-    or ``duration_s`` passes. Returns latency statistics."""
+    """Read an ``IMU`` LSL stream (``imu_info`` from ``firmware_bridge.streams.resolve``),
+    publish every frame on a ``Blendshapes`` outlet (``desc/source = "imusic-model"``) until
+    ``stop`` is set or ``duration_s`` passes. Returns latency statistics."""
     import pylsl
 
     from firmware_bridge.streams import blendshapes_info, open_inlet

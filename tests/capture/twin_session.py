@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pylsl
 
-from firmware_bridge.streams import blendshapes_info, channel_label, channel_table, imu_info
+from firmware_bridge.streams import blendshapes_info, channel_label
 from hardware.motion import Motion, procedural
 from hardware.physics import simulate
 from hardware.rig import load_rig
@@ -77,12 +77,25 @@ def twin_take(seconds: float = 30.0, imu_rate: float = 100.0, seed: int = 3,
 
 
 def imu_stream_info(take: TwinTake, name: str) -> pylsl.StreamInfo:
-    """The StreamInfo firmware_bridge's IMU outlet would make for this rig (``streams.imu_info``:
-    labels, units, rig, reference flag)."""
-    info = imu_info(name, f"{name}-serial", take.imu_rate, take.sites, has_mag=True,
-                    rig_id=take.rig_id, reference=take.reference)
-    assert [c[0] for c in channel_table(take.sites, has_mag=True, has_quat=False)] == \
-        take.imu_labels
+    """A StreamInfo shaped like firmware_bridge's IMU outlet (labels, rig, reference flag), its
+    channels in the take's label order (which a test may shuffle: hence not ``streams.imu_info``)."""
+    info = pylsl.StreamInfo(name, "IMU", len(take.imu_labels), take.imu_rate,
+                            pylsl.cf_double64, f"{name}-serial")
+    d = info.desc()
+    chans = d.append_child("channels")
+    for lab in take.imu_labels:
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", lab)
+        q = lab.split(".")[-2]
+        ch.append_child_value("unit", {"acc": "m/s^2", "gyro": "rad/s", "mag": "uT"}.get(q, ""))
+    rig = d.append_child("rig")
+    rig.append_child_value("id", take.rig_id)
+    rig.append_child_value("reference", take.reference)
+    sites = rig.append_child("sites")
+    for s in take.sites:
+        el = sites.append_child("site")
+        el.append_child_value("name", s)
+        el.append_child_value("reference", "true" if s == take.reference else "false")
     return info
 
 
