@@ -78,7 +78,7 @@ def twin_take(seconds: float = 30.0, imu_rate: float = 100.0, seed: int = 3,
 
 def imu_stream_info(take: TwinTake, name: str) -> pylsl.StreamInfo:
     """A StreamInfo shaped like firmware_bridge's IMU outlet (labels, rig, reference flag), its
-    channels in the take's label order (which a test may shuffle: hence not ``streams.imu_info``)."""
+    channels in the take's label order (a test may shuffle it: hence not ``streams.imu_info``)."""
     info = pylsl.StreamInfo(name, "IMU", len(take.imu_labels), take.imu_rate,
                             pylsl.cf_double64, f"{name}-serial")
     d = info.desc()
