@@ -1,8 +1,9 @@
 """The LSL stream contracts: one builder and one parser per stream type, one way to open inlets.
 
 Every imusic publisher makes its ``pylsl.StreamInfo`` here and every reader reads the
-metadata it needs here; no other module constructs a ``StreamInfo`` or a ``StreamInlet``
-(tests/firmware_bridge/test_streams.py checks the tree). The pieces:
+metadata it needs here; no other module of the packages constructs a ``StreamInfo`` or a
+``StreamInlet`` or resolves streams (tests/firmware_bridge/test_streams.py checks the tree;
+tests and benchmarks may build off-contract streams on purpose). The pieces:
 
 * **labels**: ``channel_table`` writes an IMU stream's ``site.quantity.axis`` labels (with
   their units and types) in stream order; ``parse_label`` is the one reader of such a label.
@@ -18,12 +19,12 @@ metadata it needs here; no other module constructs a ``StreamInfo`` or a ``Strea
   timestamps, as LabRecorder keeps them; live and view: clock-synchronised), and ``resolve``
   / ``resolve_one`` / ``continuous_resolver`` / ``predicate`` to find streams.
 
-Blendshapes dialect. Channel ``unit`` is ``normalized`` for the 52 coefficients and ``rad``
-for the 9 pose angles, channel ``type`` ``Blendshape`` and ``Pose`` (as the IMU stream spells
-units, ``rad/s``, and types, ``AngularVelocity``). Streams made before this module by
-``capture.arkit_bridge`` said ``radians`` / ``blendshape`` / ``pose``, the emulator's truth
-``rad`` / ``Blendshapes`` / ``Pose``: the parser reads channels by label only, so files and
-streams in either old dialect read as before.
+Blendshapes dialect: the one the emulator's truth used. Channel ``unit`` is ``normalized``
+for the 52 coefficients and ``rad`` for the 9 pose angles (SI symbols, as the IMU stream's
+``rad/s``), channel ``type`` ``Blendshapes`` (the stream's type, as an XDF ``EEG`` stream's
+channels are of type ``EEG``) and ``Pose``. Streams that ``capture.arkit_bridge`` made before
+this module said ``radians`` / ``blendshape`` / ``pose``: the parser reads channels by label
+only, so files and streams in that dialect read as before.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ EXTRA_CHANNELS = (("device.time_us", "microseconds", "DeviceTime"),
                   ("device.seq", "count", "SequenceNumber"))
 """The IMU stream's trailing channels: device clock (µs, unwrapped) and sequence number."""
 BLENDSHAPE_UNIT, POSE_UNIT = "normalized", "rad"
-BLENDSHAPE_CHANNEL_TYPE, POSE_CHANNEL_TYPE = "Blendshape", "Pose"
+BLENDSHAPE_CHANNEL_TYPE, POSE_CHANNEL_TYPE = "Blendshapes", "Pose"
 FUSION_STATE_FIELDS = (("arkit_weight", "share"), ("trusted", "bool"))
 """Per region, in stream order: ARKit's share of the fused value, and whether ARKit is trusted."""
 

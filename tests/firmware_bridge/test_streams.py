@@ -90,7 +90,11 @@ def test_blendshapes_round_trip(unique_name: str) -> None:
     assert np.allclose(lay.to_contract(got), row)
     assert full.desc().child_value("assumed_latency_s") == "0.05"
     ch = full.desc().child("channels").child("channel")
-    assert (ch.child_value("unit"), ch.child_value("type")) == ("normalized", "Blendshape")
+    assert (ch.child_value("unit"), ch.child_value("type")) == ("normalized", "Blendshapes")
+    for _ in range(N_BLENDSHAPES):
+        ch = ch.next_sibling("channel")
+    assert (ch.child_value("label"), ch.child_value("unit"), ch.child_value("type")) == \
+        ("headYaw", "rad", "Pose")
 
 
 def test_markers_round_trip(unique_name: str) -> None:
@@ -144,7 +148,7 @@ def _xml(stype: str, labels, count: int | None = None, desc: str = "",
 
 @pytest.mark.parametrize("units, types", [
     (("normalized", "radians"), ("blendshape", "pose")),     # capture.arkit_bridge, before
-    (("normalized", "rad"), ("Blendshapes", "Pose")),        # the emulator's truth, before
+    (("normalized", "rad"), ("Blendshapes", "Pose")),        # the emulator's truth, and now
 ])
 def test_old_blendshape_dialects_still_read(units, types) -> None:
     u = [units[i >= N_BLENDSHAPES] for i in range(len(STREAM_NAMES))]
