@@ -32,9 +32,9 @@ from capture.livelink import (
     parse_packet,
 )
 from capture.livelink_csv import LiveLinkTake
-from hardware.vocabulary import N_BLENDSHAPES, N_STREAM_CHANNELS, STREAM_NAMES
+from firmware_bridge.streams import BLENDSHAPES_TYPE, blendshapes_info  # noqa: F401
 
-STREAM_TYPE = "Blendshapes"
+STREAM_TYPE = BLENDSHAPES_TYPE
 NOMINAL_RATE_HZ = 60.0
 
 DEFAULT_LATENCY_S = 0.050
@@ -63,29 +63,8 @@ def no_packets_hint(port: int) -> str:
 # --------------------------------------------------------------------------- LSL outlet
 
 
-def blendshapes_info(name: str, source: str, source_id: str, *,
-                     rate_hz: float = NOMINAL_RATE_HZ, extra: dict[str, str] | None = None):
-    """A ``pylsl.StreamInfo`` for a ``Blendshapes`` stream: 61 float32 channels in
-    ``STREAM_NAMES`` order with per-channel label/unit/type, and ``desc/source``.
-
-    ``source`` is ``"arkit"`` (ground truth), ``"twin"`` or ``"imusic-model"``; ``extra`` adds
-    text children to ``desc`` (e.g. the assumed latency).
-    """
-    import pylsl
-
-    info = pylsl.StreamInfo(name, STREAM_TYPE, N_STREAM_CHANNELS, rate_hz, pylsl.cf_float32,
-                            source_id)
-    desc = info.desc()
-    desc.append_child_value("source", source)
-    chans = desc.append_child("channels")
-    for i, label in enumerate(STREAM_NAMES):
-        ch = chans.append_child("channel")
-        ch.append_child_value("label", label)
-        ch.append_child_value("unit", "normalized" if i < N_BLENDSHAPES else "radians")
-        ch.append_child_value("type", "blendshape" if i < N_BLENDSHAPES else "pose")
-    for key, value in (extra or {}).items():
-        desc.append_child_value(key, str(value))
-    return info
+# ``blendshapes_info`` (the one builder of the Blendshapes stream) lives in
+# firmware_bridge.streams; it is imported above and stays importable from here.
 
 
 # --------------------------------------------------------------------------- timestamps

@@ -115,6 +115,7 @@ def load_blendshapes(path: str | Path, stream: str | None = None) -> BlendshapeS
 
 def _from_aligned(path: Path, start: float) -> BlendshapeSeries:
     from capture.aligned import read_aligned
+    from firmware_bridge.streams import channel_label
 
     a = read_aligned(path)
     values = np.hstack([a.blendshapes, a.pose]).astype(np.float32)
@@ -125,7 +126,7 @@ def _from_aligned(path: Path, start: float) -> BlendshapeSeries:
         arr = np.asarray(getattr(a, quantity), np.float32)
         for s, site in enumerate(a.sites):
             for k, axis in enumerate("xyz"):
-                cols.append(f"{site}.{quantity}.{axis}")
+                cols.append(channel_label(site, quantity, axis))
                 blocks.append(arr[:, s, k])
     imu = np.stack(blocks, axis=1) if blocks else np.zeros((a.n_frames, 0), np.float32)
     valid = np.asarray(a.valid_imu, bool)

@@ -251,10 +251,12 @@ def imu_channels(sensors: list[str]) -> list[tuple[str, str, str]]:
     """(label, unit, type) of the imported IMU stream: per sensor the contract's raw
     ``acc``/``quat`` channels, then the calibrated ``linacc`` (gravity removed) and
     ``quat_ref`` (relative to the reference sensor), then ``device.seq`` (the frame index)."""
+    from firmware_bridge.streams import TYPES, UNITS, axes_of, channel_label
+
     out = []
     for s in sensors:
-        out += [(f"{s}.acc.{a}", "m/s^2", "Acceleration") for a in "xyz"]
-        out += [(f"{s}.quat.{a}", "normalized", "Orientation") for a in "wxyz"]
+        for q in ("acc", "quat"):
+            out += [(channel_label(s, q, a), UNITS[q], TYPES[q]) for a in axes_of(q)]
         out += [(f"{s}.linacc.{a}", "m/s^2", "Acceleration") for a in "xyz"]
         out += [(f"{s}.quat_ref.{a}", "normalized", "Orientation") for a in "wxyz"]
     out.append(("device.seq", "count", "SequenceNumber"))

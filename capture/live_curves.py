@@ -23,13 +23,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from firmware_bridge.streams import BLENDSHAPES_TYPE
 from hardware.vocabulary import STREAM_NAMES
 
 CURVE_SHAPES: tuple[str, ...] = ("jawOpen", "mouthSmileLeft", "mouthSmileRight",
                                  "eyeBlinkLeft", "eyeBlinkRight", "browInnerUp")
 """The blendshapes the experimenter page shows unless asked for others."""
 
-STREAM_TYPE = "Blendshapes"
+STREAM_TYPE = BLENDSHAPES_TYPE
 
 
 class ShapesError(ValueError):

@@ -43,8 +43,9 @@ from capture.live_curves import LiveCurves
 from capture.protocol import Protocol, Step, Take
 from capture.recorder import Recorder
 from capture.take_quality import QualityConfig, assess_take, config_dict
+from firmware_bridge.streams import MARKERS_TYPE
 
-MARKER_TYPE = "Markers"
+MARKER_TYPE = MARKERS_TYPE
 QUALITY_FILE = "quality.json"
 _LABEL_RE = re.compile(r"[^A-Za-z0-9]")
 
@@ -167,6 +168,8 @@ class ProtocolRunner:
                  on_update: Callable[[dict], None] | None = None) -> None:
         import pylsl
 
+        from firmware_bridge.streams import markers_info
+
         self.protocol = protocol
         self.participant = participant
         bids_label(participant)                       # refuse an unusable id before anything
@@ -181,10 +184,8 @@ class ProtocolRunner:
             f"imusic-session-{bids_label(participant)}" + (f"-{tag}" if tag else ""))
         self.names = (list(names) + [self.marker_name] if names is not None
                       else (actor.names + [self.marker_name] if actor is not None else None))
-        info = pylsl.StreamInfo(self.marker_name, MARKER_TYPE, 1, pylsl.IRREGULAR_RATE,
-                                pylsl.cf_string, f"{self.marker_name}-markers")
-        info.desc().append_child_value("protocol", protocol.name)
-        self.outlet = pylsl.StreamOutlet(info)
+        self.outlet = pylsl.StreamOutlet(markers_info(
+            self.marker_name, f"{self.marker_name}-markers", {"protocol": protocol.name}))
         self.takes: list[TakeRecord] = []
         self.markers_sent = 0
         self.markers_before = 0

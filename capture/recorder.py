@@ -43,8 +43,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from capture.session import SessionReader, SessionWriter, StreamSpec, describe_write_error
+from firmware_bridge.streams import BLENDSHAPES_TYPE, IMU_TYPE, MARKERS_TYPE
 
-DEFAULT_TYPES: tuple[str, ...] = ("IMU", "Blendshapes", "Markers")
+DEFAULT_TYPES: tuple[str, ...] = (IMU_TYPE, BLENDSHAPES_TYPE, MARKERS_TYPE)
 
 
 def build_predicate(types: Sequence[str] = DEFAULT_TYPES,
@@ -136,8 +137,10 @@ class _Puller(threading.Thread):
     def run(self) -> None:
         import pylsl
 
+        from firmware_bridge.streams import open_inlet
+
         try:
-            inlet = pylsl.StreamInlet(self.info, max_buflen=360, recover=True)
+            inlet = open_inlet(self.info, "record")   # raw timestamps, as LabRecorder keeps them
             # Data first: the inlet buffers from here on, while the full info is fetched.
             inlet.open_stream(timeout=10.0)
             self.spec = StreamSpec.from_info(inlet.info(timeout=10.0))
@@ -355,7 +358,7 @@ class Recorder:
 
     # ---------------------------------------------------------------- threads
     def _resolve_loop(self) -> None:
-        import pylsl
+        from firmware_bridge.streams import continuous_resolver, resolve
 
         # One-shot resolves in a loop while streams are arriving: a one-shot query goes out at
         # once and returns as soon as one stream more than last time answers, so a new stream
@@ -371,10 +374,10 @@ class Recorder:
             try:
                 if time.monotonic() < fast_until:
                     continuous = None
-                    found = pylsl.resolve_bypred(pred, present + 1, self.limits.resolve_wait_s)
+                    found = resolve(pred, present + 1, self.limits.resolve_wait_s)
                 else:
                     if continuous is None:
-                        continuous = pylsl.ContinuousResolver(pred=pred)
+                        continuous = continuous_resolver(pred)
                     self._stop.wait(self.limits.resolve_poll_s)
                     found = continuous.results()
             except Exception as err:  # noqa: BLE001 - a network hiccup: try again

@@ -189,17 +189,17 @@ def _desc(xml: str) -> ET.Element | None:
 
 def parse_imu(stream: StreamData) -> ImuSeries:
     """Split an IMU stream into (N, S, 3) arrays by its ``site.quantity.axis`` labels."""
+    from firmware_bridge.streams import parse_label
+
     labels = stream.spec.labels
     sites: list[str] = []
     col: dict[tuple[str, str, str], int] = {}
     for i, lab in enumerate(labels):
-        parts = lab.rsplit(".", 2)
-        if len(parts) == 3 and ((parts[1] in ("acc", "gyro", "mag") and parts[2] in
-                                 ("x", "y", "z")) or (parts[1] == "quat" and parts[2] in
-                                                      ("w", "x", "y", "z"))):
+        parts = parse_label(lab)          # the IMU contract's one label reader
+        if parts is not None:
             if parts[0] not in sites:
                 sites.append(parts[0])
-            col[(parts[0], parts[1], parts[2])] = i
+            col[parts] = i
     if not sites:
         raise SyncError(f"IMU stream {stream.spec.name!r} has no 'site.acc.x'-style channel "
                         f"labels (got {labels[:4]}...): record it from an imusic outlet")

@@ -64,23 +64,12 @@ class TruthLog:
 
 def truth_outlet(name: str, source_id: str, fps: float, rig: str, serial: str, motion: str):
     """An LSL outlet for the twin's ground truth: type ``Blendshapes``, the 61 STREAM_NAMES
-    channels as float32 (52 ARKit coefficients, then head and eye yaw/pitch/roll in rad),
+    channels of ``streams.blendshapes_info`` (52 ARKit coefficients, then head and eye pose),
     ``desc/source`` = ``twin``, with the rig, device serial and motion it came from."""
     import pylsl
 
-    from hardware.vocabulary import POSE_NAMES, STREAM_NAMES
+    from firmware_bridge.streams import blendshapes_info
 
-    info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), fps, pylsl.cf_float32,
-                            source_id)
-    desc = info.desc()
-    desc.append_child_value("source", "twin")
-    desc.append_child_value("rig", rig)
-    desc.append_child_value("device_serial", serial)
-    desc.append_child_value("motion", motion)
-    channels = desc.append_child("channels")
-    for label in STREAM_NAMES:
-        ch = channels.append_child("channel")
-        ch.append_child_value("label", label)
-        ch.append_child_value("unit", "rad" if label in POSE_NAMES else "normalized")
-        ch.append_child_value("type", "Pose" if label in POSE_NAMES else "Blendshapes")
+    info = blendshapes_info(name, "twin", source_id, rate_hz=fps,
+                            extra={"rig": rig, "device_serial": serial, "motion": motion})
     return pylsl.StreamOutlet(info, chunk_size=1)

@@ -27,37 +27,22 @@ import numpy as np
 import pylsl
 
 from firmware_bridge.protocol import QUAT_SCALE, DeviceInfo, Samples
-
-AXES = ("x", "y", "z")
-QUAT_AXES = ("w", "x", "y", "z")
-UNITS = {"acc": "m/s^2", "gyro": "rad/s", "mag": "uT", "quat": "normalized"}
-TYPES = {"acc": "Acceleration", "gyro": "AngularVelocity", "mag": "MagneticField",
-         "quat": "Orientation"}
-EXTRA_CHANNELS = (("device.time_us", "microseconds", "DeviceTime"),
-                  ("device.seq", "count", "SequenceNumber"))
+from firmware_bridge.streams import (  # noqa: F401 - re-exported: the labels live in streams
+    AXES,
+    EXTRA_CHANNELS,
+    QUAT_AXES,
+    TYPES,
+    UNITS,
+    channel_table,
+    imu_info,
+    markers_info,
+    quantities,
+)
 
 
 def default_sites(n: int) -> list[str]:
     """Site names when no rig definition is at hand: ``s00``, ``s01``, ..."""
     return [f"s{i:02d}" for i in range(n)]
-
-
-def quantities(has_gyro: bool, has_mag: bool, has_quat: bool) -> tuple[str, ...]:
-    """The quantities each site sends, in wire and stream order: acc [, gyro] [, mag] [, quat]."""
-    return (("acc",) + (("gyro",) if has_gyro else ()) + (("mag",) if has_mag else ())
-            + (("quat",) if has_quat else ()))
-
-
-def channel_table(sites: list[str], has_mag: bool, has_quat: bool,
-                  has_gyro: bool = True) -> list[tuple[str, str, str]]:
-    """(label, unit, type) of every channel, in stream order."""
-    out: list[tuple[str, str, str]] = []
-    for s in sites:
-        for q in quantities(has_gyro, has_mag, has_quat):
-            for ax in (QUAT_AXES if q == "quat" else AXES):
-                out.append((f"{s}.{q}.{ax}", UNITS[q], TYPES[q]))
-    out.extend(EXTRA_CHANNELS)
-    return out
 
 
 @dataclass
@@ -89,54 +74,32 @@ class ImuStreamSpec:
         return len(self.channels)
 
 
-def _child(parent: pylsl.XMLElement, name: str, values: dict) -> pylsl.XMLElement:
-    el = parent.append_child(name)
-    for k, v in values.items():
-        el.append_child_value(k, str(v))
-    return el
-
-
 def make_stream_info(spec: ImuStreamSpec) -> pylsl.StreamInfo:
-    """The ``pylsl.StreamInfo`` of the IMU stream, ``desc`` filled in (XDF conventions)."""
+    """The ``pylsl.StreamInfo`` of the IMU stream (``streams.imu_info``), with the device's
+    acquisition, identity, sensor ranges and clock method in ``desc``."""
     i = spec.info
-    info = pylsl.StreamInfo(spec.name, "IMU", spec.channel_count, float(i.rate_hz),
-                            pylsl.cf_double64, spec.source_id)
-    d = info.desc()
-    chans = d.append_child("channels")
-    for label, unit, typ in spec.channels:
-        _child(chans, "channel", {"label": label, "unit": unit, "type": typ})
-    _child(d, "acquisition", {"manufacturer": "imusic", "model": "imusic wearable",
-                              "serial_number": f"{i.serial:016x}"})
-    _child(d, "device", {
-        "name": i.name, "serial": f"{i.serial:016x}", "firmware": i.fw_string,
-        "boot_id": f"{i.boot_id:08x}", "transport": spec.transport,
-        "instants_per_frame": i.instants_per_frame, "protocol_version": 1})
-    rig = d.append_child("rig")
-    rig.append_child_value("id", i.rig_id)
-    if spec.rig_description:
-        rig.append_child_value("description", spec.rig_description)
-    rig.append_child_value("reference", spec.reference or "")
-    sites = rig.append_child("sites")
-    for idx, s in enumerate(spec.sites):
-        _child(sites, "site", {"name": s, "index": idx,
-                               "reference": "true" if s == spec.reference else "false"})
-    ranges = d.append_child("sensors")
-    _child(ranges, "acc", {"range": i.accel_range, "scale": i.accel_scale, "unit": "m/s^2",
-                           "bits": 16})
+    sensors = {"acc": {"range": i.accel_range, "scale": i.accel_scale, "unit": "m/s^2",
+                       "bits": 16}}
     if i.has_gyro:
-        _child(ranges, "gyro", {"range": i.gyro_range, "scale": i.gyro_scale, "unit": "rad/s",
-                                "bits": 16})
+        sensors["gyro"] = {"range": i.gyro_range, "scale": i.gyro_scale, "unit": "rad/s",
+                           "bits": 16}
     if i.has_mag:
-        _child(ranges, "mag", {"range": i.mag_range, "scale": i.mag_scale, "unit": "uT",
-                               "bits": 16})
+        sensors["mag"] = {"range": i.mag_range, "scale": i.mag_scale, "unit": "uT", "bits": 16}
     if i.has_quat:
-        _child(ranges, "quat", {"scale": QUAT_SCALE, "unit": "normalized", "bits": 16})
-    clock = d.append_child("clock")
-    clock.append_child_value(
-        "method", "lower-envelope linear fit of frame arrival (local_clock) on device time")
-    for k, v in spec.clock.items():
-        clock.append_child_value(k, str(v))
-    return info
+        sensors["quat"] = {"scale": QUAT_SCALE, "unit": "normalized", "bits": 16}
+    meta = {
+        "acquisition": {"manufacturer": "imusic", "model": "imusic wearable",
+                        "serial_number": f"{i.serial:016x}"},
+        "device": {"name": i.name, "serial": f"{i.serial:016x}", "firmware": i.fw_string,
+                   "boot_id": f"{i.boot_id:08x}", "transport": spec.transport,
+                   "instants_per_frame": i.instants_per_frame, "protocol_version": 1},
+        "sensors": sensors,
+        "clock": {"method": "lower-envelope linear fit of frame arrival (local_clock) on "
+                            "device time", **spec.clock}}
+    return imu_info(spec.name, spec.source_id, float(i.rate_hz), spec.sites,
+                    has_gyro=i.has_gyro, has_mag=i.has_mag, has_quat=i.has_quat,
+                    rig_id=str(i.rig_id), reference=spec.reference,
+                    rig_description=spec.rig_description, meta=meta)
 
 
 def samples_to_rows(samples: Samples, info: DeviceInfo, t_us: np.ndarray,
@@ -211,12 +174,9 @@ class EventOutlet:
     """The companion ``Markers`` stream: JSON strings for device events, gaps and health."""
 
     def __init__(self, spec: ImuStreamSpec) -> None:
-        info = pylsl.StreamInfo(f"{spec.name}-events", "Markers", 1, pylsl.IRREGULAR_RATE,
-                                pylsl.cf_string, f"{spec.source_id}-events")
-        d = info.desc()
-        d.append_child_value("imu_stream", spec.name)
-        d.append_child_value("imu_source_id", spec.source_id)
-        d.append_child_value("format", "one JSON object per marker; key 'event' names it")
+        info = markers_info(f"{spec.name}-events", f"{spec.source_id}-events", {
+            "imu_stream": spec.name, "imu_source_id": spec.source_id,
+            "format": "one JSON object per marker; key 'event' names it"})
         self._outlet: pylsl.StreamOutlet | None = pylsl.StreamOutlet(info)
         self.pushed = 0
         self.last_timestamp = float("-inf")

@@ -31,9 +31,6 @@ import numpy as np
 from firmware_bridge.device import DeviceError
 from hardware.vocabulary import N_BLENDSHAPES
 
-FUSION_STATE_TYPE = "FusionState"
-"""LSL type of the hybrid's per-region state stream."""
-
 HEAD_POSE_IMU = ("reference IMU (model.headpose: orientation relative to the neutral pose "
                  "found in the first still seconds; zeros until then)")
 """``desc/head_pose`` of a stream whose head yaw/pitch/roll come from the reference sensor."""
@@ -260,11 +257,12 @@ class LivePipeline:
         await session.run(stop)
 
     def _run_lsl(self, stop: threading.Event) -> None:
+        from firmware_bridge.streams import IMU_TYPE, predicate
         from model.runtime import imu_labels
 
         want = self.link.lsl or ""
         inlet = open_inlet(
-            "type='IMU'" + (f" and (name='{want}' or source_id='{want}')" if want else ""),
+            predicate(IMU_TYPE, want),
             f"IMU LSL stream {want!r}", "start 'imusic stream' (or 'imusic emulate' + 'imusic "
             "stream') first, or check --lsl NAME",
             only_one_s=None if want else self.link.lsl_settle_s)
@@ -313,11 +311,12 @@ class ChannelMismatch(DeviceError, LookupError):
 
 def stream_quantities(labels: list[str]) -> list[str]:
     """The quantities an IMU stream's ``site.quantity.axis`` labels carry, in stream order."""
+    from firmware_bridge.streams import parse_label
+
     out: list[str] = []
-    for label in labels:
-        parts = label.split(".")
-        if len(parts) == 3 and parts[0] != "device" and parts[1] not in out:
-            out.append(parts[1])
+    for parsed in map(parse_label, labels):
+        if parsed is not None and parsed[1] not in out:
+            out.append(parsed[1])
     return out
 
 
@@ -425,21 +424,14 @@ class HybridPipeline:
     def _open_outlets(self) -> None:
         import pylsl
 
-        from capture.arkit_bridge import blendshapes_info
+        from firmware_bridge.streams import blendshapes_info, fusion_state_info
         from model.fusion import REGION_NAMES
 
         self._fused_outlet = pylsl.StreamOutlet(blendshapes_info(
             self.name, "imusic-hybrid", f"{self.name}-fused", rate_hz=60.0,
             extra={"head_pose": HEAD_POSE_HYBRID}))
-        info = pylsl.StreamInfo(f"{self.name}-state", FUSION_STATE_TYPE, 2 * len(REGION_NAMES),
-                                60.0, pylsl.cf_float32, f"{self.name}-state")
-        chans = info.desc().append_child("channels")
-        for what, unit in (("arkit_weight", "share"), ("trusted", "bool")):
-            for region in REGION_NAMES:
-                ch = chans.append_child("channel")
-                ch.append_child_value("label", f"{region}.{what}")
-                ch.append_child_value("unit", unit)
-        self._state_outlet = pylsl.StreamOutlet(info)
+        self._state_outlet = pylsl.StreamOutlet(fusion_state_info(
+            f"{self.name}-state", f"{self.name}-state", REGION_NAMES, rate_hz=60.0))
 
     def _on_imu_frame(self, frame: Any, now: float) -> None:
         from model.runtime import stream_values
@@ -479,10 +471,11 @@ class HybridPipeline:
             await stop.wait()
 
     def _arkit_from_lsl(self, halt: threading.Event) -> None:
+        from firmware_bridge.streams import BLENDSHAPES_TYPE, predicate
+
         want = self.arkit_lsl or ""
         inlet = open_inlet(
-            "type='Blendshapes'" + (f" and (name='{want}' or source_id='{want}')" if want
-                                    else " and desc/source='arkit'"),
+            predicate(BLENDSHAPES_TYPE, want, "" if want else "desc/source='arkit'"),
             f"ARKit Blendshapes LSL stream {want!r}",
             "start 'imusic arkit --listen 11111' (or --replay TAKE.csv) first")
         read_frames(inlet, self.arkit, halt)
@@ -510,30 +503,25 @@ def open_inlet(predicate: str, what: str, fix: str, timeout_s: float = 10.0,
     """An LSL inlet (clock-synchronised, monotonic, recovering) on the first stream matching the
     XPath ``predicate``; ``LookupError`` naming ``what`` and the ``fix`` when none appears.
     With ``only_one_s``, look that much longer for others and refuse to choose (LookupError
-    listing them) when there are several."""
-    import pylsl
+    listing them) when there are several. (``firmware_bridge.streams``: ``resolve_one`` and
+    the ``live`` inlet settings.)"""
+    from firmware_bridge.streams import open_inlet as contract_inlet
+    from firmware_bridge.streams import resolve_one
 
-    found = pylsl.resolve_bypred(predicate, 1, timeout_s)
-    if not found:
-        raise LookupError(f"no {what} found in {timeout_s:.0f} s: {fix}")
-    if only_one_s is not None:
-        streams = {i.uid(): i for i in found + pylsl.resolve_bypred(predicate, 0, only_one_s)}
-        if len(streams) > 1:
-            names = ", ".join(sorted(f"{i.name()} (source_id {i.source_id()})"
-                                     for i in streams.values()))
-            raise LookupError(f"{len(streams)} streams match {what}: {names}; name one with "
-                              f"--lsl NAME (a name or a source_id)")
-    return pylsl.StreamInlet(found[0], max_buflen=5, recover=True,
-                             processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
+    return contract_inlet(resolve_one(predicate, what, fix, timeout_s, only_one_s), "live")
 
 
 def read_frames(inlet: Any, buffer: "FrameBuffer", halt: threading.Event) -> None:
-    """Pull a Blendshapes inlet into ``buffer`` until ``halt`` is set; closes the inlet."""
+    """Pull a Blendshapes inlet into ``buffer`` until ``halt`` is set; closes the inlet.
+    Channels are taken by label (``streams.parse_blendshapes``), in ``STREAM_NAMES`` order."""
+    from firmware_bridge.streams import parse_blendshapes
+
     try:
+        layout = parse_blendshapes(inlet.info(timeout=5.0))
         while not halt.is_set():
             rows, ts = inlet.pull_chunk(timeout=0.05)
-            for row, t in zip(rows, ts):
-                buffer.add(t, np.asarray(row))
+            for row, t in zip(layout.to_contract(rows) if ts else (), ts):
+                buffer.add(t, row)
     finally:
         inlet.close_stream()
 

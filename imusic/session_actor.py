@@ -45,7 +45,7 @@ class EmulatedParticipant:
                  tag: str | None = None) -> None:
         import pylsl
 
-        from capture.arkit_bridge import blendshapes_info
+        from firmware_bridge.streams import blendshapes_info
 
         self.config = config or ActorConfig()
         self.seed = seed

@@ -88,9 +88,9 @@ class MissingChannels(KeyError):
 
 def axes_of(quantity: str) -> tuple[str, ...]:
     """The label axes of a quantity (``w x y z`` for quaternions, else ``x y z``)."""
-    from firmware_bridge.outlet import AXES, QUAT_AXES
+    from firmware_bridge.streams import axes_of as contract_axes
 
-    return QUAT_AXES if quantity == "quat" else AXES
+    return contract_axes(quantity)
 
 
 class Channels(NamedTuple):
@@ -114,14 +114,15 @@ class ChannelLayout:
 
     def __init__(self, labels: Sequence[str], sites: Sequence[str],
                  orientation: str = "ahrs") -> None:
+        from firmware_bridge.streams import channel_label, parse_label
+
         pos = {label: i for i, label in enumerate(labels)}
         self.sites = list(sites)
         self.orientation = orientation
-        have = sorted({lb.split(".")[0] for lb in labels
-                       if "." in lb and not lb.startswith("device.")})
+        have = sorted({p[0] for p in map(parse_label, labels) if p is not None})
 
         def idx(q: str, required: bool) -> np.ndarray | None:
-            rows = [[pos.get(f"{s}.{q}.{a}") for a in axes_of(q)] for s in sites]
+            rows = [[pos.get(channel_label(s, q, a)) for a in axes_of(q)] for s in sites]
             missing = [s for s, row in zip(sites, rows) if None in row]
             if missing and required:
                 raise MissingChannels(q, missing, have)
@@ -357,32 +358,25 @@ def stream_values(blendshapes: np.ndarray, head: np.ndarray | None = None) -> li
 
 
 def imu_labels(info: Any) -> list[str]:
-    """Channel labels from a ``pylsl.StreamInfo``'s ``desc/channels``."""
-    labels = []
-    ch = info.desc().child("channels").child("channel")
-    while not ch.empty():
-        labels.append(ch.child_value("label"))
-        ch = ch.next_sibling("channel")
-    if len(labels) != info.channel_count():
-        raise KeyError(f"IMU stream {info.name()!r} ({info.source_id()}) lists "
-                       f"{len(labels)} channel labels for {info.channel_count()} channels: "
-                       "its desc/channels is incomplete")
-    return labels
+    """Channel labels of an IMU stream's full ``pylsl.StreamInfo`` (``streams.parse_imu``:
+    ``StreamContractError``, a LookupError, when its channels are not the contract's)."""
+    from firmware_bridge.streams import parse_imu
+
+    return list(parse_imu(info).labels)
 
 
 def run_lsl(runtime: Runtime, imu_info: Any, name: str = "imusic-model",
             source_id: str = "imusic-model", stop: threading.Event | None = None,
             duration_s: float | None = None,
             on_frame: Callable[[Frame], None] | None = None) -> dict[str, float]:
-    """Read an ``IMU`` LSL stream (``imu_info`` from ``pylsl.resolve_byprop``), publish every
-    frame on a ``Blendshapes`` outlet (``desc/source = "imusic-model"``) until ``stop`` is set
-    or ``duration_s`` passes. Returns latency statistics."""
+    """Read an ``IMU`` LSL stream (``imu_info`` from ``firmware_bridge.streams.resolve``),
+    publish every frame on a ``Blendshapes`` outlet (``desc/source = "imusic-model"``) until
+    ``stop`` is set or ``duration_s`` passes. Returns latency statistics."""
     import pylsl
 
-    from capture.arkit_bridge import blendshapes_info
+    from firmware_bridge.streams import blendshapes_info, open_inlet
 
-    inlet = pylsl.StreamInlet(imu_info, max_buflen=5,
-                              processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
+    inlet = open_inlet(imu_info, "live")
     try:
         full = inlet.info(timeout=5.0)
         layout = runtime.layout(imu_labels(full))

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from firmware_bridge.streams import BLENDSHAPES_TYPE
 from hardware.vocabulary import N_BLENDSHAPES
 
-STREAM_TYPE = "Blendshapes"
+STREAM_TYPE = BLENDSHAPES_TYPE
 
 
 class StreamNotFound(LookupError):
@@ -61,21 +62,12 @@ class LatestFrame:
             return self._frame
 
 
-def _escape(value: str) -> str:
-    return value.replace("'", "")
-
-
 def resolve_blendshapes(name: str | None = None, timeout_s: float = 5.0) -> Any:
     """The ``pylsl.StreamInfo`` of a Blendshapes stream: the one named (or with that
     source_id) ``name``, or the first one found. Raises ``StreamNotFound`` naming the fix."""
-    import pylsl
+    from firmware_bridge.streams import predicate, resolve
 
-    if name:
-        pred = (f"type='{STREAM_TYPE}' and (name='{_escape(name)}' or "
-                f"source_id='{_escape(name)}')")
-    else:
-        pred = f"type='{STREAM_TYPE}'"
-    found = pylsl.resolve_bypred(pred, 1, timeout_s)
+    found = resolve(predicate(STREAM_TYPE, name), 1, timeout_s)
     if not found:
         what = f"named {name!r}" if name else "of any name"
         raise StreamNotFound(
@@ -118,13 +110,18 @@ class LslSource:
         return self
 
     def _run(self) -> None:
-        import pylsl
+        from firmware_bridge.streams import StreamContractError, open_inlet, parse_blendshapes
 
         try:
-            # A short buffer: the viewer only ever wants the newest sample.
-            inlet = pylsl.StreamInlet(self.info, max_buflen=2)
+            # The "view" settings: a short buffer, the viewer only ever wants the newest sample.
+            inlet = open_inlet(self.info, "view")
             inlet.open_stream(timeout=5.0)
-            self.kind = inlet.info(timeout=5.0).desc().child_value("source")
+            layout = parse_blendshapes(inlet.info(timeout=5.0))
+            self.kind = layout.source
+        except StreamContractError as err:   # the stream is not a Blendshapes stream
+            self.error = StreamNotFound(str(err))
+            self._opened.set()
+            return
         except Exception as err:  # noqa: BLE001 - reported to the caller by start()
             self.error = err
             self._opened.set()
@@ -135,7 +132,7 @@ class LslSource:
                 samples, stamps = inlet.pull_chunk(timeout=0.05)
                 if samples:
                     self.received += len(samples)
-                    self.latest.put(np.asarray(samples[-1], np.float32), stamps[-1])
+                    self.latest.put(layout.to_contract(samples[-1]), stamps[-1])
         finally:
             inlet.close_stream()
 

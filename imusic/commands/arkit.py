@@ -141,7 +141,8 @@ async def _replay(args: argparse.Namespace, stop) -> int:
     import asyncio
     import sys
 
-    from capture.arkit_bridge import ReplayStats, blendshapes_info, parse_host_port, replay_take
+    from capture.arkit_bridge import ReplayStats, parse_host_port, replay_take
+    from firmware_bridge.streams import blendshapes_info
     from capture.livelink_csv import LiveLinkCSVError, read_take
 
     try:

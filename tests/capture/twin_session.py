@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pylsl
 
+from firmware_bridge.streams import blendshapes_info, channel_label
 from hardware.motion import Motion, procedural
 from hardware.physics import simulate
 from hardware.rig import load_rig
@@ -64,7 +65,7 @@ def twin_take(seconds: float = 30.0, imu_rate: float = 100.0, seed: int = 3,
     for si, s in enumerate(sig.site_names):
         for q, arr in (("acc", acc), ("gyro", sig.gyro), ("mag", sig.mag)):
             for ai, ax in enumerate("xyz"):
-                labels.append(f"{s}.{q}.{ax}")
+                labels.append(channel_label(s, q, ax))
                 cols.append(arr[:, si, ai])
     labels += ["device.time_us", "device.seq"]
     cols += [sig.device_time_us.astype(np.float64), np.arange(len(sig.t), dtype=np.float64)]
@@ -76,7 +77,8 @@ def twin_take(seconds: float = 30.0, imu_rate: float = 100.0, seed: int = 3,
 
 
 def imu_stream_info(take: TwinTake, name: str) -> pylsl.StreamInfo:
-    """A StreamInfo shaped like firmware_bridge's IMU outlet (labels, rig, reference flag)."""
+    """A StreamInfo shaped like firmware_bridge's IMU outlet (labels, rig, reference flag), its
+    channels in the take's label order (a test may shuffle it: hence not ``streams.imu_info``)."""
     info = pylsl.StreamInfo(name, "IMU", len(take.imu_labels), take.imu_rate,
                             pylsl.cf_double64, f"{name}-serial")
     d = info.desc()
@@ -98,12 +100,5 @@ def imu_stream_info(take: TwinTake, name: str) -> pylsl.StreamInfo:
 
 
 def blendshape_stream_info(name: str, source: str = "arkit") -> pylsl.StreamInfo:
-    """A Blendshapes StreamInfo with the 61 STREAM_NAMES channels."""
-    info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), 60.0, pylsl.cf_float32,
-                            f"{name}-src")
-    d = info.desc()
-    d.append_child_value("source", source)
-    chans = d.append_child("channels")
-    for lab in STREAM_NAMES:
-        chans.append_child("channel").append_child_value("label", lab)
-    return info
+    """A Blendshapes StreamInfo with the 61 STREAM_NAMES channels (``streams.blendshapes_info``)."""
+    return blendshapes_info(name, source, f"{name}-src")
