@@ -139,7 +139,8 @@ def align(imu_stream: StreamData, bs_stream: StreamData, *, marker_taps: Iterabl
     # Step 3: calibration on the IMU's own timeline.
     rates = imu.rates()
     calib = calibrate(imu.t, imu.acc, rates, imu.rate_hz, imu.sites, imu.reference,
-                      neutral=neutral_mask(imu.t, bs_t, bs[:, :N_BLENDSHAPES], bs_rate, config))
+                      neutral=neutral_mask(imu.t, bs_t, bs[:, :N_BLENDSHAPES], bs_rate, config),
+                      config=config.calibration)
     gyro = rates - calib.gyro_bias
     t0, t1 = max(imu.t[0], bs_t[0]), min(imu.t[-1], bs_t[-1])
     if not t1 - t0 >= config.min_overlap_s:

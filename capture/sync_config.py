@@ -10,8 +10,10 @@ it and take it as their last argument, ``DEFAULT`` when not given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from capture.calibration import CalibrationConfig
 
 
 @dataclass(frozen=True)
@@ -96,26 +98,48 @@ class SyncConfig:
     mad_floor: float = 1e-9
     """Smallest MAD a robust threshold uses (a flat signal still gets a threshold)."""
 
-    # --- calibration's neutral face
+    # --- calibration (capture/calibration.py)
     neutral_max_weight: float = 0.15
     """Face neutral: every non-gaze blendshape below this weight."""
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    """Still-moment and rotation-fit thresholds; ``with_`` takes its field names too."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
+        if not isinstance(self.calibration, CalibrationConfig):
+            raise ValueError(f"sync config: calibration must be a CalibrationConfig, got "
+                             f"{self.calibration!r}")
+        own = [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "calibration"]
+        cal = [(f.name, getattr(self.calibration, f.name)) for f in fields(self.calibration)]
+        for name, v in own + cal:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v == v:
-                raise ValueError(f"sync config: {f.name} must be a number, got {v!r}")
+                raise ValueError(f"sync config: {name} must be a number, got {v!r}")
         if not self.rate_hz > 0 or not self.max_lag >= 0:
             raise ValueError(f"sync config: rate_hz must be > 0 and max_lag >= 0 (got "
                              f"{self.rate_hz!r}, {self.max_lag!r})")
 
     def with_(self, **overrides: Any) -> "SyncConfig":
-        """A copy with some fields replaced; unknown names raise ``TypeError`` naming them."""
-        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        """A copy with some fields replaced (``CalibrationConfig`` names replace fields of
+        ``calibration``); unknown names raise ``TypeError`` naming them."""
+        unknown = sorted(set(overrides) - set(threshold_names()))
         if unknown:
             raise TypeError(f"unknown sync threshold(s) {', '.join(unknown)}; known: "
-                            f"{', '.join(f.name for f in fields(self))}")
-        return replace(self, **overrides) if overrides else self
+                            f"{', '.join(threshold_names())}")
+        if not overrides:
+            return self
+        cal = {k: v for k, v in overrides.items() if k in _CAL_NAMES}
+        own = {k: v for k, v in overrides.items() if k not in _CAL_NAMES}
+        if cal:
+            own["calibration"] = replace(overrides.get("calibration", self.calibration), **cal)
+        return replace(self, **own)
+
+
+_CAL_NAMES = tuple(f.name for f in fields(CalibrationConfig))
+_NAMES = tuple(f.name for f in fields(SyncConfig))
+
+
+def threshold_names() -> list[str]:
+    """Every name ``SyncConfig.with_`` (and ``sync_session``'s keywords) accepts."""
+    return [n for n in _NAMES if n != "calibration"] + list(_CAL_NAMES) + ["calibration"]
 
 
 DEFAULT = SyncConfig()
