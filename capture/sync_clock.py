@@ -92,7 +92,8 @@ def dejitter(ts: np.ndarray, srate: float, device_time: np.ndarray | None = None
     to its timestamps, where ``x_i`` counts nominal periods (``sample_counts``: a few dropped
     samples do not bend the line) or, with ``device_time`` (the IMU's ``device.time_us``), is
     the device's own sample clock, regular up to its drift, which the line absorbs. Never
-    across a gap; segments under ``min_segment`` samples and irregular streams are kept."""
+    across a gap; segments under ``min_segment`` samples, irregular streams and segments whose
+    timestamps no line fits (counts that overflow) are kept as recorded."""
     ts = np.asarray(ts, np.float64)
     if srate <= 0:
         return ts.copy()
@@ -106,6 +107,11 @@ def dejitter(ts: np.ndarray, srate: float, device_time: np.ndarray | None = None
             x = x - x[0]
         else:
             x = sample_counts(ts[a:b], 1.0 / srate, config)
-        slope, icpt = np.polyfit(x, ts[a:b], 1)
+        if not np.all(np.isfinite(x)):
+            continue    # timestamps no line can count (not a regular stream): kept as recorded
+        try:
+            slope, icpt = np.polyfit(x, ts[a:b], 1)
+        except np.linalg.LinAlgError:
+            continue
         out[a:b] = icpt + slope * x
     return out

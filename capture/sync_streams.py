@@ -125,7 +125,11 @@ def parse_imu(stream: StreamData, config: SyncConfig = DEFAULT) -> ImuSeries:
     t = dejitter(apply_clock_offsets(stream.time_stamps, stream.clock_offsets), srate, dev_t,
                  config)
     if srate <= 0 and n > 1:
-        srate = float(1.0 / np.median(np.diff(t)))
+        step = float(np.median(np.diff(t)))
+        if not step > 0:
+            raise SyncError(f"IMU stream {stream.spec.name!r} declares no sample rate and its "
+                            "timestamps do not advance: record it with its nominal rate")
+        srate = 1.0 / step
     return ImuSeries(t=t, acc=arrays["acc"], gyro=arrays["gyro"], mag=arrays["mag"],
                      sites=sites, reference=reference, rig_id=rig_id or "unknown",
                      rate_hz=srate, key=stream.key, muscles=muscles, quat=quat)
