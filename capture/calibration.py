@@ -13,8 +13,9 @@ capture/sync.py passes the ones of its ``SyncConfig``.
   angular velocity, each in its own frame. The rotation ``R_i`` with ``v_ref = R_i @ v_i`` is the
   least-squares (Wahba / Kabsch) fit over two kinds of vector pairs: the mean specific force over
   the neutral segment (gravity) and bias-free gyro samples while the head turns faster than
-  ``turn_rate`` (at most ``max_pairs`` of them). Gravity alone leaves the rotation about the vertical free; head turns pin it.
-  Skin motion of face sensors adds noise to the gyro pairs, which the fit averages down.
+  ``turn_rate`` (at most ``max_pairs`` of them). Gravity alone leaves the rotation about the
+  vertical free; head turns pin it. Skin motion of face sensors adds noise to the gyro pairs,
+  which the fit averages down.
 """
 
 from __future__ import annotations

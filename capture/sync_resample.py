@@ -6,9 +6,10 @@ segment by segment (``capture.sync_clock.segments``: never across a gap), option
 zero-phase anti-alias ``lowpass``; rows holding NaN make their neighbouring frames invalid.
 ``resample_imu`` does that for every IMU quantity of an ``ImuSeries`` (capture/sync_streams.py):
 acc and gyro low-passed, magnetometer where the device has one, quaternions sign-continuous and
-renormalised without low-pass. capture/sync.py calls the grid once for the lag estimate (on the
-streams as recorded) and once for the output (blendshapes shifted by the lag); capture/sync_events.py
-resamples its energies with the same functions.
+renormalised without low-pass. capture/sync.py builds the lag-estimate grid (the streams as
+recorded; only when it estimates the lag) and the output grid (blendshapes shifted by the lag)
+with ``overlap_grid``, and resamples onto both with these functions, as ``neutral_mask``
+(capture/sync_events.py) does.
 """
 
 from __future__ import annotations
