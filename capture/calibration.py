@@ -31,6 +31,8 @@ from scipy.spatial.transform import Rotation
 GROUP = "calibration"
 MISSING = 1e3
 """What a NaN sample reads as in the still test (so much motion that it is never still)."""
+MIN_NORM = 1e-9
+"""Smallest norm a gyro vector is divided by when normalised (a still sensor reads about 0)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def relative_rotations(acc: np.ndarray, gyro: np.ndarray, neutral: np.ndarray, r
             gr, gi = gyro[idx, ref], gyro[idx, i]
             ok = np.all(np.isfinite(gr), axis=1) & np.all(np.isfinite(gi), axis=1)
             a_vecs.extend(gr[ok] / np.linalg.norm(gr[ok], axis=1, keepdims=True))
-            norm_i = np.maximum(np.linalg.norm(gi[ok], axis=1, keepdims=True), 1e-9)
+            norm_i = np.maximum(np.linalg.norm(gi[ok], axis=1, keepdims=True), MIN_NORM)
             b_vecs.extend(gi[ok] / norm_i)
             w.extend([1.0] * int(ok.sum()))
         if len(a_vecs) >= 1:

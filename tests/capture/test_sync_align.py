@@ -13,16 +13,19 @@ import ast
 import inspect
 import warnings
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from capture import calibration, sync_config
+from capture import calibration, protocol_session, sync_config
 from capture.aligned import read_aligned
 from capture.calibration import CalibrationConfig
+from capture.protocol_session import RunnerConfig
 from capture.session import SessionReader, SessionWriter, StreamData, StreamSpec
+from capture.session_check import CheckConfig
 from capture.sync import SyncConfig, SyncError, align, sync_session
 from capture.sync_config import threshold_names
 from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, STREAM_NAMES
@@ -144,7 +147,7 @@ def _field_docs(cls) -> dict[str, str]:
     return docs
 
 
-@pytest.mark.parametrize("cls", [SyncConfig, CalibrationConfig])
+@pytest.mark.parametrize("cls", [SyncConfig, CalibrationConfig, RunnerConfig, CheckConfig])
 def test_every_threshold_has_a_doc_and_a_default(cls):
     docs = _field_docs(cls)
     for f in fields(cls):
@@ -164,7 +167,27 @@ def test_threshold_keywords_reach_both_configs():
         SyncConfig(max_lag=float("nan"))
 
 
-@pytest.mark.parametrize("module", [sync_config, calibration])
+STRUCTURAL = {0, 1, 2, -1, 3, 4, 0.5}
+"""Numbers a body may hold: indices, xyz (3) and wxyz (4) axes, halves (rounding, Nyquist)."""
+
+
+@pytest.mark.parametrize("path", ["sync.py", "sync_clock.py", "sync_streams.py",
+                                  "sync_events.py", "sync_resample.py", "calibration.py",
+                                  "protocol_session.py"])
+def test_no_threshold_literal_in_a_body(path):
+    """Thresholds live in the config dataclasses: function bodies and signatures hold none."""
+    tree = ast.parse((Path(calibration.__file__).parent / path).read_text())
+    found = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for part in [*fn.body, *fn.args.defaults, *filter(None, fn.args.kw_defaults)]:
+                found += [(n.lineno, n.value) for n in ast.walk(part)
+                          if isinstance(n, ast.Constant) and type(n.value) in (int, float)
+                          and n.value not in STRUCTURAL]
+    assert not found, f"capture/{path}: numeric literals (line, value) {sorted(set(found))}"
+
+
+@pytest.mark.parametrize("module", [sync_config, calibration, protocol_session])
 def test_threshold_modules_import_no_sync_step(module):
     """The configs stay leaves: every step module imports them, never the other way round."""
     src = inspect.getsource(module)
