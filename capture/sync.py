@@ -66,8 +66,8 @@ from capture.sync_config import DEFAULT, SyncConfig
 from capture.sync_events import (blendshape_energy, detect_tap_blendshapes, detect_tap_imu,
                                  estimate_lag, imu_energy, neutral_mask, tap_site)
 from capture.sync_resample import overlap_grid, resample_imu, resample_segments
-from capture.sync_streams import (SyncError, blendshape_rows, device_taps, parse_imu,
-                                  pick_streams, tap_markers)
+from capture.sync_streams import (ImuSeries, SyncError, blendshape_rows, device_taps,
+                                  parse_imu, pick_streams, tap_markers)
 from hardware.vocabulary import N_BLENDSHAPES
 
 RATE_HZ = DEFAULT.rate_hz
@@ -87,7 +87,9 @@ class SyncResult:
     blendshapes_key: str
 
 
-def _lag(imu, gyro, calib, bs_t, bs, bs_segs, tap_i, tap_b, config):
+def _lag(imu: ImuSeries, gyro: np.ndarray, calib: Calibration, bs_t: np.ndarray,
+         bs: np.ndarray, bs_segs: list, tap_i: float, tap_b: float,
+         config: SyncConfig) -> tuple[float, float]:
     """Step 5 on the estimate grid: (lag s, confidence); 0, 0 when nothing correlates."""
     rate = config.rate_hz
     grid = overlap_grid(imu.t, bs_t, rate)

@@ -14,11 +14,16 @@ with ``overlap_grid``, and resamples onto both with these functions, as ``neutra
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
 from capture.orientation import normalise
 from capture.sync_config import DEFAULT, SyncConfig
+
+if TYPE_CHECKING:
+    from capture.sync_streams import ImuSeries
 
 
 def overlap_grid(ta: np.ndarray, tb: np.ndarray, rate: float) -> np.ndarray:
@@ -75,7 +80,7 @@ def resample_segments(t_src: np.ndarray, x: np.ndarray, t_dst: np.ndarray, segs:
     return out.reshape((len(t_dst), *shape)), valid
 
 
-def resample_imu(imu, gyro: np.ndarray, grid: np.ndarray, segs: list,
+def resample_imu(imu: ImuSeries, gyro: np.ndarray, grid: np.ndarray, segs: list,
                  config: SyncConfig = DEFAULT) -> dict[str, np.ndarray | None]:
     """Every IMU quantity of ``imu`` (an ``ImuSeries``) on ``grid``, float64.
 
