@@ -29,6 +29,8 @@ class SyncConfig:
     """Shortest time the IMU and Blendshapes streams must overlap, s."""
     blendshape_rate_hz: float = 60.0
     """Rate assumed for a Blendshapes stream that declares none (irregular), Hz."""
+    max_imu_rate_hz: float = 10000.0
+    """Fastest IMU rate accepted, declared or (irregular stream) read off the timestamps, Hz."""
 
     # --- dejitter (capture/sync_clock.py)
     min_segment: int = 3

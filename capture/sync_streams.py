@@ -130,6 +130,10 @@ def parse_imu(stream: StreamData, config: SyncConfig = DEFAULT) -> ImuSeries:
             raise SyncError(f"IMU stream {stream.spec.name!r} declares no sample rate and its "
                             "timestamps do not advance: record it with its nominal rate")
         srate = 1.0 / step
+    if not srate <= config.max_imu_rate_hz:
+        raise SyncError(f"IMU stream {stream.spec.name!r}: rate {srate:.3g} Hz is over "
+                        f"max_imu_rate_hz ({config.max_imu_rate_hz:g} Hz): check its nominal "
+                        "rate and timestamps")
     return ImuSeries(t=t, acc=arrays["acc"], gyro=arrays["gyro"], mag=arrays["mag"],
                      sites=sites, reference=reference, rig_id=rig_id or "unknown",
                      rate_hz=srate, key=stream.key, muscles=muscles, quat=quat)

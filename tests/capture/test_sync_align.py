@@ -27,6 +27,7 @@ from capture.protocol_session import RunnerConfig
 from capture.session import SessionReader, SessionWriter, StreamData, StreamSpec
 from capture.session_check import CheckConfig
 from capture.sync import SyncConfig, SyncError, align, sync_session
+from capture.sync_clock import dejitter, segments
 from capture.sync_config import threshold_names
 from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, STREAM_NAMES
 
@@ -194,7 +195,32 @@ def test_threshold_modules_import_no_sync_step(module):
     assert "capture.sync_" not in src.replace("capture.sync_config", "")
 
 
+def test_irregular_imu_needs_timestamps_that_advance():
+    """An IMU stream with no nominal rate gets its rate from its timestamps: not from
+    timestamps that stand still, or that would make it faster than ``max_imu_rate_hz``."""
+    _, bs = small_case()
+    with pytest.raises(SyncError, match="timestamps do not advance"):
+        align(imu_stream(np.full(300, 10.0), srate=0.0), bs)
+    with pytest.raises(SyncError, match="over max_imu_rate_hz"):
+        align(imu_stream(10.0 + np.arange(300) * 1e-6, srate=0.0), bs)
+
+
 # ------------------------------------------------------------------ fuzz
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=0, max_size=60),
+       st.sampled_from([0.0, 30.0, 60.0, 100.0]), st.booleans())
+def test_fuzz_dejitter_never_raises(ts, rate, sort):
+    """Any finite timestamps: segments cover them, dejitter keeps their number (a segment no
+    line fits stays as recorded; this raised numpy's LinAlgError before)."""
+    ts = np.sort(ts) if sort else np.asarray(ts, np.float64)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = dejitter(ts, rate)
+    assert out.shape == ts.shape
+    segs = segments(ts, rate)
+    assert sum(b - a for a, b in segs) == len(ts)
+
 
 def _timestamps(draw, n: int, rate: float) -> np.ndarray:
     kind = draw(st.sampled_from(["regular", "jitter", "gaps", "arbitrary", "sorted"]))
