@@ -87,14 +87,14 @@ class SyncResult:
     blendshapes_key: str
 
 
-def _lag(imu: ImuSeries, gyro: np.ndarray, calib: Calibration, bs_t: np.ndarray,
-         bs: np.ndarray, bs_segs: list, tap_i: float, tap_b: float,
+def _lag(imu: ImuSeries, gyro: np.ndarray, imu_segs: list, calib: Calibration,
+         bs_t: np.ndarray, bs: np.ndarray, bs_segs: list, tap_i: float, tap_b: float,
          config: SyncConfig) -> tuple[float, float]:
     """Step 5 on the estimate grid: (lag s, confidence); 0, 0 when nothing correlates."""
     rate = config.rate_hz
     grid = overlap_grid(imu.t, bs_t, rate)
-    g_grid, v_imu = resample_segments(imu.t, gyro, grid, segments(imu.t, imu.rate_hz),
-                                      imu.rate_hz, config.lowpass_ratio * rate, config)
+    g_grid, v_imu = resample_segments(imu.t, gyro, grid, imu_segs, imu.rate_hz,
+                                      config.lowpass_ratio * rate, config)
     b_grid, v_bs = resample_segments(bs_t, bs[:, :N_BLENDSHAPES], grid, bs_segs, config=config)
     e_i = imu_energy(g_grid, imu.sites.index(imu.reference), calib.relative_rotation)
     e_b = blendshape_energy(b_grid, rate)
@@ -159,21 +159,21 @@ def align(imu_stream: StreamData, bs_stream: StreamData, *, marker_taps: Iterabl
     if not np.isfinite(tap_i) and np.isfinite(tap_marker):
         tap_i = tap_marker      # no spike found: the device's own tap event stands in
     tap_b = float("nan")
-    bs_segs = segments(bs_t, bs_rate)
+    imu_segs, bs_segs = segments(imu.t, imu.rate_hz), segments(bs_t, bs_rate)
     if np.isfinite(tap_i):
         tap_b = detect_tap_blendshapes(bs_t, bs[:, :N_BLENDSHAPES], tap_i,
                                        config.max_lag + config.twitch_margin_s, bs_rate, config)
 
     # Step 5: the residual lag, unless given.
     if lag is None:
-        lag_s, conf = _lag(imu, gyro, calib, bs_t, bs, bs_segs, tap_i, tap_b, config)
+        lag_s, conf = _lag(imu, gyro, imu_segs, calib, bs_t, bs, bs_segs, tap_i, tap_b, config)
     else:
         lag_s, conf = float(lag), 1.0
 
     # Step 6: the output grid, ARKit shifted by -lag.
     bs_t_shift = bs_t - lag_s
     grid = overlap_grid(imu.t, bs_t_shift, config.rate_hz)
-    g = resample_imu(imu, gyro, grid, segments(imu.t, imu.rate_hz), config)
+    g = resample_imu(imu, gyro, grid, imu_segs, config)
     b_all, v_b = resample_segments(bs_t_shift, bs, grid, bs_segs, config=config)
     attrs = {**{k: str(root[k]) for k in ("subject", "take") if root.get(k)},
              "lag_s": float(lag_s), "lag_confidence": float(conf),
