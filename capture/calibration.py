@@ -3,15 +3,19 @@
 Pure functions on arrays (``acc``/``gyro``/``mag`` of shape (N, S, 3), sensor frames, SI units)
 plus ``Calibration.write``/``read`` for the session's ``/calibration`` group.
 
-* Still segments: windows (default 0.5 s) in which every axis of every sensor's gyro and
+Thresholds are the fields of ``CalibrationConfig`` (each with its doc and default);
+capture/sync.py passes the ones of its ``SyncConfig``.
+
+* Still segments: windows (``window_s``) in which every axis of every sensor's gyro and
   accelerometer barely varies (std below ``gyro_std`` rad/s and ``acc_std`` m/s^2): nobody moves.
 * Gyro bias: a sensor's mean angular rate over the still samples (a still sensor should read 0).
 * Relative orientation: on a rigid head every sensor sees the same gravity and the same head
   angular velocity, each in its own frame. The rotation ``R_i`` with ``v_ref = R_i @ v_i`` is the
   least-squares (Wahba / Kabsch) fit over two kinds of vector pairs: the mean specific force over
   the neutral segment (gravity) and bias-free gyro samples while the head turns faster than
-  ``turn_rate``. Gravity alone leaves the rotation about the vertical free; head turns pin it.
-  Skin motion of face sensors adds noise to the gyro pairs, which the fit averages down.
+  ``turn_rate`` (at most ``max_pairs`` of them). Gravity alone leaves the rotation about the
+  vertical free; head turns pin it. Skin motion of face sensors adds noise to the gyro pairs,
+  which the fit averages down.
 """
 
 from __future__ import annotations
@@ -25,6 +29,29 @@ from scipy.ndimage import uniform_filter1d
 from scipy.spatial.transform import Rotation
 
 GROUP = "calibration"
+MISSING = 1e3
+"""What a NaN sample reads as in the still test (so much motion that it is never still)."""
+MIN_NORM = 1e-9
+"""Smallest norm a gyro vector is divided by when normalised (a still sensor reads about 0)."""
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Thresholds of calibration (see the module doc)."""
+
+    window_s: float = 0.5
+    """Length of the moving window the still test measures motion over, s."""
+    gyro_std: float = 0.02
+    """Still: every gyro axis of every sensor varies by less than this std, rad/s."""
+    acc_std: float = 0.08
+    """Still: every accelerometer axis of every sensor varies by less than this std, m/s^2."""
+    turn_rate: float = 0.3
+    """Head turning: the reference sensor turns faster than this, rad/s (gyro vector pairs)."""
+    max_pairs: int = 2000
+    """At most this many turning samples (evenly subsampled) enter the rotation fit."""
+
+
+DEFAULT = CalibrationConfig()
 
 
 def moving_std(x: np.ndarray, n: int) -> np.ndarray:
@@ -35,15 +62,15 @@ def moving_std(x: np.ndarray, n: int) -> np.ndarray:
     return np.sqrt(np.maximum(m2 - m * m, 0.0))
 
 
-def still_mask(acc: np.ndarray, gyro: np.ndarray, rate_hz: float, window_s: float = 0.5,
-               gyro_std: float = 0.02, acc_std: float = 0.08) -> np.ndarray:
+def still_mask(acc: np.ndarray, gyro: np.ndarray, rate_hz: float,
+               config: CalibrationConfig = DEFAULT) -> np.ndarray:
     """(N,) True where no sensor moves (see module doc). NaN samples are never still."""
-    n = int(round(window_s * rate_hz))
-    g = np.nan_to_num(gyro, nan=1e3)
-    a = np.nan_to_num(acc, nan=1e3)
+    n = int(round(config.window_s * rate_hz))
+    g = np.nan_to_num(gyro, nan=MISSING)
+    a = np.nan_to_num(acc, nan=MISSING)
     sg = moving_std(g.reshape(len(g), -1), n).max(axis=1)
     sa = moving_std(a.reshape(len(a), -1), n).max(axis=1)
-    return (sg < gyro_std) & (sa < acc_std)
+    return (sg < config.gyro_std) & (sa < config.acc_std)
 
 
 def gyro_bias(gyro: np.ndarray, still: np.ndarray) -> np.ndarray:
@@ -54,7 +81,7 @@ def gyro_bias(gyro: np.ndarray, still: np.ndarray) -> np.ndarray:
 
 
 def relative_rotations(acc: np.ndarray, gyro: np.ndarray, neutral: np.ndarray, ref: int,
-                       turn_rate: float = 0.3, max_pairs: int = 2000) -> np.ndarray:
+                       config: CalibrationConfig = DEFAULT) -> np.ndarray:
     """(S, 3, 3) rotations from each sensor frame to the reference sensor frame.
 
     ``gyro`` should already be bias-free. Identity for the reference itself; identity for any
@@ -62,10 +89,10 @@ def relative_rotations(acc: np.ndarray, gyro: np.ndarray, neutral: np.ndarray, r
     s = acc.shape[1]
     out = np.tile(np.eye(3), (s, 1, 1))
     g_ref = np.nanmean(acc[neutral, ref], axis=0) if neutral.any() else None
-    turning = np.linalg.norm(np.nan_to_num(gyro[:, ref]), axis=1) > turn_rate
+    turning = np.linalg.norm(np.nan_to_num(gyro[:, ref]), axis=1) > config.turn_rate
     idx = np.flatnonzero(turning)
-    if len(idx) > max_pairs:  # an even subsample keeps the fit fast on long sessions
-        idx = idx[np.linspace(0, len(idx) - 1, max_pairs).astype(int)]
+    if len(idx) > config.max_pairs:  # an even subsample keeps the fit fast on long sessions
+        idx = idx[np.linspace(0, len(idx) - 1, config.max_pairs).astype(int)]
     for i in range(s):
         if i == ref:
             continue
@@ -80,7 +107,7 @@ def relative_rotations(acc: np.ndarray, gyro: np.ndarray, neutral: np.ndarray, r
             gr, gi = gyro[idx, ref], gyro[idx, i]
             ok = np.all(np.isfinite(gr), axis=1) & np.all(np.isfinite(gi), axis=1)
             a_vecs.extend(gr[ok] / np.linalg.norm(gr[ok], axis=1, keepdims=True))
-            norm_i = np.maximum(np.linalg.norm(gi[ok], axis=1, keepdims=True), 1e-9)
+            norm_i = np.maximum(np.linalg.norm(gi[ok], axis=1, keepdims=True), MIN_NORM)
             b_vecs.extend(gi[ok] / norm_i)
             w.extend([1.0] * int(ok.sum()))
         if len(a_vecs) >= 1:
@@ -141,17 +168,18 @@ class Calibration:
 
 def calibrate(t: np.ndarray, acc: np.ndarray, gyro: np.ndarray, rate_hz: float,
               sites: list[str], reference: str,
-              neutral: np.ndarray | None = None) -> Calibration:
+              neutral: np.ndarray | None = None,
+              config: CalibrationConfig = DEFAULT) -> Calibration:
     """Calibrate from IMU arrays on their own timeline ``t`` (N,).
 
     ``neutral`` marks neutral-face samples (e.g. from the blendshapes); by default the still
     samples are taken as neutral."""
     ref = sites.index(reference)
-    still = still_mask(acc, gyro, rate_hz)
+    still = still_mask(acc, gyro, rate_hz, config)
     bias = gyro_bias(gyro, still)
     neutral_m = still if neutral is None else (neutral & still if (neutral & still).any()
                                                else still)
-    rel = relative_rotations(acc, gyro - bias, neutral_m, ref)
+    rel = relative_rotations(acc, gyro - bias, neutral_m, ref, config)
     g_ref = (np.nanmean(acc[neutral_m, ref], axis=0) if neutral_m.any()
              else np.full(3, np.nan))
     return Calibration(sites=list(sites), reference=reference, gyro_bias=bias,

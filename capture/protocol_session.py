@@ -70,7 +70,12 @@ class RunnerConfig:
     """Seconds to wait for the recorder to receive the take's markers before stopping."""
     auto_redo: int = 0
     """Headless: redo a failing take up to this many times."""
+    poll_s: float = 0.02
+    """Seconds between checks while waiting (a step's start, the recorder, its markers)."""
+    step_poll_s: float = 0.05
+    """Longest wait, s, between checks for stop and continue while a step runs."""
     quality: QualityConfig = field(default_factory=QualityConfig)
+    """Thresholds of the per-take quality check (capture/take_quality.py)."""
 
 
 class Actor(TypingProtocol):
@@ -302,7 +307,7 @@ class ProtocolRunner:
             if time.monotonic() > deadline:
                 raise StreamsMissing(f"the recorder never opened the markers stream "
                                      f"{self.marker_name!r}")
-            time.sleep(0.02)
+            time.sleep(self.config.poll_s)
 
     def run_take(self, take: Take) -> TakeRecord:
         """Record one take (see the module doc); raises ``StreamsMissing``."""
@@ -337,7 +342,7 @@ class ProtocolRunner:
                 if origin is not None:       # the actor's timeline: wait for its step start
                     due = origin + plan[i][0]
                     while pylsl.local_clock() < due and not self.stop_event.is_set():
-                        time.sleep(min(0.02, max(0.0, due - pylsl.local_clock())))
+                        time.sleep(min(self.config.poll_s, max(0.0, due - pylsl.local_clock())))
                 self.continue_event.clear()
                 start = self._push(take, run, step, "start")
                 waits = step.until_continue and self.interactive and origin is None
@@ -349,7 +354,8 @@ class ProtocolRunner:
                     self.continue_event.wait()
                 else:
                     while pylsl.local_clock() < ends and not self.stop_event.is_set():
-                        self.continue_event.wait(min(0.05, max(0.0, ends - pylsl.local_clock())))
+                        self.continue_event.wait(min(self.config.step_poll_s,
+                                                     max(0.0, ends - pylsl.local_clock())))
                         if self.continue_event.is_set() and step.until_continue:
                             break
                 end = self._push(take, run, step, "end")
@@ -385,7 +391,7 @@ class ProtocolRunner:
                       if s.key and s.name == self.marker_name)
             if got >= self.markers_sent - self.markers_before:
                 return
-            time.sleep(0.02)
+            time.sleep(self.config.poll_s)
 
     def write_quality(self) -> Path:
         """Rewrite ``quality.json`` with every take so far and the tasks to redo."""

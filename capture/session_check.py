@@ -7,7 +7,7 @@ there is one) and whose ``warnings`` list what is odd but usable.
 Besides the layout it checks that the data can be read back (``check_readable``): HDF5 has no
 checksum on raw data chunks, but a damaged compressed chunk fails to decompress, so every
 dataset is read whole up to ``ReadLimits.check_whole_bytes`` and, above that, its first, last
-and ``ReadLimits.check_chunks`` chunks in between.
+and ``ReadLimits.check_chunks`` chunks in between. Its own thresholds are ``CheckConfig``'s.
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ from capture.session import (
 )
 
 _REQUIRED = ("info_xml", "channel_labels", "time_series", "time_stamps", "clock_offsets")
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Thresholds of ``check_session``."""
+
+    rate_tolerance: float = 0.1
+    """Warn when a gap-free regular stream's measured rate is off its nominal by more (0.1: 10%)."""
 
 
 @dataclass
@@ -72,7 +80,8 @@ class SessionReport:
         return not self.errors
 
 
-def _check_stream(r: SessionReader, key: str, rep: SessionReport, clean: bool) -> None:
+def _check_stream(r: SessionReader, key: str, rep: SessionReport, clean: bool,
+                  config: CheckConfig) -> None:
     g = r.h5["streams"][key]
     where = f"{rep.path}: stream {key!r}"
     missing = [d for d in _REQUIRED if d not in g]
@@ -147,9 +156,10 @@ def _check_stream(r: SessionReader, key: str, rep: SessionReport, clean: bool) -
     if s.samples == 0:
         rep.warnings.append(f"{where}: no samples")
     elif s.nominal_rate > 0 and s.measured_rate > 0 and s.gaps == 0 \
-            and abs(s.measured_rate / s.nominal_rate - 1) > 0.1:
+            and abs(s.measured_rate / s.nominal_rate - 1) > config.rate_tolerance:
         rep.warnings.append(f"{where}: measured rate {s.measured_rate:.1f} Hz differs from the "
-                            f"nominal {s.nominal_rate:g} Hz by more than 10%")
+                            f"nominal {s.nominal_rate:g} Hz by more than "
+                            f"{100 * config.rate_tolerance:g}%")
     rep.streams.append(s)
 
 
@@ -223,8 +233,9 @@ def _import_losses(attrs: dict[str, Any]) -> list[str]:
     return [str(x) for x in lines] if isinstance(lines, list) else []
 
 
-def check_session(path: str | Path) -> SessionReport:
-    """Summarise and validate ``path`` (see module doc)."""
+def check_session(path: str | Path, config: CheckConfig | None = None) -> SessionReport:
+    """Summarise and validate ``path`` (see module doc); ``config``: thresholds."""
+    config = config or CheckConfig()
     rep = SessionReport(path=Path(path))
     try:
         r = SessionReader(path)
@@ -257,7 +268,7 @@ def check_session(path: str | Path) -> SessionReport:
                 return rep
             for key in r.keys:
                 try:
-                    _check_stream(r, key, rep, clean)
+                    _check_stream(r, key, rep, clean, config)
                 except Exception as err:  # noqa: BLE001 - damaged stream: say which
                     rep.errors.append(f"{path}: stream {key!r} cannot be read: {err}")
             try:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from capture.session import SessionWriter, StreamSpec
-from capture.session_check import check_session, format_report
+from capture.session_check import CheckConfig, check_session, format_report
 
 
 def small_session(path, n=500, rate=100.0):
@@ -37,6 +37,17 @@ def test_summary_of_a_valid_session(tmp_path):
     assert s.offset_mean_ms == pytest.approx(3.0) and rep.events == 1
     text = format_report(rep)
     assert "imu" in text and "valid" in text and "p7" in text
+
+
+def test_rate_tolerance_is_a_threshold(tmp_path):
+    """A stream stamped 5% fast: within the default 10%, a warning at 1%."""
+    path = tmp_path / "fast.h5"
+    with SessionWriter(path) as w:
+        k = w.add_stream(StreamSpec("imu", "IMU", 1, 100.0, "double64"))
+        w.append(k, np.zeros((300, 1)), 10 + np.arange(300) / 105.0)
+    assert not check_session(path).warnings
+    (warning,) = check_session(path, CheckConfig(rate_tolerance=0.01)).warnings
+    assert "105.0 Hz differs from the nominal 100 Hz by more than 1%" in warning
 
 
 def test_invalid_files_say_why(tmp_path):

@@ -180,6 +180,29 @@ def test_cli_sync_then_info(tmp_path, take):
     assert info.returncode == 0 and "aligned: 1" in info.stdout and "valid" in info.stdout
 
 
+def test_cli_sync_takes_any_threshold(tmp_path, take):
+    """``--set NAME=VALUE`` reaches SyncConfig; a bad name or value is one line and exit 2."""
+    path = write_session(tmp_path / "t.h5", take, 0.137)
+
+    def sync(*extra):
+        return subprocess.run([sys.executable, "-m", "imusic", "sync", str(path), "--dry-run",
+                               "--json", *extra], capture_output=True, text=True)
+
+    found, missed = sync(), sync("--set", "tap_min_spike=1000", "--rate", "30")
+    assert found.returncode == 0 and missed.returncode == 0, missed.stderr
+    assert json.loads(found.stdout)["tap_imu_s"] is not None
+    d = json.loads(missed.stdout)
+    assert d["tap_imu_s"] is None and d["frames"] == pytest.approx(
+        json.loads(found.stdout)["frames"] / 2, abs=1)
+    for bad, says in ((["--set", "tap_min_spkie=1"], "unknown sync threshold(s) tap_min_spkie"),
+                      (["--set", "tap_min_spike"], "expected NAME=NUMBER"),
+                      (["--set", "max_lag=soon"], "expected NAME=NUMBER"),
+                      (["--max-lag", "nan"], "max_lag must be a number")):
+        out = sync(*bad)
+        assert out.returncode == 2 and says in out.stderr, (bad, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
 def test_device_tap_marker_stands_in_for_a_missing_spike(tmp_path):
     """No acceleration spike, but the device's tap EVENT was recorded (a JSON marker)."""
     take = twin_take(12.0, imu_rate=100.0, seed=5, tap=False)
