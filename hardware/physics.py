@@ -29,7 +29,8 @@ import numpy as np
 
 from hardware.face import FaceModel
 from hardware.motion import Motion
-from hardware.rig import Rig, load_rig, skin_frames_at_rest, skin_patch
+from hardware.placement import skin_frames_at_rest, skin_patch
+from hardware.rig import Rig, load_rig
 from hardware.sensors import (
     STANDARD_GRAVITY,
     DeviceClock,
