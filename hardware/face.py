@@ -127,6 +127,10 @@ class FaceModel:
         rest = self.rest_shape(identity)[idx].astype(dtype)
         return (w @ self._basis[:, cols].astype(dtype)).reshape(len(w), len(idx), 3) + rest
 
+    def expression_delta(self, shape: int) -> np.ndarray:
+        """The displacement ``(V, 3)`` (m, float32) of ARKit shape ``shape`` at weight 1."""
+        return self._basis[shape].reshape(-1, 3)
+
     def vertex_point(self, vertex: int) -> SurfacePoint:
         """A ``SurfacePoint`` exactly at a vertex, on the first triangle that uses it."""
         rows, cols = np.nonzero(self.triangles == vertex)
