@@ -27,7 +27,7 @@ import numpy as np
 class ComplianceConfig:
     """Board-on-skin compliance (assumptions, TWIN.md "Compliance")."""
 
-    tau_s: float = 0.02
+    tau_s: float = 0.005
     """Time constant (s) of the board lagging its skin patch (rotation and position)."""
     coupling_min: float = 0.8
     """Smallest fraction of the patch's rotation a board takes (drawn per site and session)."""
