@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from hardware.face import N_LANDMARKS, N_TRIANGLES, N_VERTICES, SurfacePoint
-# placement helpers re-exported for older callers (viewer, tests): they live in placement.py
+# re-exported for callers of the older rig module (viewer, tests); they live in these modules
 from hardware.mounting import euler_matrix, mounting_matrix  # noqa: F401
 from hardware.placement import (TIE_TOLERANCE_M, project_to_skin, resolve_anchor,  # noqa: F401
                                 skin_frames_at_rest, skin_patch)
