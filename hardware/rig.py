@@ -42,6 +42,11 @@ from hardware.placement import (TIE_TOLERANCE_M, project_to_skin, resolve_anchor
                                 skin_frames_at_rest, skin_patch)
 from hardware.vocabulary import REGIONS
 
+__all__ = ["RIGS_DIR", "RIG_SCHEMA", "SITE_REGIONS", "QUANTITIES", "REPORTED_QUANTITIES",
+           "RigError", "Site", "Rig", "available_rigs", "load_rig", "parse_rig",
+           "euler_matrix", "mounting_matrix", "TIE_TOLERANCE_M", "project_to_skin",
+           "resolve_anchor", "skin_frames_at_rest", "skin_patch"]
+
 RIGS_DIR = Path(__file__).parent / "rigs"
 """Where the shipped rig files live."""
 
