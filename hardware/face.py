@@ -23,6 +23,12 @@ DATA_PATH = Path(__file__).parent / "data" / "ict_facekit" / "ict_face.npz"
 """The packaged face model (centimetres in the file, metres in the API)."""
 
 N_IDENTITIES = 20
+N_VERTICES = 24591
+"""Vertices of the packaged head (a rig's anchor indices are checked against these sizes
+without loading the mesh; ``FaceModel.load`` checks that the file has them)."""
+N_TRIANGLES = 48836
+N_LANDMARKS = 68
+"""Multi-PIE landmarks of the packaged model."""
 _CM = 0.01
 
 
@@ -70,6 +76,11 @@ class FaceModel:
             for entry in d["groups"]:
                 name, start, stop = str(entry).split(":")
                 groups[name] = slice(int(start), int(stop))
+            sizes = (len(d["neutral"]), len(d["triangles"]), len(d["landmarks_multipie68"]))
+            if sizes != (N_VERTICES, N_TRIANGLES, N_LANDMARKS):
+                raise ValueError(f"face model {path} has {sizes} vertices, triangles, "
+                                 f"landmarks; imusic's rigs expect {N_VERTICES}, "
+                                 f"{N_TRIANGLES}, {N_LANDMARKS}")
             return cls(
                 neutral=d["neutral"] * _CM,
                 triangles=d["triangles"],
@@ -115,6 +126,10 @@ class FaceModel:
         cols = (idx[:, None] * 3 + np.arange(3)).ravel()
         rest = self.rest_shape(identity)[idx].astype(dtype)
         return (w @ self._basis[:, cols].astype(dtype)).reshape(len(w), len(idx), 3) + rest
+
+    def expression_delta(self, shape: int) -> np.ndarray:
+        """The displacement ``(V, 3)`` (m, float32) of ARKit shape ``shape`` at weight 1."""
+        return self._basis[shape].reshape(-1, 3)
 
     def vertex_point(self, vertex: int) -> SurfacePoint:
         """A ``SurfacePoint`` exactly at a vertex, on the first triangle that uses it."""

@@ -8,14 +8,21 @@ optionally with the sensor error model and device clock of ``hardware.sensors``.
 How (see TWIN.md):
 
 1. Skin point and skin frame of every site at every motion frame from the deformed mesh
-   (``FaceModel.surface_frames``; only the few vertices needed are computed), turned into the
-   sensor frame by the site's mounting rotation (plus a random mounting error).
+   (``hardware.expression.TwinFace``: ICT's deltas with the jaw on the mandible and the
+   identity's own expression style; only the few vertices needed are computed); the board
+   follows its skin patch with compliance (``hardware.board``); turned into the sensor frame
+   by the site's mounting rotation (plus a random mounting error).
 2. Composed with the head pose: sensor orientation ``R_ws = R_wh R_hs`` and position
    ``p_w = x_h + R_wh p_h`` at the motion frames.
 3. Derivatives from smooth interpolation, not frame differences: a cubic spline through the
    world positions gives acceleration; a ``RotationSpline`` through the orientations gives
    the angular rate (in the body frame, which is what a gyroscope reads).
-4. Specific force ``f = R_ws^T (a + g_up)``, rate ``w``, field ``m = R_ws^T B_world``.
+4. Specific force ``f = R_ws^T (a + g_up)``, rate ``w``, field ``m = R_ws^T B_world(p, t)``:
+   the Earth's field plus the session's magnetic disturbances (``hardware.magnetics``).
+
+``TwinConfig`` switches each of the realism terms of steps 1 and 4 (all on by default;
+``TwinConfig.ideal()`` is rigid boards on ICT's shared deltas in a uniform field). Per-session
+draws (board coupling, the room's magnetic sources) come from the simulation's ``seed``.
 
 World frame = head frame at rest: +x the subject's left, +y up, +z forward; gravity -y.
 """
@@ -27,9 +34,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hardware.board import ComplianceConfig, comply, draw_coupling
+from hardware.expression import PersonConfig, TwinFace
 from hardware.face import FaceModel
+from hardware.magnetics import DisturbanceConfig, MagneticScene
 from hardware.motion import Motion
-from hardware.rig import Rig, load_rig, skin_frames_at_rest, skin_patch
+from hardware.placement import patch_normals, skin_frames_at_rest, skin_patch
+from hardware.rig import Rig, load_rig
 from hardware.sensors import (
     STANDARD_GRAVITY,
     DeviceClock,
@@ -105,51 +116,84 @@ PATCH_RADIUS_M = 0.005
 """Radius of the skin patch under a sensor board: the board turns with this patch."""
 
 
-def _patch_vertices(face: FaceModel, rig: Rig) -> list[np.ndarray]:
-    """Vertex ids of the skin patch under each site's board (triangles within
-    ``PATCH_RADIUS_M`` of the anchor)."""
-    out = []
-    for s in rig.sites:
-        tris = [p.triangle for p in skin_patch(s.anchor, PATCH_RADIUS_M)]
-        out.append(np.unique(face.triangles[tris].ravel()))
-    return out
+@dataclass(frozen=True)
+class TwinConfig:
+    """What the twin models beyond rigid boards on ICT's deltas (TWIN.md; all on)."""
+
+    person: bool = True
+    """Each identity its own expression style (``hardware.expression.Person``)."""
+    jaw_hinge: bool = True
+    """jawOpen turns the chin skin with the mandible (``hardware.expression``)."""
+    patch_normal: bool = True
+    """A board's rest normal is its skin patch's mean normal (else its anchor triangle's)."""
+    compliance: bool = True
+    """Boards follow their skin patch partly and late (``hardware.board``)."""
+    magnetic_disturbance: bool = True
+    """A static and passing magnetic sources near the head (``hardware.magnetics``)."""
+    person_cfg: PersonConfig = PersonConfig()
+    """How much identities differ."""
+    compliance_cfg: ComplianceConfig = ComplianceConfig()
+    """Board coupling and lag."""
+    disturbance_cfg: DisturbanceConfig = DisturbanceConfig()
+    """The room's magnetic sources."""
+
+    @classmethod
+    def ideal(cls) -> "TwinConfig":
+        """The twin before issue 13: rigid boards on ICT's shared deltas, uniform field."""
+        return cls(False, False, False, False, False)
+
+    def draws(self, seed: int) -> tuple[np.random.Generator, np.random.SeedSequence]:
+        """Per-session generators: board coupling, magnetic scene (independent of the
+        error model's draws)."""
+        seq_coupling, seq_scene = np.random.SeedSequence([seed, 0x7E1A]).spawn(2)
+        return np.random.default_rng(seq_coupling), seq_scene
 
 
 def sensor_frames(motion: Motion, rig: Rig, identity: int | None = None,
-                  mount_err: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  mount_err: np.ndarray | None = None, twin: TwinConfig = TwinConfig(),
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """World positions ``(T, S, 3)`` (m) and world-from-sensor rotations ``(T, S, 3, 3)`` of
     every site at the motion's frames (no interpolation): the mesh-derived truth that the
     spline-interpolated signals follow. ``mount_err`` (S, 3, 3) rotates each chip on its
-    mounting (default none).
+    mounting (default none); ``seed`` draws the session's board coupling.
 
     A board glued on the skin is rigid while the skin under it stretches: it takes the
     best-fit rotation (Kabsch) of the patch of skin vertices under it from rest to the
-    current frame, which is steadier than one small triangle's frame. Its position is the
-    anchor point on the deformed mesh.
+    current frame, which is steadier than one small triangle's frame (then, with
+    ``twin.compliance``, partly and late). Its position is the anchor point on the deformed
+    mesh.
     """
     from scipy.spatial.transform import Rotation
 
     rig.require_twin()
     face = FaceModel.load()
+    skin = TwinFace(identity, twin.jaw_hinge, twin.person_cfg if twin.person else None)
     anchors = [s.anchor for s in rig.sites]
-    skin0 = skin_frames_at_rest(face, anchors, identity)                     # (S, 3, 3)
-    pos_h, _ = face.surface_frames(motion.blendshapes, anchors, identity)    # (T, S, 3)
-    patches = _patch_vertices(face, rig)
+    patch_points = [skin_patch(a, PATCH_RADIUS_M) for a in anchors]
+    rest = skin.rest
+    normals = patch_normals(face, patch_points, rest) if twin.patch_normal else None
+    skin0 = skin_frames_at_rest(face, anchors, identity, normals)            # (S, 3, 3)
+    pos_h = skin.points(motion.blendshapes, anchors)                         # (T, S, 3)
+    patches = [np.unique(face.triangles[[p.triangle for p in pp]].ravel())
+               for pp in patch_points]
     first = np.cumsum([0] + [len(p) for p in patches[:-1]])
-    verts = face.vertex_subset(motion.blendshapes, np.concatenate(patches), identity)
-    rest = face.rest_shape(identity)
+    verts = skin.vertices(motion.blendshapes, np.concatenate(patches))
     n_sites = rig.n_sites
     cov = np.empty((len(motion.t), n_sites, 3, 3))
     for s, (ids, k0) in enumerate(zip(patches, first)):
         q0 = rest[ids].astype(np.float64)
         q0 -= q0.mean(axis=0)
-        q = verts[:, k0:k0 + len(ids)].astype(np.float64)
-        q -= q.mean(axis=1, keepdims=True)
+        q = verts[:, k0:k0 + len(ids)]
+        q = q - q.mean(axis=1, keepdims=True)
         cov[:, s] = np.einsum("kc,tkd->tcd", q0, q)                          # sum q0 q^T
     u, _, vt = np.linalg.svd(cov)
     d = np.sign(np.linalg.det(np.swapaxes(vt, -1, -2) @ np.swapaxes(u, -1, -2)))
     vt[..., 2, :] *= d[..., None]
     rot_patch = np.swapaxes(vt, -1, -2) @ np.swapaxes(u, -1, -2)             # rest -> now
+    if twin.compliance:
+        coupling = draw_coupling(twin.draws(seed)[0], n_sites, twin.compliance_cfg)
+        rot_patch, pos_h = comply(motion.t, rot_patch, pos_h, coupling,
+                                  twin.compliance_cfg.tau_s)
     mount = np.stack([s.mounting for s in rig.sites])                        # sensor -> skin
     if mount_err is not None:
         mount = mount @ mount_err
@@ -168,18 +212,23 @@ def _orthonormalise(m: np.ndarray) -> np.ndarray:
 
 def ideal_signals(motion: Motion, rig: Rig, t: np.ndarray, identity: int | None = None,
                   mount_err: np.ndarray | None = None, gravity: float = STANDARD_GRAVITY,
-                  magnetic_field: MagneticField = MagneticField()
+                  magnetic_field: MagneticField = MagneticField(),
+                  twin: TwinConfig = TwinConfig(), seed: int = 0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Error-free specific force, angular rate and field ``(N, S, 3)`` at true times ``t``."""
+    """Error-free specific force, angular rate and field ``(N, S, 3)`` at true times ``t``
+    (``twin`` and ``seed`` as in ``sensor_frames``; ``seed`` also draws the magnetic scene)."""
     from scipy.interpolate import CubicSpline
     from scipy.spatial.transform import Rotation, RotationSpline
 
     n_sites = rig.n_sites
-    pos_w, rot_ws = sensor_frames(motion, rig, identity, mount_err)
-    acc_w = CubicSpline(motion.t, pos_w.reshape(len(motion.t), -1), axis=0)(t, 2)
-    acc_w = acc_w.reshape(len(t), n_sites, 3)
+    pos_w, rot_ws = sensor_frames(motion, rig, identity, mount_err, twin, seed)
+    track = CubicSpline(motion.t, pos_w.reshape(len(motion.t), -1), axis=0)
+    acc_w = track(t, 2).reshape(len(t), n_sites, 3)
     acc_w[..., 1] += gravity                          # specific force = a - g, g along -y
-    b_w = magnetic_field.vector()
+    b_w = np.broadcast_to(magnetic_field.vector(), (len(t), n_sites, 3))
+    if twin.magnetic_disturbance:
+        scene = MagneticScene.random(twin.draws(seed)[1], twin.disturbance_cfg)
+        b_w = b_w + scene.field(track(t).reshape(len(t), n_sites, 3), t)
     acc = np.empty((len(t), n_sites, 3))
     gyro = np.empty_like(acc)
     mag = np.empty_like(acc)
@@ -188,7 +237,7 @@ def ideal_signals(motion: Motion, rig: Rig, t: np.ndarray, identity: int | None 
         r = spline(t).as_matrix()                    # world-from-sensor at t
         gyro[:, s] = spline(t, 1)                    # body-frame rate = gyro reading
         acc[:, s] = np.einsum("nji,nj->ni", r, acc_w[:, s])
-        mag[:, s] = b_w @ r                          # R^T b for each sample
+        mag[:, s] = np.einsum("nji,nj->ni", r, b_w[:, s])   # R^T b for each sample
     return acc, gyro, mag
 
 
@@ -196,7 +245,8 @@ def simulate(motion: Motion, rig: Rig | str, rate_hz: float = 100.0,
              identity: int | None = None, seed: int = 0,
              errors: bool | ErrorModel = True, clock: DeviceClock | None = None,
              gravity: float = STANDARD_GRAVITY,
-             magnetic_field: MagneticField = MagneticField()) -> ImuSignals:
+             magnetic_field: MagneticField = MagneticField(),
+             twin: TwinConfig = TwinConfig()) -> ImuSignals:
     """Simulate the rig's IMUs for a motion.
 
     ``rate_hz`` is the device output rate (up to 1 kHz; the real device runs 100-400 Hz).
@@ -204,6 +254,7 @@ def simulate(motion: Motion, rig: Rig | str, rate_hz: float = 100.0,
     ``errors``: True for the full error model, False for ideal float signals on an ideal
     clock, or an ``ErrorModel`` to choose. ``clock``: the device clock (default: ideal when
     errors are off, ``DeviceClock.random(seed)`` when the model's ``clock`` is on).
+    ``twin``: the realism terms (``TwinConfig``; ``seed`` draws their per-session parts).
     The same arguments give the same bytes.
     """
     if isinstance(rig, str):
@@ -227,7 +278,8 @@ def simulate(motion: Motion, rig: Rig | str, rate_hz: float = 100.0,
     keep = t <= t1 + 1e-12
     t, stamps = t[keep], stamps[keep]
 
-    ideal = ideal_signals(motion, rig, t, identity, mount_err, gravity, magnetic_field)
+    ideal = ideal_signals(motion, rig, t, identity, mount_err, gravity, magnetic_field, twin,
+                          seed)
 
     out: dict[str, np.ndarray] = {}
     scales: dict[str, np.ndarray] = {}

@@ -1,9 +1,13 @@
 """Rigs: where the sensors sit on the face, which parts they are, how they are mounted.
 
 A rig is a JSON data file in ``hardware/rigs/`` (see TWIN.md for the format and for how
-each anchor was chosen). ``load_rig("imusic11")`` or ``load_rig(path)`` reads one, checks it,
-and resolves every site's anchor to a point on the face model's surface. A bad file raises
-``RigError`` naming the file, the site and what to change.
+each anchor was chosen): a small descriptor, as a board descriptor is (sites, chips,
+mountings, reference, what each site reports). ``load_rig("imusic11")`` or ``load_rig(path)``
+reads one and checks it without loading the face mesh (anchor indices are checked against
+the face model's published sizes, ``hardware.face.N_VERTICES`` ...); a bad file raises
+``RigError`` naming the file, the site and what to change. A site's ``anchor`` (its point on
+the skin) is resolved by ``hardware.placement`` the first time it is asked for, and cached:
+only the twin, the viewer and the rig's own geometry tests need it.
 
 Two kinds of rig. A *twin rig* (imusic11, imusic6) anchors every site on the face model and
 names its chips, so the digital twin can simulate it. A *device rig* describes a real device
@@ -31,8 +35,17 @@ from typing import Any
 
 import numpy as np
 
-from hardware.face import FaceModel, SurfacePoint
+from hardware.face import N_LANDMARKS, N_TRIANGLES, N_VERTICES, SurfacePoint
+# re-exported for callers of the older rig module (viewer, tests); they live in these modules
+from hardware.mounting import euler_matrix, mounting_matrix  # noqa: F401
+from hardware.placement import (TIE_TOLERANCE_M, project_to_skin, resolve_anchor,  # noqa: F401
+                                skin_frames_at_rest, skin_patch)
 from hardware.vocabulary import REGIONS
+
+__all__ = ["RIGS_DIR", "RIG_SCHEMA", "SITE_REGIONS", "QUANTITIES", "REPORTED_QUANTITIES",
+           "RigError", "Site", "Rig", "available_rigs", "load_rig", "parse_rig",
+           "euler_matrix", "mounting_matrix", "TIE_TOLERANCE_M", "project_to_skin",
+           "resolve_anchor", "skin_frames_at_rest", "skin_patch"]
 
 RIGS_DIR = Path(__file__).parent / "rigs"
 """Where the shipped rig files live."""
@@ -63,13 +76,23 @@ class Site:
     name: str
     muscle: str                    # "" when unknown (a device rig)
     region: str                    # "" when unknown (a device rig)
-    anchor: SurfacePoint | None    # resolved point on the face surface; None: not on the model
     part: str                      # parts joined by "+", e.g. "QMI8658C+QMC5883P"; "" unknown
     mounting: np.ndarray           # (3, 3) sensor frame -> skin frame
     side: str = "center"           # "left" | "right" | "center" (the subject's side)
-    anchor_spec: dict = field(default_factory=dict, compare=False)
+    anchor_spec: dict = field(default_factory=dict, compare=False)   # checked; {}: none
     anchor_note: str = ""
     quantities: tuple[str, ...] = QUANTITIES   # what the site reports, canonical order
+
+    @property
+    def anchored(self) -> bool:
+        """True when the site has an anchor on the face model."""
+        return bool(self.anchor_spec)
+
+    @functools.cached_property
+    def anchor(self) -> SurfacePoint | None:
+        """The site's point on the face surface (resolved on first use, which loads the
+        face mesh); None for a site with no anchor."""
+        return resolve_anchor(self.anchor_spec) if self.anchor_spec else None
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -112,7 +135,7 @@ class Rig:
     @property
     def unanchored(self) -> list[str]:
         """Sites with no anchor on the face model (the twin cannot place them)."""
-        return [s.name for s in self.sites if s.anchor is None]
+        return [s.name for s in self.sites if not s.anchored]
 
     @property
     def simulatable(self) -> bool:
@@ -142,7 +165,7 @@ class Rig:
             "quantities": list(self.quantities),
             "sites": [{"name": s.name, "muscle": s.muscle, "region": s.region, "side": s.side,
                        "part": s.part, "reference": s.name == self.reference,
-                       "anchored": s.anchor is not None, "quantities": list(s.quantities),
+                       "anchored": s.anchored, "quantities": list(s.quantities),
                        "mounting": np.round(s.mounting, 6).tolist()} for s in self.sites],
         }
 
@@ -156,120 +179,14 @@ def available_rigs(twin: bool | None = None) -> list[str]:
     return [n for n in names if load_rig(n).simulatable == twin]
 
 
-# --- geometry helpers -----------------------------------------------------------------------
-
-@functools.cache
-def _face_triangles() -> tuple[np.ndarray, np.ndarray]:
-    """Indices and centroids of the triangles of the skin (the ``face`` vertex group)."""
-    face = FaceModel.load()
-    g = face.groups["face"]
-    tri = face.triangles
-    keep = np.all((tri >= g.start) & (tri < g.stop), axis=1)
-    idx = np.nonzero(keep)[0]
-    cent = face.neutral[tri[idx]].mean(axis=1)
-    return idx, cent
-
-
-def _closest_on_triangle(p: np.ndarray, a: np.ndarray, b: np.ndarray,
-                         c: np.ndarray) -> np.ndarray:
-    """Barycentric weights (3,) of the point of triangle abc closest to p (Ericson's
-    region tests, written out for one triangle)."""
-    ab, ac, ap = b - a, c - a, p - a
-    d1, d2 = ab @ ap, ac @ ap
-    if d1 <= 0 and d2 <= 0:
-        return np.array([1.0, 0.0, 0.0])
-    bp = p - b
-    d3, d4 = ab @ bp, ac @ bp
-    if d3 >= 0 and d4 <= d3:
-        return np.array([0.0, 1.0, 0.0])
-    vc = d1 * d4 - d3 * d2
-    if vc <= 0 and d1 >= 0 and d3 <= 0:
-        v = d1 / (d1 - d3)
-        return np.array([1 - v, v, 0.0])
-    cp = p - c
-    d5, d6 = ab @ cp, ac @ cp
-    if d6 >= 0 and d5 <= d6:
-        return np.array([0.0, 0.0, 1.0])
-    vb = d5 * d2 - d1 * d6
-    if vb <= 0 and d2 >= 0 and d6 <= 0:
-        w = d2 / (d2 - d6)
-        return np.array([1 - w, 0.0, w])
-    va = d3 * d6 - d5 * d4
-    if va <= 0 and (d4 - d3) >= 0 and (d5 - d6) >= 0:
-        w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-        return np.array([0.0, 1 - w, w])
-    denom = 1.0 / (va + vb + vc)
-    v, w = vb * denom, vc * denom
-    return np.array([1 - v - w, v, w])
-
-
-TIE_TOLERANCE_M = 1e-9
-"""Distances to the skin closer than this (a nanometre) are a tie in ``project_to_skin``."""
-
-
-def project_to_skin(point: np.ndarray) -> SurfacePoint:
-    """The point of the face's skin surface (neutral generic head) closest to ``point`` (m).
-
-    A point on an edge or a vertex is as close to every triangle that shares it; the last
-    bits of the distances then depend on the BLAS kernel that computed them (they differ
-    with ``OPENBLAS_CORETYPE``), so distances within ``TIE_TOLERANCE_M`` are a tie and the
-    lowest triangle index wins. The anchor, and with it the twin, is the same on every
-    machine.
-    """
-    face = FaceModel.load()
-    idx, cent = _face_triangles()
-    p = np.asarray(point, dtype=np.float64)
-    near = idx[np.argsort(np.linalg.norm(cent - p, axis=1))[:32]]
-    best, best_d = None, np.inf
-    for f in sorted(int(f) for f in near):
-        a, b, c = face.neutral[face.triangles[f]].astype(np.float64)
-        bary = _closest_on_triangle(p, a, b, c)
-        d = float(np.sqrt(np.sum((bary[0] * a + bary[1] * b + bary[2] * c - p) ** 2)))
-        if d < best_d - TIE_TOLERANCE_M:          # ascending ids: a tie keeps the lower one
-            best, best_d = SurfacePoint(f, (float(bary[0]), float(bary[1]),
-                                            float(bary[2]))), d
-    assert best is not None
-    return best
-
-
-def skin_frames_at_rest(face: FaceModel, points: list[SurfacePoint],
-                        identity: int | None = None) -> np.ndarray:
-    """Skin frames ``(P, 3, 3)`` (skin -> head) of surface points on the neutral face: z the
-    outward normal, y the head's up direction in the tangent plane, x = y cross z."""
-    _, tri_rot = face.surface_frames(np.zeros((1, 52)), points, identity)
-    z = tri_rot[0, :, :, 2]
-    up = np.array([0.0, 1.0, 0.0])
-    y = up - (z @ up)[:, None] * z
-    # Near-horizontal skin (chin underside) has no good "up": use forward instead.
-    weak = np.linalg.norm(y, axis=1) < 0.2
-    fwd = np.array([0.0, 0.0, 1.0])
-    y[weak] = fwd - (z[weak] @ fwd)[:, None] * z[weak]
-    y /= np.linalg.norm(y, axis=1, keepdims=True)
-    x = np.cross(y, z)
-    return np.stack([x, y, z], axis=-1)
-
-
-def skin_patch(anchor: SurfacePoint, radius_m: float = 0.005) -> list[SurfacePoint]:
-    """Skin triangles (as centroid points) within ``radius_m`` of an anchor, the anchor's
-    own triangle first: the patch a glued sensor board rests on. Its orientation is the
-    average of the patch's triangles, which is steadier than one small triangle."""
-    face = FaceModel.load()
-    idx, cent = _face_triangles()
-    centre = np.asarray(anchor.barycentric) @ face.neutral[face.triangles[anchor.triangle]]
-    near = idx[np.linalg.norm(cent - centre, axis=1) <= radius_m]
-    third = (1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0)
-    return [SurfacePoint(anchor.triangle, anchor.barycentric)] + [
-        SurfacePoint(int(f), third) for f in near if int(f) != anchor.triangle]
-
-
 # --- loading --------------------------------------------------------------------------------
 
 def _fail(path: Path | str, msg: str) -> RigError:
     return RigError(f"rig file {path}: {msg}")
 
 
-def _resolve_anchor(spec: Any, where: str, path: Path | str) -> SurfacePoint:
-    face = FaceModel.load()
+def _check_anchor(spec: Any, where: str, path: Path | str) -> dict:
+    """A checked copy of an anchor spec (resolved later by ``hardware.placement``)."""
     if not isinstance(spec, dict):
         raise _fail(path, f"{where}: anchor must be an object such as "
                           '{"landmark": 8, "offset_cm": [0, 1, 0]}')
@@ -277,24 +194,21 @@ def _resolve_anchor(spec: Any, where: str, path: Path | str) -> SurfacePoint:
     if unknown:
         raise _fail(path, f"{where}: unknown anchor key(s) {sorted(unknown)}; "
                           f"allowed: {sorted(_ANCHOR_KEYS)}")
-    n_lm = len(face.landmarks)
     kinds = [k for k in ("landmark", "landmarks", "vertex", "triangle") if k in spec]
     if len(kinds) != 1:
         raise _fail(path, f"{where}: anchor needs exactly one of landmark, landmarks, vertex, "
                           f"triangle (got {kinds or 'none'})")
     kind = kinds[0]
 
-    def landmark(i: Any) -> int:
-        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < n_lm:
+    def landmark(i: Any) -> None:
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < N_LANDMARKS:
             raise _fail(path, f"{where}: unknown anchor landmark {i!r}: the face model has "
-                              f"Multi-PIE landmarks 0..{n_lm - 1}")
-        return int(face.landmarks[i])
+                              f"Multi-PIE landmarks 0..{N_LANDMARKS - 1}")
 
     if kind == "triangle":
         f, bary = spec["triangle"], spec.get("barycentric")
-        if not isinstance(f, int) or not 0 <= f < len(face.triangles):
-            raise _fail(path, f"{where}: unknown anchor triangle {f!r} "
-                              f"(0..{len(face.triangles) - 1})")
+        if not isinstance(f, int) or not 0 <= f < N_TRIANGLES:
+            raise _fail(path, f"{where}: unknown anchor triangle {f!r} (0..{N_TRIANGLES - 1})")
         try:
             b = np.asarray(bary, dtype=float).reshape(3)
         except (TypeError, ValueError):
@@ -303,20 +217,20 @@ def _resolve_anchor(spec: Any, where: str, path: Path | str) -> SurfacePoint:
             raise _fail(path, f"{where}: barycentric {b.tolist()} must be >= 0 and sum to 1")
         if "offset_cm" in spec:
             raise _fail(path, f"{where}: a triangle anchor takes no offset_cm")
-        return SurfacePoint(int(f), (float(b[0]), float(b[1]), float(b[2])))
+        return {"triangle": f, "barycentric": [float(x) for x in b]}
     if kind == "vertex":
         v = spec["vertex"]
-        if not isinstance(v, int) or not 0 <= v < face.n_vertices:
-            raise _fail(path, f"{where}: unknown anchor vertex {v!r} (0..{face.n_vertices - 1})")
-        verts = [v]
+        if not isinstance(v, int) or not 0 <= v < N_VERTICES:
+            raise _fail(path, f"{where}: unknown anchor vertex {v!r} (0..{N_VERTICES - 1})")
     elif kind == "landmark":
-        verts = [landmark(spec["landmark"])]
+        landmark(spec["landmark"])
     else:
         lms = spec["landmarks"]
         if not isinstance(lms, list) or not lms:
             raise _fail(path, f"{where}: landmarks must be a non-empty list of landmark numbers")
-        verts = [landmark(i) for i in lms]
-    point = face.neutral[verts].astype(np.float64).mean(axis=0)
+        for i in lms:
+            landmark(i)
+    out = {kind: spec[kind]}
     if "offset_cm" in spec:
         try:
             off = np.asarray(spec["offset_cm"], dtype=float).reshape(3)
@@ -324,44 +238,15 @@ def _resolve_anchor(spec: Any, where: str, path: Path | str) -> SurfacePoint:
             raise _fail(path, f"{where}: offset_cm must be [dx, dy, dz] in cm") from None
         if not np.all(np.isfinite(off)) or np.linalg.norm(off) > 6.0:
             raise _fail(path, f"{where}: offset_cm {off.tolist()} must be finite and under 6 cm")
-        point = point + off * 0.01
-    if kind == "vertex" and "offset_cm" not in spec:
-        return face.vertex_point(verts[0])
-    sp = project_to_skin(point)
-    return sp
+        out["offset_cm"] = [float(x) for x in off]
+    return out
 
 
 def _rotation(spec: Any, where: str, path: Path | str) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    if spec is None:
-        return np.eye(3)
-    if not isinstance(spec, dict) or len(spec) == 0:
-        raise _fail(path, f"{where}: mounting must be an object with 'matrix' (3x3) or "
-                          "'euler_deg' [a, b, c] (+ optional 'seq', default 'xyz')")
-    if "matrix" in spec:
-        try:
-            m = np.asarray(spec["matrix"], dtype=float)
-        except (TypeError, ValueError):
-            raise _fail(path, f"{where}: mounting matrix must be 3 rows of 3 numbers") from None
-        if m.shape != (3, 3) or not np.all(np.isfinite(m)):
-            raise _fail(path, f"{where}: mounting matrix must be 3x3 finite, got shape {m.shape}")
-        err = np.abs(m.T @ m - np.eye(3)).max()
-        if err > 1e-4:
-            raise _fail(path, f"{where}: bad rotation: mounting matrix is not orthonormal "
-                              f"(max |M^T M - I| = {err:.3g}); give a proper rotation matrix")
-        if np.linalg.det(m) < 0:
-            raise _fail(path, f"{where}: bad rotation: mounting matrix has determinant -1 (a "
-                              "reflection); swap the sign of one axis")
-        return m
-    if "euler_deg" in spec:
-        seq = spec.get("seq", "xyz")
-        try:
-            ang = np.asarray(spec["euler_deg"], dtype=float).reshape(3)
-            return Rotation.from_euler(seq, ang, degrees=True).as_matrix()
-        except (TypeError, ValueError) as e:
-            raise _fail(path, f"{where}: bad rotation: euler_deg/seq ({e})") from None
-    raise _fail(path, f"{where}: mounting needs 'matrix' or 'euler_deg', got keys {sorted(spec)}")
+    try:
+        return mounting_matrix(spec)
+    except ValueError as e:
+        raise _fail(path, f"{where}: {e}") from None
 
 
 def _quantities(spec: Any, where: str, path: Path | str) -> tuple[str, ...]:
@@ -438,11 +323,10 @@ def _parse(data: Any, path: Path | str) -> Rig:
         if part and sorted(covered) != sorted(QUANTITIES):
             raise _fail(path, f"{where}: part {part!r} must measure acc, gyro and mag exactly "
                               f"once each, it measures {covered}")
-        anchor = _resolve_anchor(s["anchor"], where, path) if anchored else None
+        anchor = _check_anchor(s["anchor"], where, path) if anchored else {}
         mounting = _rotation(s.get("mounting"), where, path)
-        sites.append(Site(name=name, muscle=muscle, region=region, anchor=anchor,
-                          part=part or "", mounting=mounting, side=side,
-                          anchor_spec=dict(s["anchor"]) if anchored else {},
+        sites.append(Site(name=name, muscle=muscle, region=region,
+                          part=part or "", mounting=mounting, side=side, anchor_spec=anchor,
                           anchor_note=str(s.get("anchor_note", "")), quantities=quantities))
     ref = data.get("reference")
     if not isinstance(ref, str) or not ref:
@@ -451,7 +335,7 @@ def _parse(data: Any, path: Path | str) -> Rig:
     if ref not in seen:
         raise _fail(path, f"reference {ref!r} is not one of the sites {sorted(seen)}")
     ref_site = next(s for s in sites if s.name == ref)
-    if ref_site.region == "" and ref_site.anchor is None:
+    if ref_site.region == "" and not ref_site.anchored:
         sites = [dataclasses.replace(s, region="rigid") if s is ref_site else s
                  for s in sites]     # a device rig's reference is rigid by definition
         ref_site = next(s for s in sites if s.name == ref)

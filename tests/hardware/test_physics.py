@@ -8,12 +8,15 @@ from scipy.spatial.transform import Rotation
 
 from hardware.face import FaceModel
 from hardware.motion import Motion, minimum_jerk
-from hardware.physics import PATCH_RADIUS_M, MagneticField, ideal_signals, sensor_frames, simulate
+from hardware.physics import (PATCH_RADIUS_M, MagneticField, TwinConfig, ideal_signals, sensor_frames,
+                              simulate)
 from hardware.rig import load_rig, parse_rig, skin_patch
 from hardware.sensors import STANDARD_GRAVITY, ErrorModel, part_spec
 from hardware.vocabulary import ARKIT_NAMES
 
 G = STANDARD_GRAVITY
+IDEAL = TwinConfig.ideal()
+"""Rigid boards on ICT's shared deltas in a uniform field: for tests of exact kinematics."""
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,7 @@ def rig():
 @pytest.fixture(scope="module")
 def rest(rig):
     """Error-free readings of a still, neutral face (2 s at 100 Hz)."""
-    return simulate(Motion.still(2.0), rig, rate_hz=100, errors=False)
+    return simulate(Motion.still(2.0), rig, rate_hz=100, errors=False, twin=IDEAL)
 
 
 def _triad(a: np.ndarray, m: np.ndarray, a_w: np.ndarray, m_w: np.ndarray) -> np.ndarray:
@@ -75,7 +78,7 @@ def test_pure_head_rotation_reads_the_rate_in_each_sensor_frame(rest, rig, axis)
     t = np.arange(n) / fps
     motion = Motion(fps=fps, blendshapes=np.zeros((n, 52)), head_rotvec=t[:, None] * omega,
                     head_position=np.zeros((n, 3)))
-    sig = simulate(motion, rig, rate_hz=200, errors=False)
+    sig = simulate(motion, rig, rate_hz=200, errors=False, twin=IDEAL)
     b_w = MagneticField().vector()
     g_w = np.array([0.0, G, 0.0])
     for s, site in enumerate(rig.sites):
@@ -86,7 +89,7 @@ def test_pure_head_rotation_reads_the_rate_in_each_sensor_frame(rest, rig, axis)
                                    atol=1e-6, err_msg=site.name)
     # Accelerometers feel gravity plus the centripetal acceleration about the axis through
     # the head origin: |f| = |g_up - w^2 r_perp| at every instant.
-    face_pos, _ = sensor_frames(Motion.still(0.1), rig)
+    face_pos, _ = sensor_frames(Motion.still(0.1), rig, twin=IDEAL)
     p = face_pos[0]                                                # (S, 3) head frame at rest
     u = omega / np.linalg.norm(omega)
     k = len(sig.t) // 2
@@ -126,7 +129,7 @@ def test_jaw_open_ramp_turns_the_mentalis_by_the_mesh_angle(rig):
     motion = Motion(fps=fps, blendshapes=w, head_rotvec=np.zeros((n, 3)),
                     head_position=np.zeros((n, 3)))
     s = rig.site_names.index("mentalis")
-    _, frames = sensor_frames(motion, rig)
+    _, frames = sensor_frames(motion, rig, twin=IDEAL)
     mesh_turn = Rotation.from_matrix(frames[0, s].T @ frames[-1, s])  # in the sensor frame
     assert mesh_turn.magnitude() > np.radians(3.0), "jawOpen should visibly turn the chin"
     # The board's turn (best fit of its skin patch) agrees with the turn of the patch's mean
@@ -140,7 +143,7 @@ def test_jaw_open_ramp_turns_the_mentalis_by_the_mesh_angle(rig):
     assert normal_turn[0] / np.linalg.norm(normal_turn) > 0.99
     assert abs(board_turn[0]) > 0.95 * np.linalg.norm(board_turn)
     rate = 400.0
-    sig = simulate(motion, rig, rate_hz=rate, errors=False)
+    sig = simulate(motion, rig, rate_hz=rate, errors=False, twin=IDEAL)
     turned = _integrate_body_rates(sig.gyro[:, s], 1.0 / rate)
     err = (turned.inv() * mesh_turn).magnitude()
     assert np.degrees(err) < 0.05 * np.degrees(mesh_turn.magnitude()) + 0.05
@@ -223,7 +226,7 @@ def test_mounting_rotation_turns_the_reading(rig, rest):
     for site in data["sites"]:
         site.pop("mounting", None)
     plain = parse_rig(data, "imusic11-unmounted")
-    base = simulate(Motion.still(0.5), plain, rate_hz=100, errors=False)
+    base = simulate(Motion.still(0.5), plain, rate_hz=100, errors=False, twin=IDEAL)
     s = rig.site_names.index("mentalis")                            # mounted 180 deg about z
     np.testing.assert_allclose(rest.acc[0, s], base.acc[0, s] * [-1, -1, 1], atol=1e-9)
     o = rig.site_names.index("frontalis_r")                         # mounted as the skin

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +216,52 @@ def test_fuzzed_top_level_raises_rig_error(top):
         parse_rig(top, "fuzz-top")
     except RigError as e:
         assert "fuzz-top" in str(e)
+
+
+def test_reading_a_rig_loads_neither_the_face_mesh_nor_scipy():
+    """A rig is a small descriptor: reading one (every shipped rig, its names, its summary) must
+    not load the face model (0.7 s) or scipy (0.6 s); the anchor loads the mesh on first use."""
+    code = (
+        "import sys, time\n"
+        "t = time.perf_counter()\n"
+        "from hardware.face import FaceModel\n"
+        "from hardware.rig import available_rigs, load_rig\n"
+        "rigs = [load_rig(n) for n in available_rigs()]\n"
+        "[r.to_dict() for r in rigs], available_rigs(twin=True)\n"
+        "print(FaceModel.load.cache_info().currsize, 'scipy' in sys.modules)\n"
+        "a = rigs[0].sites[0].anchor if rigs[0].simulatable else load_rig('imusic11').sites[0].anchor\n"
+        "print(FaceModel.load.cache_info().currsize, a.triangle >= 0)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["0 False", "1 True"]
+
+
+def test_a_rig_with_sites_off_the_face_model_loads_and_only_the_twin_refuses_it():
+    data = _raw()
+    data["sites"][3].pop("anchor")                         # a real device's extra sensor
+    rig = parse_rig(data, "mixed")
+    assert rig.n_sites == 12 and rig.unanchored == [data["sites"][3]["name"]]
+    assert rig.sites[3].anchor is None and not rig.simulatable
+    assert rig.sites[0].anchor == load_rig("imusic11").sites[0].anchor
+    assert not rig.to_dict()["sites"][3]["anchored"]
+    with pytest.raises(RigError, match="^rig imusic11: the twin cannot simulate it: sites "
+                                       "orbicularis_oculi_r have no anchor"):
+        rig.require_twin()
+
+
+@settings(max_examples=80, deadline=None)
+@given(seq=st.sampled_from(["xyz", "zyx", "xzx", "yxy", "zxz", "XYZ", "ZYX", "XZX", "YXZ", "ZXZ"]),
+       ang=st.lists(st.floats(-360, 360), min_size=3, max_size=3))
+def test_euler_mountings_are_scipys_rotations(seq, ang):
+    from scipy.spatial.transform import Rotation
+
+    from hardware.rig import euler_matrix
+    np.testing.assert_allclose(euler_matrix(seq, ang),
+                               Rotation.from_euler(seq, ang, degrees=True).as_matrix(), atol=1e-12)
+
+
+@pytest.mark.parametrize("seq", ["xyy", "xy", "XyZ", "abc", 5])
+def test_bad_euler_sequences_name_the_file(seq):
+    data = _mutated(lambda d: d["sites"][0].update(mounting={"euler_deg": [0, 0, 90], "seq": seq}))
+    with pytest.raises(RigError, match="euler-bad.*bad rotation: euler_deg/seq"):
+        parse_rig(data, "euler-bad")
