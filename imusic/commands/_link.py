@@ -6,8 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # imported where used: every command's parser imports this module, and
-    # imusic.pipelines pulls in numpy, asyncio and the device bridge (13 MB in imusic record)
-    from imusic.pipelines import LinkOptions
+    # imusic.sources pulls in numpy, pylsl and the device bridge (13 MB in imusic record)
+    from imusic.sources import LinkOptions
 
 
 def add_link_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def allow_error(args: argparse.Namespace, command: str, needs_udp: bool = True) 
 
 def link_options(args: argparse.Namespace) -> LinkOptions:
     """The ``LinkOptions`` the parsed arguments name."""
-    from imusic.pipelines import LinkOptions
+    from imusic.sources import LinkOptions
 
     return LinkOptions(serial=args.serial, udp=args.udp, udp_host=args.udp_host, ble=args.ble,
                        lsl=args.lsl, rig=args.rig, allow=tuple(args.allow or ()))

@@ -13,7 +13,7 @@ from capture.livelink import parse_packet
 from firmware_bridge.emulator import Emulator, EmulatorConfig
 from hardware.motion import procedural, with_neutral_start
 from imusic.cli import main
-from imusic.pipelines import HEAD_POSE_IMU
+from imusic.live_loop import HEAD_POSE_IMU
 from test_live import _collect
 
 
