@@ -7,8 +7,9 @@ command's coroutine, written to end soon after ``runner.stop`` (an ``asyncio.Eve
 * **signals**: Ctrl-C (SIGINT) and SIGTERM set ``stop``, through the event loop's own signal
   handlers, installed for the run and removed after it (only on the main thread: a command run
   in a test's thread is stopped through ``stop``);
-* **``--seconds``**: ``stop`` is set that long after the run starts, or after :meth:`begin`
-  (``record`` counts from when its required streams are there);
+* **``--seconds``**: ``stop`` is set that long after the run starts or, with
+  ``count_from_start=False``, after the work calls :meth:`begin` (``record`` counts from when
+  its required streams are there);
 * **the status line**: ``status()`` every ``every_s``, through :class:`StatusLine`: on a
   terminal redrawn in place (cut to its width), otherwise a new line every ``plain_every_s``;
   :meth:`Runner.say` prints a line of its own above it;
@@ -85,10 +86,12 @@ class Runner:
                  status: Callable[[], str | None] | None = None, every_s: float = 1.0,
                  quiet: bool = False, in_place: bool | None = None,
                  plain_every_s: float | None = None,
-                 stop: asyncio.Event | None = None) -> None:
+                 stop: asyncio.Event | None = None, count_from_start: bool = True) -> None:
         self.stop = stop if stop is not None else asyncio.Event()
         """Set to end the run (by a signal, ``--seconds``, the caller or the work)."""
         self.seconds = seconds
+        self.count_from_start = count_from_start
+        """False: the ``--seconds`` count starts when the work calls :meth:`begin`."""
         self.status = status
         """The status line now (None or '': nothing to show this time)."""
         self.every_s = every_s
@@ -123,7 +126,9 @@ class Runner:
         set (then it is awaited to its end), showing the status line meanwhile."""
         self._loop = asyncio.get_running_loop()
         self._install_signals()
-        self.begin()
+        self.started = time.monotonic()
+        if self.count_from_start:
+            self.begin()
         task = asyncio.ensure_future(work)
         try:
             while not task.done():

@@ -75,7 +75,7 @@ async def _record(args: argparse.Namespace) -> int:
         print(f"imusic record: {err}", file=sys.stderr)
         return 1
     recording = False   # the status line shows once the --require streams are there
-    runner = Runner(args.seconds, quiet=args.quiet,
+    runner = Runner(args.seconds, quiet=args.quiet, count_from_start=False,
                     status=lambda: rec.status_line() if recording else None)
 
     async def work(stop: asyncio.Event) -> int:
