@@ -84,6 +84,7 @@ def _pty_of(emulator: subprocess.Popen) -> str:
 async def measure(seconds: float, rate: int, steps: int | None, link: str,
                   settle_s: float) -> dict:
     """One run; the summary of its frames after ``settle_s`` and the machine's state."""
+    # imported here, not at the top: the pipeline imports torch (seconds), --help should not
     from imusic.pipelines import LivePipeline
     from imusic.sources import LinkOptions
 

@@ -21,10 +21,11 @@ the raw ``IMU`` stream): its samples are queued to a model thread, which takes i
 waiting before computing, so a backlog is seen (and skipped, ``LiveLoop.max_behind_s``) at
 once. Nothing in this path opens a camera.
 
-Before streaming, the objects loaded so far (torch, the model, the modules) are frozen out of
-the garbage collector (``gc.freeze``): a full collection walked all ~300 000 of them and held
-every thread for 180-500 ms on the loaded test machine (10-30 frames late). Collections still
-run, over what the run itself allocates.
+Before streaming, the objects loaded so far (torch, the model, the modules: ~300 000) are
+frozen out of the garbage collector (``gc.freeze``). A full collection walks all of them and
+holds every thread meanwhile: 180-500 ms on the loaded 2-core test machine, 10-30 frames late
+at once. They are rare within a run (none in the 30 s benchmark runs: they came at start-up),
+so this guards long runs; collections still run over what the run itself allocates.
 
 Head pose: each output frame carries the pose of the instant it describes in
 ``headYaw/headPitch/headRoll`` (``imusic.live_loop``); the hybrid prefers ARKit's own head pose
