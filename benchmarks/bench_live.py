@@ -9,7 +9,10 @@ through ``imusic stream`` (a third process) and the pipeline reads its ``IMU`` L
 * newest sample -> output: LSL time at publish minus the (clock-mapped) device timestamp of the
   newest IMU sample the frame used: what the pipeline adds (the target: one 60 Hz frame);
 * frame delay: publish time minus the instant the frame describes (adds the model's look-ahead);
-* model compute: features + DDIM sampling for the frame.
+* model compute: features + DDIM sampling for the frame;
+* hand-off: how long the newest samples waited in the queue from the device session to the
+  model thread (0 with ``--lsl``: computed where pulled). The rest of newest sample -> output,
+  less compute and hand-off, is the link, the decoder, the clock map and the GIL.
 
 Each is given as p50/p95/p99/max over the run (frames of the first ``--settle`` seconds left
 out). The machine's state goes with the numbers: load average before and after, the share of
@@ -17,7 +20,7 @@ all cores busy during the run (``/proc/stat``, every process), this process's CP
 the garbage collector's full collections during the run and their longest pause.
 
     .venv/bin/python benchmarks/bench_live.py [--quick] [--seconds N] [--rate HZ] [--steps N]
-                                              [--link serial|lsl|both]
+                                              [--link serial|lsl|both] [--max-behind-ms MS]
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def _pty_of(emulator: subprocess.Popen) -> str:
 
 
 async def measure(seconds: float, rate: int, steps: int | None, link: str,
-                  settle_s: float) -> dict:
+                  settle_s: float, max_behind_ms: float = 250.0) -> dict:
     """One run; the summary of its frames after ``settle_s`` and the machine's state."""
     # imported here, not at the top: the pipeline imports torch (seconds), --help should not
     from imusic.pipelines import LivePipeline
@@ -100,7 +103,7 @@ async def measure(seconds: float, rate: int, steps: int | None, link: str,
         else:
             options = LinkOptions(serial=pty)
         pipe = LivePipeline(options, steps=steps, name=f"bench-live-{tag}",
-                            imu_name=f"bench-live-imu-{tag}")
+                            imu_name=f"bench-live-imu-{tag}", max_behind_s=max_behind_ms / 1e3)
         stop = asyncio.Event()
         run = asyncio.create_task(pipe.run(stop))
         deadline = time.monotonic() + 60.0
@@ -124,6 +127,7 @@ async def measure(seconds: float, rate: int, steps: int | None, link: str,
             p.terminate()
             p.wait(10)
     return {"link": link, "seconds": seconds, "rate_hz": rate, "steps": pipe.runtime.steps,
+            "max_behind_ms": max_behind_ms,
             **stats.summary(),
             "machine_state": {
                 "loadavg_before": [round(x, 2) for x in load_before],
@@ -144,21 +148,25 @@ def main() -> int:
     parser.add_argument("--link", choices=("serial", "lsl", "both"), default="both",
                         help="imusic live --serial (the emulator's pty), --lsl (through imusic "
                              "stream), or both (default)")
+    parser.add_argument("--max-behind-ms", type=float, default=250.0, metavar="MS",
+                        help="imusic live --max-behind-ms (default 250)")
     parser.add_argument("--settle", type=float, default=3.0, metavar="S",
                         help="seconds of frames left out at the start (default 3)")
     args = parser.parse_args()
     seconds = args.seconds or (15.0 if args.quick else 60.0)
     links = ("serial", "lsl") if args.link == "both" else (args.link,)
-    results = [asyncio.run(measure(seconds, args.rate, args.steps, link, args.settle))
+    results = [asyncio.run(measure(seconds, args.rate, args.steps, link, args.settle,
+                                   args.max_behind_ms))
                for link in links]
     for r in results:
         rows = [{"measure": name, **{f"{q}_ms": r[f"{name}_{q}_ms"]
                                      for q in ("p50", "p95", "p99", "max")}}
-                for name in ("motion_to_output", "compute", "frame_delay")]
+                for name in ("motion_to_output", "compute", "handoff", "frame_delay")]
         ms = r["machine_state"]
         print_table(rows, f"\nimusic live --{r['link']} on the emulator: {r['frames']:.0f} frames "
                           f"in {seconds:.0f} s ({r['skipped']:.0f} skipped), {args.rate} Hz "
-                          f"device, {r['steps']} DDIM steps; load {ms['loadavg_before'][0]} -> "
+                          f"device, {r['steps']} DDIM steps, max behind {r['max_behind_ms']:g} "
+                          f"ms; load {ms['loadavg_before'][0]} -> "
                           f"{ms['loadavg_after'][0]}, cores busy {ms['cores_busy_share']:.0%}, "
                           f"full GCs {ms['full_gc_collections']}")
     # the first link (serial with the default) is "results", as the README's Figures read it

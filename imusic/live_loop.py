@@ -91,11 +91,12 @@ class LatencyRecord:
 class LiveStats:
     """What the live loop measured (see the module docstring)."""
 
-    LATENCIES = ("compute", "motion_to_output", "frame_delay")
+    LATENCIES = ("compute", "motion_to_output", "frame_delay", "handoff")
     """The latencies kept per frame, as :class:`LatencyRecord` attributes of these names:
     model compute (features + sampling); publish time minus the time of the newest IMU sample
     the frame used (LSL clock); publish time minus the instant the frame describes (adds the
-    model's look-ahead)."""
+    model's look-ahead); how long the newest samples waited between their source and the
+    model (the device session's queue to the model thread; 0 where the puller computes)."""
 
     def __init__(self, config: LatencyConfig = LatencyConfig()) -> None:
         self.frames = 0
@@ -105,6 +106,7 @@ class LiveStats:
         self.compute = LatencyRecord(config)
         self.motion_to_output = LatencyRecord(config)
         self.frame_delay = LatencyRecord(config)
+        self.handoff = LatencyRecord(config)
 
     def summary(self) -> dict[str, float]:
         """Counts, and p50/p95/p99/max of each latency (``<name>_p50_ms`` ...)."""
@@ -181,6 +183,7 @@ class LiveLoop:
         runtime.on_tick = self._on_tick
         self._layout: Any = None
         self._newest = float("nan")
+        self._handed_at: float | None = None
         self._outlet: Any = None
         self._sender: UdpSender | None = None
 
@@ -225,19 +228,23 @@ class LiveLoop:
             self._layout = model_layout(labels, self.runtime, stream, self.model_path)
 
     def push(self, rows: np.ndarray, timestamps: np.ndarray, labels: list[str],
-             stream: str = "") -> None:
-        """Add IMU rows, channels found by ``labels`` (:meth:`check_layout`)."""
+             stream: str = "", handed_at: float | None = None) -> None:
+        """Add IMU rows, channels found by ``labels`` (:meth:`check_layout`); ``handed_at``:
+        the LSL time their source handed them on (None: now, on this thread)."""
         self.check_layout(labels, stream)
         ts = np.asarray(timestamps, np.float64)
         self.runtime.push_rows(np.asarray(rows, np.float64), ts, self._layout)
         self.stats.samples += len(ts)
         if len(ts):
             self._newest = float(ts[-1])
+            self._handed_at = handed_at
 
     def publish_ready(self) -> int:
         """Make and publish every frame the pushed data covers; the number published."""
         n = 0
         st = self.stats
+        started = pylsl.local_clock()
+        handoff_ms = 0.0 if self._handed_at is None else (started - self._handed_at) * 1000
         for frame in self.runtime.poll(max_behind_s=self.max_behind_s):
             values = stream_values(frame.blendshapes, self.head_track.at(frame.t))
             if self._outlet is not None:
@@ -253,6 +260,7 @@ class LiveLoop:
             st.compute.add(frame.latency_s * 1000)
             st.motion_to_output.add((now - self._newest) * 1000)
             st.frame_delay.add((now - frame.t) * 1000)
+            st.handoff.add(handoff_ms)
             n += 1
             if self.on_frame is not None:
                 self.on_frame(frame, now)

@@ -63,6 +63,10 @@ from model.runtime import Runtime, imu_labels, stream_values
 FUSION_STATE_TYPE = "FusionState"
 """LSL type of the hybrid's per-region state stream."""
 
+_Queued = tuple[np.ndarray, np.ndarray, list[str], str, float]
+"""A device session's samples for the model thread: rows, timestamps, channel labels, the
+stream's name for messages, and when they were queued (LSL clock)."""
+
 HEAD_POSE_HYBRID = ("arkit on frames where ARKit's head yaw/pitch/roll are non-zero, else the "
                     + HEAD_POSE_IMU)
 """``desc/head_pose`` of the hybrid's fused stream."""
@@ -92,8 +96,7 @@ class LivePipeline:
         self.health: Any = None
         """The device session's health (None with an LSL source)."""
         self.session: Any = None
-        self._queue: queue.Queue[tuple[np.ndarray, np.ndarray, list[str], str] | None] = \
-            queue.Queue()
+        self._queue: queue.Queue[_Queued | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -143,7 +146,7 @@ class LivePipeline:
             # run() raises it.
             self.loop.check_layout(labels, stream)
             self._queue.put((np.asarray(rows, np.float64), np.asarray(ts, np.float64),
-                             labels, stream))
+                             labels, stream, pylsl.local_clock()))
 
         session.on_samples = on_samples
         self.health = session.health
@@ -203,7 +206,8 @@ class HybridPipeline:
                  arkit_lsl: str | None = None, model: str | Path | None = None,
                  steps: int | None = None, name: str = "imusic-hybrid",
                  fusion: FusionConfig | None = None,
-                 on_fused: Callable[[float, Any], None] | None = None) -> None:
+                 on_fused: Callable[[float, Any], None] | None = None,
+                 max_behind_s: float = 0.25) -> None:
         if (arkit_listen is None) == (arkit_lsl is None):
             raise ValueError("give exactly one ARKit source: --arkit-listen PORT or --arkit-lsl")
         self.arkit_listen, self.arkit_lsl = arkit_listen, arkit_lsl
@@ -212,7 +216,7 @@ class HybridPipeline:
         self.arkit = FrameBuffer()
         self.on_fused = on_fused
         self.live = LivePipeline(link, model=model, steps=steps, name=f"{name}-imu",
-                                 on_frame=self._on_imu_frame)
+                                 on_frame=self._on_imu_frame, max_behind_s=max_behind_s)
         self.receiver: Any = None
         self.fused_frames = 0
         self.head_source = ""

@@ -29,6 +29,11 @@ def add_link_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint folder (default: the bundled one)")
     parser.add_argument("--steps", type=int, default=None, metavar="N",
                         help="DDIM steps per frame (default: the checkpoint's)")
+    parser.add_argument("--max-behind-ms", type=float, default=250.0, metavar="MS",
+                        help="a machine too slow for the model skips frames more than MS "
+                             "behind the newest sample (default 250; 34 keeps the output "
+                             "within ~2 frames of the wearable on a busy machine, at the cost "
+                             "of more skipped frames)")
     parser.add_argument("--seconds", type=float, default=None, metavar="N",
                         help="stop after N seconds (default: Ctrl-C or SIGTERM)")
 

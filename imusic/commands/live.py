@@ -56,7 +56,8 @@ async def _main(args: argparse.Namespace) -> int:
     link = link_options(args)
     try:
         pipe = LivePipeline(link, model=args.model, steps=args.steps, name=args.name,
-                            livelink=livelink, imu_name=f"{args.name}-imu")
+                            livelink=livelink, imu_name=f"{args.name}-imu",
+                            max_behind_s=args.max_behind_ms / 1000.0)
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"imusic live: cannot load the model: {err}", file=sys.stderr)
         return 2
