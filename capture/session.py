@@ -962,3 +962,17 @@ def write_stream(writer: SessionWriter, spec: StreamSpec, time_series: Any,
     for t, off in clock_offsets:
         writer.add_clock_offset(key, t, off)
     return key
+
+
+NO_RAW_NOTE = ("recorded with --no-raw: predicted blendshapes and device health only; no raw "
+               "IMU signals and no camera data")
+"""The root ``privacy`` attribute of a session recorded without raw IMU signals."""
+
+
+def mark_no_raw(path: str | Path) -> None:
+    """Record in a closed session file that it holds no raw IMU signals (``imusic live
+    --record --no-raw``): root attributes ``raw_imu = False`` and ``privacy``
+    (:data:`NO_RAW_NOTE`)."""
+    with h5py.File(path, "a") as h5:
+        h5.attrs["raw_imu"] = False
+        h5.attrs["privacy"] = NO_RAW_NOTE

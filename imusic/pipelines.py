@@ -1,109 +1,80 @@
-"""The pipelines that compose the parts: live capture, hybrid tracking, the demo.
+"""The pipelines that compose the parts: live capture and hybrid tracking (``imusic live``,
+``imusic hybrid``, ``imusic demo``).
 
-``LivePipeline``: IMU samples (a wearable through a transport and a device session, or an IMU
-LSL stream) -> the streaming model runtime -> an LSL ``Blendshapes`` stream of predictions,
-and optionally Live Link Face packets out, a viewer, a recording. The model runs in its own
-thread fed by a queue, so a slow frame never holds up the device link; nothing in this path
-opens a camera.
+How the pieces fit:
 
-``HybridPipeline`` adds ARKit (Live Link Face packets or an LSL ``Blendshapes`` stream) and the
-per-region fuser (``model.fusion``), publishing the fused stream and a per-region state stream.
+* ``imusic.sources``: where IMU samples come from (:class:`LinkOptions`: a wearable through a
+  transport and a device session, or an ``IMU`` LSL stream) and the LSL reading every
+  pipeline shares (``open_inlet``, ``pull_ready``, ``FrameBuffer``, ``read_frames``);
+* ``imusic.live_loop``: the one live loop, :class:`LiveLoop` (IMU rows -> the streaming model
+  runtime -> an LSL ``Blendshapes`` stream of predictions, Live Link Face packets, the
+  ``on_frame`` hook) and what it measures (``LiveStats``);
+* this module: :class:`LivePipeline` runs a source into the live loop, :class:`HybridPipeline`
+  adds ARKit (Live Link Face packets or an LSL ``Blendshapes`` stream) and the per-region fuser
+  (``model.fusion``), publishing the fused stream and a per-region state stream;
+* ``imusic.runner``: signals, ``--seconds``, the status line and the stop, for the commands.
 
-Head pose: the runtime hands every tick's interpolated signals to ``model.headpose.HeadPose``
-(the reference sensor's orientation relative to the neutral pose at the start), and each output
-frame carries the pose of the instant it describes in ``headYaw/headPitch/headRoll`` (stream and
-Live Link packets). The hybrid prefers ARKit's own head pose on frames where it is non-zero.
+Threads: an LSL source is read and computed on one thread (the sample that completes a tick
+is turned into a frame where it was pulled, with no hand-off). A wearable's device session runs
+on the event loop, which must keep reading the link on time (it stamps arrivals and publishes
+the raw ``IMU`` stream): its samples are queued to a model thread, which takes in everything
+waiting before computing, so a backlog is seen (and skipped, ``LiveLoop.max_behind_s``) at
+once. Nothing in this path opens a camera.
+
+Before streaming, the objects loaded so far (torch, the model, the modules: ~300 000) are
+frozen out of the garbage collector (``gc.freeze``). A full collection walks all of them and
+holds every thread meanwhile: 180-500 ms on the loaded 2-core test machine, 10-30 frames late
+at once. They are rare within a run (none in the 30 s benchmark runs: they came at start-up),
+so this guards long runs; collections still run over what the run itself allocates.
+
+Head pose: each output frame carries the pose of the instant it describes in
+``headYaw/headPitch/headRoll`` (``imusic.live_loop``); the hybrid prefers ARKit's own head pose
+on frames where it is non-zero.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import queue
 import threading
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pylsl
+import torch
 
-from firmware_bridge.device import DeviceError
-from hardware.vocabulary import N_BLENDSHAPES
+from capture.arkit_bridge import LiveLinkReceiver
+from firmware_bridge.streams import BLENDSHAPES_TYPE, blendshapes_info, fusion_state_info, predicate
+from imusic.live_loop import HEAD_POSE_IMU, LiveLoop, LiveStats
+from imusic.sources import (
+    FrameBuffer,
+    LinkOptions,
+    device_session,
+    open_imu_inlet,
+    open_inlet,
+    pull_ready,
+    read_frames,
+)
+from model.fusion import REGION_NAMES, FusionConfig, HybridFusion
+from model.runtime import Runtime, imu_labels, stream_values
 
-HEAD_POSE_IMU = ("reference IMU (model.headpose: orientation relative to the neutral pose "
-                 "found in the first still seconds; zeros until then)")
-"""``desc/head_pose`` of a stream whose head yaw/pitch/roll come from the reference sensor."""
+_Queued = tuple[np.ndarray, np.ndarray, list[str], str, float]
+"""A device session's samples for the model thread: rows, timestamps, channel labels, the
+stream's name for messages, and when they were queued (LSL clock)."""
+
 HEAD_POSE_HYBRID = ("arkit on frames where ARKit's head yaw/pitch/roll are non-zero, else the "
                     + HEAD_POSE_IMU)
 """``desc/head_pose`` of the hybrid's fused stream."""
 
 
-@dataclass
-class LinkOptions:
-    """Where the IMU samples come from: exactly one of serial, udp, ble, lsl."""
-
-    serial: str | None = None
-    udp: int | None = None
-    udp_host: str = "0.0.0.0"
-    ble: str | None = None
-    lsl: str | None = None
-    """Name or source_id of an IMU LSL stream ('' for the first IMU stream found)."""
-    rig: str = "auto"
-    baud: int = 921600
-    allow: tuple[str, ...] = ()
-    """With udp: the only hosts datagrams are accepted from (empty: any)."""
-    lsl_settle_s: float = 1.0
-    """With a bare ``--lsl`` (no name): seconds spent looking for other IMU streams once one is
-    found; with several, none is chosen (the user names one)."""
-
-    def describe(self) -> str:
-        """The link in words, for messages."""
-        if self.serial:
-            return f"serial {self.serial}"
-        if self.udp is not None:
-            return f"UDP {self.udp_host}:{self.udp}"
-        if self.ble:
-            return f"BLE {self.ble}"
-        return f"LSL IMU stream {self.lsl or '(any)'}"
-
-
-@dataclass
-class LiveStats:
-    """What the live pipeline measured."""
-
-    frames: int = 0
-    samples: int = 0
-    skipped: int = 0
-    """Frames dropped because the model fell behind (see ``LivePipeline.max_behind_s``)."""
-    compute_ms: list[float] = field(default_factory=list)
-    """Model compute time per frame."""
-    motion_to_output_ms: list[float] = field(default_factory=list)
-    """Publish time minus the time of the newest IMU sample used (LSL clock)."""
-    frame_delay_ms: list[float] = field(default_factory=list)
-    """Publish time minus the instant the frame describes (includes the look-ahead)."""
-
-    @staticmethod
-    def _pct(values: list[float], q: float) -> float:
-        return float(np.percentile(values, q)) if values else float("nan")
-
-    def summary(self) -> dict[str, float]:
-        """p50/p99 of each latency, and counts."""
-        out: dict[str, float] = {"frames": self.frames, "samples": self.samples,
-                                 "skipped": self.skipped}
-        for name in ("compute_ms", "motion_to_output_ms", "frame_delay_ms"):
-            vals = getattr(self, name)
-            out[f"{name[:-3]}_p50_ms"] = self._pct(vals, 50)
-            out[f"{name[:-3]}_p99_ms"] = self._pct(vals, 99)
-        return out
-
-
 class LivePipeline:
     """IMU in, predicted blendshapes out (see the module docstring).
 
-    ``on_frame(frame, publish_time)`` is called in the model thread for every output frame
-    (the hybrid and the demo hook in there).
-    """
+    ``on_frame(frame, publish_time)`` is called for every output frame, on the thread that
+    computes it (the hybrid and the demo hook in there)."""
 
     def __init__(self, link: LinkOptions, model: str | Path | None = None,
                  steps: int | None = None, name: str = "imusic-model",
@@ -111,86 +82,46 @@ class LivePipeline:
                  on_frame: Callable[[Any, float], None] | None = None,
                  publish: bool = True, imu_name: str | None = None,
                  max_behind_s: float = 0.25) -> None:
-        import torch
-
-        from model.runtime import Runtime
-
         # One intra-op thread: the per-frame tensors are tiny, and on a busy 2-core machine a
         # second torch thread spinning against capture made a frame 40x slower (measured).
         torch.set_num_threads(1)
         self.link = link
-        self.runtime = Runtime.from_checkpoint(model, steps=steps)
-        self.model_path = model
-        """The checkpoint given (None: the bundled one), for messages."""
         self.name = name
         self.imu_name = imu_name
-        self.livelink = livelink
-        self.on_frame = on_frame
-        self.publish = publish
-        self.max_behind_s = max_behind_s
-        """A machine too slow for the model drops frames older than this, instead of lagging."""
-        self.stats = LiveStats()
-        from model.headpose import HeadPose, HeadPoseConfig, HeadTrack
-
-        self.head = HeadPose(HeadPoseConfig(rate_hz=self.runtime.rate))
-        """The reference sensor's head pose, fed every tick by the runtime (``_on_tick``)."""
-        self.head_track = HeadTrack()
-        """Head poses by tick time: an output frame takes the pose of the instant it describes."""
-        self._ref = self.runtime.sites.index(self.runtime.spec.reference)
-        self.runtime.on_tick = self._on_tick
+        self.loop = LiveLoop(Runtime.from_checkpoint(model, steps=steps), name=name,
+                             livelink=livelink, on_frame=on_frame, publish=publish,
+                             model_path=model, max_behind_s=max_behind_s)
         self.health: Any = None
+        """The device session's health (None with an LSL source)."""
         self.session: Any = None
-        self._queue: queue.Queue[tuple[np.ndarray, np.ndarray, Any] | None] = queue.Queue()
-        self._outlet: Any = None
-        self._sender: Any = None
-        self._layout: Any = None
+        self._queue: queue.Queue[_Queued | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
-    # ------------------------------------------------------------------ model thread
-    def _open_outputs(self) -> None:
-        import pylsl
+    @property
+    def runtime(self) -> Runtime:
+        """The model runtime."""
+        return self.loop.runtime
 
-        from capture.arkit_bridge import UdpSender, blendshapes_info
+    @property
+    def stats(self) -> LiveStats:
+        """What the live loop measured so far."""
+        return self.loop.stats
 
-        if self.publish:
-            info = blendshapes_info(self.name, "imusic-model", f"{self.name}-predictions",
-                                    rate_hz=self.runtime.rate,
-                                    extra={"checkpoint": str(self.runtime.trained.path),
-                                           "ddim_steps": self.runtime.steps,
-                                           "head_pose": HEAD_POSE_IMU,
-                                           "delay_s": f"{self.runtime.delay_s:.4f}",
-                                           "camera": "none"})
-            self._outlet = pylsl.StreamOutlet(info)
-        if self.livelink is not None:
-            self._sender = UdpSender(*self.livelink)
+    @property
+    def head_track(self) -> Any:
+        """Head poses by tick time (``LiveLoop.head_track``)."""
+        return self.loop.head_track
 
-    def _on_tick(self, t: float, sig: Any) -> None:
-        """The runtime's tick: advance the head pose on the reference's signals."""
-        if sig is None:
-            return
-        acc, gyro, mag, quat = (np.asarray(x)[self._ref] for x in sig)
-        if np.all(np.isfinite(gyro)) or not np.all(np.isfinite(quat)):
-            pose = self.head.update(acc, gyro, mag)
-        else:   # an orientation wearable without gyro: its own fusion's quaternion
-            pose = self.head.update_quat(quat, has_magnetometer=bool(np.all(np.isfinite(mag))))
-        self.head_track.add(t, pose)
-
-    def _model_loop(self) -> None:
-        import pylsl
-
-        from capture.livelink import LiveLinkPacket, frame_time_fields
-        from model.runtime import stream_values
-
+    # ------------------------------------------------------------------ a wearable
+    def _model_thread(self) -> None:
+        """Compute the device session's queued samples (see the module docstring)."""
         while True:
             item = self._queue.get()
             if item is None or self._stopping.is_set():
                 return   # on stop, a backlog is dropped rather than computed late
-            rows, ts, layout = item
-            self.runtime.push_rows(rows, ts, layout)
-            self.stats.samples += len(ts)
-            # Take in everything already waiting, so a backlog is seen (and skipped) at once.
-            while True:
+            self.loop.push(*item)
+            while True:   # take in everything already waiting, so a backlog is seen at once
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -198,201 +129,72 @@ class LivePipeline:
                 if more is None:
                     self._queue.put(None)
                     break
-                self.runtime.push_rows(more[0], more[1], more[2])
-                self.stats.samples += len(more[1])
-                ts = more[1]
-            newest = float(ts[-1])
-            for frame in self.runtime.poll(max_behind_s=self.max_behind_s):
-                values = stream_values(frame.blendshapes, self.head_track.at(frame.t))
-                if self._outlet is not None:
-                    self._outlet.push_sample(values, frame.t)
-                now = pylsl.local_clock()
-                if self._sender is not None:
-                    number, sub, num, den = frame_time_fields(frame.t)
-                    self._sender.send(LiveLinkPacket(
-                        device_id="imusic", subject=self.name, frame_number=number,
-                        sub_frame=sub, rate_numerator=num, rate_denominator=den,
-                        values=np.asarray(values, np.float32)))
-                self.stats.frames += 1
-                self.stats.compute_ms.append(frame.latency_s * 1000)
-                self.stats.motion_to_output_ms.append((now - newest) * 1000)
-                self.stats.frame_delay_ms.append((now - frame.t) * 1000)
-                if self.on_frame is not None:
-                    self.on_frame(frame, now)
-            self.stats.skipped = self.runtime.skipped
+                self.loop.push(*more)
+            self.loop.publish_ready()
 
-    def _feed(self, rows: np.ndarray, timestamps: np.ndarray, labels: list[str],
-              stream: str = "") -> None:
-        if self._layout is None:
-            self._layout = model_layout(labels, self.runtime, stream, self.model_path)
-        self._queue.put((np.asarray(rows, np.float64), np.asarray(timestamps, np.float64),
-                         self._layout))
-
-    # ------------------------------------------------------------------ sources
     async def _run_device(self, stop: asyncio.Event) -> None:
-        from firmware_bridge.device import DeviceSession, SessionConfig
-
-        rig: Any = self.link.rig
-        if rig and rig != "auto":
-            from hardware.rig import load_rig
-
-            rig = load_rig(rig)
-        from firmware_bridge.transports import link_factory
-
-        link = self.link
-        factory = link_factory(serial=link.serial, baud=link.baud, ble=link.ble, udp=link.udp,
-                               udp_host=link.udp_host, allow=link.allow)
-        session = DeviceSession(factory,
-                                SessionConfig(rig=rig, name=self.imu_name))
+        session = device_session(self.link, self.imu_name)
         self.session = session
 
         def on_samples(rows: np.ndarray, ts: np.ndarray) -> None:
-            labels = [c[0] for c in session.outlet.spec.channels]
             spec = session.outlet.spec
-            # A ChannelMismatch is a DeviceError: the session ends at once and run() raises it.
-            self._feed(rows, ts, labels, f"'{spec.name}' (device {spec.info.name})")
+            labels = [c[0] for c in spec.channels]
+            stream = f"'{spec.name}' (device {spec.info.name})"
+            # A ChannelMismatch is a DeviceError: raised here, the session ends at once and
+            # run() raises it.
+            self.loop.check_layout(labels, stream)
+            self._queue.put((np.asarray(rows, np.float64), np.asarray(ts, np.float64),
+                             labels, stream, pylsl.local_clock()))
 
         session.on_samples = on_samples
         self.health = session.health
-        await session.run(stop)
+        self._thread = threading.Thread(target=self._model_thread, name="imusic-model",
+                                        daemon=True)
+        self._thread.start()
+        try:
+            await session.run(stop)
+        finally:
+            self._stopping.set()
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join, 10.0)
 
-    def _run_lsl(self, stop: threading.Event) -> None:
-        from firmware_bridge.streams import IMU_TYPE, predicate
-        from model.runtime import imu_labels
-
-        want = self.link.lsl or ""
-        inlet = open_inlet(
-            predicate(IMU_TYPE, want),
-            f"IMU LSL stream {want!r}", "start 'imusic stream' (or 'imusic emulate' + 'imusic "
-            "stream') first, or check --lsl NAME",
-            only_one_s=None if want else self.link.lsl_settle_s)
+    # ------------------------------------------------------------------ an LSL stream
+    def _run_lsl(self, halt: threading.Event) -> None:
+        """Pull the IMU stream and compute on this thread until ``halt`` is set."""
+        inlet = open_imu_inlet(self.link)
         try:
             full = inlet.info(timeout=5.0)
             labels = imu_labels(full)
-            while not stop.is_set():
-                rows, ts = inlet.pull_chunk(timeout=0.05, max_samples=1024)
+            stream = f"'{full.name()}'"
+            while not halt.is_set():
+                rows, ts = pull_ready(inlet)
                 if ts:
-                    self._feed(np.asarray(rows), np.asarray(ts), labels, f"'{full.name()}'")
+                    self.loop.push(rows, ts, labels, stream)
+                    self.loop.publish_ready()
         finally:
             inlet.close_stream()
 
     # ------------------------------------------------------------------ control
     async def run(self, stop: asyncio.Event) -> LiveStats:
         """Run until ``stop`` is set. Returns the measured statistics."""
-        self._open_outputs()
-        self._thread = threading.Thread(target=self._model_loop, name="imusic-model",
-                                        daemon=True)
-        self._thread.start()
+        self.loop.open()
+        gc.collect()
+        gc.freeze()   # see the module docstring
         try:
             if self.link.lsl is not None:
                 halt = threading.Event()
                 task = asyncio.create_task(asyncio.to_thread(self._run_lsl, halt))
                 with contextlib.suppress(asyncio.CancelledError):
-                    done, _ = await asyncio.wait(
-                        {task, asyncio.create_task(stop.wait())},
-                        return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({task, asyncio.create_task(stop.wait())},
+                                       return_when=asyncio.FIRST_COMPLETED)
                 halt.set()
                 await task   # re-raises a resolve failure
             else:
                 await self._run_device(stop)
         finally:
-            self._stopping.set()
-            self._queue.put(None)
-            await asyncio.to_thread(self._thread.join, 10.0)
-            if self._sender is not None:
-                self._sender.close()
-            self._outlet = None
+            gc.unfreeze()
+            self.loop.close()
         return self.stats
-
-
-class ChannelMismatch(DeviceError, LookupError):
-    """The model needs IMU channels the stream does not have (one clear line: ``str(err)``)."""
-
-
-def stream_quantities(labels: list[str]) -> list[str]:
-    """The quantities an IMU stream's ``site.quantity.axis`` labels carry, in stream order."""
-    from firmware_bridge.streams import parse_label
-
-    out: list[str] = []
-    for parsed in map(parse_label, labels):
-        if parsed is not None and parsed[1] not in out:
-            out.append(parsed[1])
-    return out
-
-
-def model_layout(labels: list[str], runtime: Any, stream: str = "", model: Any = None) -> Any:
-    """The runtime's ``ChannelLayout`` on a stream's labels, or ChannelMismatch saying in one
-    line which channels the checkpoint's features need that the stream lacks (an orientation
-    device that sends no gyro to a raw-feature model, a raw device to a model trained on
-    reported orientation, a 6-axis device, another rig), and what to do."""
-    from model.runtime import MissingChannels
-
-    try:
-        return runtime.layout(labels)
-    except MissingChannels as err:
-        have = stream_quantities(labels)
-        if err.quantity in have:
-            raise ChannelMismatch(str(err)) from None   # another rig: the layout's own words
-        where = f"IMU stream {stream}" if stream else "the IMU stream"
-        raise ChannelMismatch(
-            f"the model ({model or 'the bundled checkpoint'}) needs channels "
-            f"{err.channels} that {where} does not have (it sends "
-            f"{'+'.join(have) or 'nothing'} per site): train a checkpoint on sessions recorded "
-            f"from this device (imusic record, then imusic train), or use a device that sends "
-            f"{err.quantity}") from None
-
-
-class FrameBuffer:
-    """The newest blendshape frames with their timestamps (thread-safe): ARKit for the fuser,
-    the twin's truth for the demo's live error."""
-
-    def __init__(self, span_s: float = 2.0) -> None:
-        self._frames: deque[tuple[float, np.ndarray]] = deque()
-        self._heads: deque[np.ndarray] = deque()   # each frame's head yaw/pitch/roll (zeros if none)
-        self._lock = threading.Lock()
-        self._span = span_s
-        self.lost_at: float | None = None
-
-    def add(self, t: float, values: np.ndarray | None) -> None:
-        """Add a frame captured at ``t``; ``values`` None is a face-lost packet."""
-        with self._lock:
-            if values is None:
-                self.lost_at = t
-                return
-            row = np.asarray(values, np.float64)
-            self._frames.append((t, row[:N_BLENDSHAPES]))
-            head = row[N_BLENDSHAPES:N_BLENDSHAPES + 3]
-            self._heads.append(head.copy() if len(head) == 3 else np.zeros(3))
-            while self._frames and self._frames[-1][0] - self._frames[0][0] > self._span:
-                self._frames.popleft()
-                self._heads.popleft()
-
-    def head_at(self, t: float) -> np.ndarray | None:
-        """The head yaw/pitch/roll of the frame captured at exactly ``t`` (as ``at`` returned
-        it), or None."""
-        with self._lock:
-            for (ft, _), head in zip(reversed(self._frames), reversed(self._heads)):
-                if ft == t:
-                    return head.copy()
-                if ft < t:
-                    break
-        return None
-
-    def at(self, t: float, tolerance_s: float) -> tuple[np.ndarray | None, float | None]:
-        """The newest frame captured no later than ``t + tolerance_s``, and its time; (None,
-        None) when there is none, or the face was reported lost after it. How old the frame
-        may be is the fuser's decision (``FusionConfig.lost_timeout_s``)."""
-        with self._lock:
-            if not self._frames:
-                return None, None
-            times = np.fromiter((f[0] for f in self._frames), float, len(self._frames))
-            k = int(np.searchsorted(times, t + tolerance_s, side="right")) - 1
-            if k < 0:
-                return None, None
-            ft, values = self._frames[k]
-            if self.lost_at is not None and ft < self.lost_at <= t + tolerance_s:
-                return None, None
-            return values, ft
 
 
 class HybridPipeline:
@@ -401,10 +203,9 @@ class HybridPipeline:
     def __init__(self, link: LinkOptions, arkit_listen: int | None = None,
                  arkit_lsl: str | None = None, model: str | Path | None = None,
                  steps: int | None = None, name: str = "imusic-hybrid",
-                 fusion: Any = None,
-                 on_fused: Callable[[float, Any], None] | None = None) -> None:
-        from model.fusion import FusionConfig, HybridFusion
-
+                 fusion: FusionConfig | None = None,
+                 on_fused: Callable[[float, Any], None] | None = None,
+                 max_behind_s: float = 0.25) -> None:
         if (arkit_listen is None) == (arkit_lsl is None):
             raise ValueError("give exactly one ARKit source: --arkit-listen PORT or --arkit-lsl")
         self.arkit_listen, self.arkit_lsl = arkit_listen, arkit_lsl
@@ -413,7 +214,7 @@ class HybridPipeline:
         self.arkit = FrameBuffer()
         self.on_fused = on_fused
         self.live = LivePipeline(link, model=model, steps=steps, name=f"{name}-imu",
-                                 on_frame=self._on_imu_frame)
+                                 on_frame=self._on_imu_frame, max_behind_s=max_behind_s)
         self.receiver: Any = None
         self.fused_frames = 0
         self.head_source = ""
@@ -422,11 +223,6 @@ class HybridPipeline:
         self._state_outlet: Any = None
 
     def _open_outlets(self) -> None:
-        import pylsl
-
-        from firmware_bridge.streams import blendshapes_info, fusion_state_info
-        from model.fusion import REGION_NAMES
-
         self._fused_outlet = pylsl.StreamOutlet(blendshapes_info(
             self.name, "imusic-hybrid", f"{self.name}-fused", rate_hz=60.0,
             extra={"head_pose": HEAD_POSE_HYBRID}))
@@ -434,8 +230,6 @@ class HybridPipeline:
             f"{self.name}-state", f"{self.name}-state", REGION_NAMES, rate_hz=60.0))
 
     def _on_imu_frame(self, frame: Any, now: float) -> None:
-        from model.runtime import stream_values
-
         tolerance = 1.5 / 60.0
         arkit, arkit_t = self.arkit.at(frame.t, tolerance)
         fused = self.fuser.step(frame.t, frame.blendshapes, arkit, arkit_t)
@@ -459,8 +253,6 @@ class HybridPipeline:
         return self.live.head_track.at(t)
 
     async def _arkit_from_livelink(self, stop: asyncio.Event) -> None:
-        from capture.arkit_bridge import LiveLinkReceiver
-
         def on_frame(packet: Any, ts: float) -> None:
             self.arkit.add(ts, None if packet.values is None else packet.values)
 
@@ -471,8 +263,6 @@ class HybridPipeline:
             await stop.wait()
 
     def _arkit_from_lsl(self, halt: threading.Event) -> None:
-        from firmware_bridge.streams import BLENDSHAPES_TYPE, predicate
-
         want = self.arkit_lsl or ""
         inlet = open_inlet(
             predicate(BLENDSHAPES_TYPE, want, "" if want else "desc/source='arkit'"),
@@ -496,94 +286,3 @@ class HybridPipeline:
             if halt is not None:
                 halt.set()
             await arkit_task
-
-
-def open_inlet(predicate: str, what: str, fix: str, timeout_s: float = 10.0,
-               only_one_s: float | None = None) -> Any:
-    """An LSL inlet (clock-synchronised, monotonic, recovering) on the first stream matching the
-    XPath ``predicate``; ``LookupError`` naming ``what`` and the ``fix`` when none appears.
-    With ``only_one_s``, look that much longer for others and refuse to choose (LookupError
-    listing them) when there are several. (``firmware_bridge.streams``: ``resolve_one`` and
-    the ``live`` inlet settings.)"""
-    from firmware_bridge.streams import open_inlet as contract_inlet
-    from firmware_bridge.streams import resolve_one
-
-    return contract_inlet(resolve_one(predicate, what, fix, timeout_s, only_one_s), "live")
-
-
-def read_frames(inlet: Any, buffer: "FrameBuffer", halt: threading.Event) -> None:
-    """Pull a Blendshapes inlet into ``buffer`` until ``halt`` is set; closes the inlet.
-    Channels are taken by label (``streams.parse_blendshapes``), in ``STREAM_NAMES`` order."""
-    from firmware_bridge.streams import parse_blendshapes
-
-    try:
-        layout = parse_blendshapes(inlet.info(timeout=5.0))
-        while not halt.is_set():
-            rows, ts = inlet.pull_chunk(timeout=0.05)
-            for row, t in zip(layout.to_contract(rows) if ts else (), ts):
-                buffer.add(t, row)
-    finally:
-        inlet.close_stream()
-
-
-async def run_until_stopped(work: Any, stop: asyncio.Event, seconds: float | None,
-                            status: Callable[[], str | None] | None = None,
-                            every_s: float = 1.0) -> None:
-    """Run the coroutine ``work`` until it ends, ``stop`` is set (Ctrl-C, SIGTERM, or the
-    caller) or ``seconds`` pass, printing ``status()`` to stderr every ``every_s``. Errors of
-    ``work`` are raised here."""
-    import sys
-
-    undo = install_stop_signals(stop)
-    run = asyncio.create_task(work)
-    timer = asyncio.create_task(stop_after(stop, seconds))
-    try:
-        while not run.done():
-            await asyncio.wait({run}, timeout=every_s)
-            line = status() if status is not None and not run.done() else None
-            if line:
-                print(line, file=sys.stderr, flush=True)
-        await run
-    finally:
-        stop.set()
-        timer.cancel()
-        undo()
-        if not run.done():
-            with contextlib.suppress(BaseException):
-                await run
-
-
-def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """Set ``stop`` on Ctrl-C and SIGTERM (main thread only). Returns an undo function."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-    def undo() -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-    return undo
-
-
-async def stop_after(stop: asyncio.Event, seconds: float | None) -> None:
-    """Set ``stop`` after ``seconds`` (never when None)."""
-    if seconds is None:
-        return
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    stop.set()
-
-
-def mark_no_raw(path: str | Path) -> None:
-    """Record in a session file that it holds no raw IMU signals (``--no-raw``)."""
-    import h5py
-
-    with h5py.File(path, "a") as h5:
-        h5.attrs["raw_imu"] = False
-        h5.attrs["privacy"] = ("recorded with --no-raw: predicted blendshapes and device health "
-                               "only; no raw IMU signals and no camera data")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path

@@ -23,14 +23,14 @@ newest one (the model looks a few frames ahead).
     for frame in rt.poll():                      # every tick the data now covers
         use(frame.t, frame.blendshapes)
 
-:func:`run_lsl` does the same from an ``IMU`` LSL stream to a ``Blendshapes`` outlet.
+The live pipelines (``imusic.live_loop.LiveLoop``) run it from an ``IMU`` LSL stream or a
+wearable to a ``Blendshapes`` outlet.
 Frames hold the model's raw output (it can stray a little outside 0..1, and evaluation scores
 it as it is); :func:`stream_values` is the one place that clips what is published.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -364,37 +364,3 @@ def imu_labels(info: Any) -> list[str]:
 
     return list(parse_imu(info).labels)
 
-
-def run_lsl(runtime: Runtime, imu_info: Any, name: str = "imusic-model",
-            source_id: str = "imusic-model", stop: threading.Event | None = None,
-            duration_s: float | None = None,
-            on_frame: Callable[[Frame], None] | None = None) -> dict[str, float]:
-    """Read an ``IMU`` LSL stream (``imu_info`` from ``firmware_bridge.streams.resolve``),
-    publish every frame on a ``Blendshapes`` outlet (``desc/source = "imusic-model"``) until
-    ``stop`` is set or ``duration_s`` passes. Returns latency statistics."""
-    import pylsl
-
-    from firmware_bridge.streams import blendshapes_info, open_inlet
-
-    inlet = open_inlet(imu_info, "live")
-    try:
-        full = inlet.info(timeout=5.0)
-        layout = runtime.layout(imu_labels(full))
-        info = blendshapes_info(name, "imusic-model", source_id, rate_hz=runtime.rate,
-                                extra={"checkpoint": str(runtime.trained.path),
-                                       "ddim_steps": runtime.steps,
-                                       "delay_s": f"{runtime.delay_s:.4f}"})
-        outlet = pylsl.StreamOutlet(info)
-        end = None if duration_s is None else time.monotonic() + duration_s
-        while not (stop is not None and stop.is_set()) and (end is None or time.monotonic() < end):
-            rows, ts = inlet.pull_chunk(timeout=0.05, max_samples=1024)
-            if not ts:
-                continue
-            runtime.push_rows(np.asarray(rows), np.asarray(ts), layout)
-            for frame in runtime.poll():
-                outlet.push_sample(stream_values(frame.blendshapes), frame.t)
-                if on_frame is not None:
-                    on_frame(frame)
-        return runtime.latency_stats()
-    finally:
-        inlet.close_stream()

@@ -6,8 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # imported where used: every command's parser imports this module, and
-    # imusic.pipelines pulls in numpy, asyncio and the device bridge (13 MB in imusic record)
-    from imusic.pipelines import LinkOptions
+    # imusic.sources pulls in numpy, pylsl and the device bridge (13 MB in imusic record)
+    from imusic.sources import LinkOptions
 
 
 def add_link_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,11 @@ def add_link_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint folder (default: the bundled one)")
     parser.add_argument("--steps", type=int, default=None, metavar="N",
                         help="DDIM steps per frame (default: the checkpoint's)")
+    parser.add_argument("--max-behind-ms", type=float, default=250.0, metavar="MS",
+                        help="a machine too slow for the model skips frames more than MS "
+                             "behind the newest sample (default 250; 34 keeps the output "
+                             "within ~2 frames of the wearable on a busy machine, at the cost "
+                             "of more skipped frames)")
     parser.add_argument("--seconds", type=float, default=None, metavar="N",
                         help="stop after N seconds (default: Ctrl-C or SIGTERM)")
 
@@ -52,7 +57,7 @@ def allow_error(args: argparse.Namespace, command: str, needs_udp: bool = True) 
 
 def link_options(args: argparse.Namespace) -> LinkOptions:
     """The ``LinkOptions`` the parsed arguments name."""
-    from imusic.pipelines import LinkOptions
+    from imusic.sources import LinkOptions
 
     return LinkOptions(serial=args.serial, udp=args.udp, udp_host=args.udp_host, ble=args.ble,
                        lsl=args.lsl, rig=args.rig, allow=tuple(args.allow or ()))

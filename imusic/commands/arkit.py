@@ -55,44 +55,15 @@ class _UsageError(Exception):
     pass
 
 
-class _Status:
-    """Prints a status line once a second (in place on a terminal)."""
-
-    def __init__(self, quiet: bool) -> None:
-        import sys
-
-        self.quiet, self.tty, self.out = quiet, sys.stderr.isatty(), sys.stderr
-
-    def show(self, line: str) -> None:
-        if not self.quiet:
-            print(f"\r{line}\033[K" if self.tty else line, end="" if self.tty else "\n",
-                  file=self.out, flush=True)
-
-    def done(self, line: str) -> None:
-        print(("\n" if self.tty and not self.quiet else "") + line, file=self.out, flush=True)
-
-
 async def _main(args: argparse.Namespace) -> int:
+    if args.listen is not None:
+        return await _listen(args)
+    return await _replay(args)
+
+
+async def _listen(args: argparse.Namespace) -> int:
     import asyncio
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if args.seconds is not None:
-        loop.call_later(max(0.0, args.seconds), stop.set)
-    try:
-        if args.listen is not None:
-            return await _listen(args, stop)
-        return await _replay(args, stop)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-
-async def _listen(args: argparse.Namespace, stop) -> int:
-    import asyncio
+    import contextlib
     import sys
 
     from capture.arkit_bridge import (
@@ -101,6 +72,7 @@ async def _listen(args: argparse.Namespace, stop) -> int:
         LiveLinkReceiver,
         no_packets_hint,
     )
+    from imusic.runner import Runner
 
     latency = DEFAULT_LATENCY_S if args.latency_ms is None else args.latency_ms / 1000.0
     rx = LiveLinkReceiver(name=args.name or "ARKit", host=args.host, port=args.listen,
@@ -110,26 +82,25 @@ async def _listen(args: argparse.Namespace, stop) -> int:
     except OSError as err:
         print(f"imusic arkit: {err}", file=sys.stderr)
         return 2
-    status = _Status(args.quiet)
     print(f"listening for Live Link Face (the app's Live Link (ARKit) mode) on udp port {port}; "
           f"LSL stream '{rx.name}' "
           f"(type Blendshapes) appears with the first packet. Ctrl-C to stop.",
           file=sys.stderr, flush=True)
-    loop_time = asyncio.get_running_loop().time
-    warn_at: float | None = loop_time() + NO_PACKETS_WARNING_S
+    runner = Runner(args.seconds, status=rx.status_line, quiet=args.quiet)
+
+    async def watch(stop: asyncio.Event) -> None:
+        """Say once when no packet came in the first seconds (the app's other mode)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), NO_PACKETS_WARNING_S)
+        if not stop.is_set() and rx.stats.datagrams == 0:
+            runner.say(f"imusic arkit: {no_packets_hint(port)}")
+        await stop.wait()
+
     try:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
-                pass
-            if warn_at is not None and rx.stats.datagrams == 0 and loop_time() >= warn_at:
-                status.done(f"imusic arkit: {no_packets_hint(port)}")
-                warn_at = None
-            status.show(rx.status_line())
+        await runner.run(watch(runner.stop))
     finally:
         rx.close()
-    status.done(rx.status_line())
+    runner.say(rx.status_line())
     if rx.stats.datagrams == 0:
         print(f"imusic arkit: {no_packets_hint(port)}", file=sys.stderr)
     if rx.stats.last_error:
@@ -137,13 +108,13 @@ async def _listen(args: argparse.Namespace, stop) -> int:
     return 0
 
 
-async def _replay(args: argparse.Namespace, stop) -> int:
-    import asyncio
+async def _replay(args: argparse.Namespace) -> int:
     import sys
 
     from capture.arkit_bridge import ReplayStats, parse_host_port, replay_take
     from firmware_bridge.streams import blendshapes_info
     from capture.livelink_csv import LiveLinkCSVError, read_take
+    from imusic.runner import Runner
 
     try:
         take = read_take(args.replay)
@@ -169,23 +140,18 @@ async def _replay(args: argparse.Namespace, stop) -> int:
                                 extra={"take": str(take.path), "speed": f"{args.speed:g}"})
         outlet = pylsl.StreamOutlet(info)
     stats = ReplayStats()
-    status = _Status(args.quiet)
     where = " + ".join(x for x in (f"LSL '{name}'" if outlet else "",
                                     f"udp {udp[0]}:{udp[1]}" if udp else "") if x)
     print(f"replaying {take.path} ({take.n_frames} frames, {take.duration:.1f} s at "
           f"{take.fps:g} fps) x{args.speed:g} to {where}{' in a loop' if args.loop else ''}",
           file=sys.stderr, flush=True)
-    task = asyncio.create_task(replay_take(take, outlet=outlet, udp=udp, speed=args.speed,
-                                           loop=args.loop, stop=stop, stats=stats))
 
     def line() -> str:
         return (f"replay {take.path.name}: {stats.frames} frames sent, {stats.no_face} face-lost, "
                 f"{stats.loops} loops, at {stats.position_s:.1f}/{take.duration:.1f} s")
 
-    while not task.done():
-        await asyncio.wait({task}, timeout=1.0)
-        if not task.done():
-            status.show(line())
-    task.result()
-    status.done(line())
+    runner = Runner(args.seconds, status=line, quiet=args.quiet)
+    await runner.run(replay_take(take, outlet=outlet, udp=udp, speed=args.speed,
+                                 loop=args.loop, stop=runner.stop, stats=stats))
+    runner.say(line())
     return 0

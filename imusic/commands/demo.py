@@ -81,7 +81,7 @@ class DemoScore:
 
 
 def _truth_reader(name: str, buffer, halt) -> None:
-    from imusic.pipelines import open_inlet, read_frames
+    from imusic.sources import open_inlet, read_frames
 
     try:
         inlet = open_inlet(f"name='{name}'", f"ground-truth stream {name!r}",
@@ -100,18 +100,18 @@ def _free_udp_port() -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    import asyncio
     import json
     import os
     import shutil
     import sys
     import threading
-    import time
     import uuid
 
     from firmware_bridge.emulator import Emulator, EmulatorConfig
     from hardware.vocabulary import ALL_KEY, IMU_BLIND_REGIONS, SEEN_KEY, SEEN_LABEL
-    from imusic.pipelines import FrameBuffer, LinkOptions, LivePipeline, run_until_stopped
+    from imusic.pipelines import LivePipeline
+    from imusic.runner import Runner
+    from imusic.sources import FrameBuffer, LinkOptions
 
     headless = args.headless
     if not headless and not os.environ.get("DISPLAY"):
@@ -159,24 +159,22 @@ async def _main(args: argparse.Namespace) -> int:
         say("opening the viewer: twin ground truth (left) and IMU prediction (right, coloured "
             "by error); close it or press Ctrl-C to stop")
         viewer = launch_view(["--lsl", truth_name, "--lsl", pred_name])
-    stop = asyncio.Event()
-    started = time.monotonic()
-
     def status() -> str:
         if viewer is not None and viewer.poll() is not None:
-            stop.set()   # the window was closed
+            runner.stop.set()   # the window was closed
         st = pipe.stats
-        lat = st.motion_to_output_ms[-120:]
+        lat = st.motion_to_output.recent_median()
         recent = score.mae(recent=True).get(SEEN_KEY)
-        return (f"[demo] {time.monotonic() - started:5.1f} s | frames {st.frames} | latency p50 "
-                + (f"{sorted(lat)[len(lat) // 2]:.1f} ms" if lat else "-")
+        return (f"[demo] {runner.elapsed:5.1f} s | frames {st.frames} | latency p50 "
+                + (f"{lat:.1f} ms" if lat is not None else "-")
                 + (f" | MAE x100 (last 2 s, {SEEN_LABEL}) {recent:.2f}" if recent is not None
                    else "")
                 + (f" | {pipe.health.line()}" if pipe.health is not None else ""))
 
+    runner = Runner(seconds, status=status)
     code = 0
     try:
-        await run_until_stopped(pipe.run(stop), stop, seconds, status)
+        await runner.run(pipe.run(runner.stop))
     except (LookupError, OSError) as err:
         print(f"imusic demo: {err}", file=sys.stderr)
         code = 1

@@ -37,10 +37,10 @@ def state_line(pipe) -> str:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    import asyncio
     import sys
 
-    from imusic.pipelines import HybridPipeline, run_until_stopped
+    from imusic.pipelines import HybridPipeline
+    from imusic.runner import Runner
 
     bad_allow = allow_error(args, "hybrid")
     if bad_allow:
@@ -49,11 +49,10 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         pipe = HybridPipeline(link_options(args), arkit_listen=args.arkit_listen,
                               arkit_lsl=args.arkit_lsl, model=args.model, steps=args.steps,
-                              name=args.name)
+                              name=args.name, max_behind_s=args.max_behind_ms / 1000.0)
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"imusic hybrid: {err}", file=sys.stderr)
         return 2
-    stop = asyncio.Event()
     viewer = None
     if args.view:
         from viewer.launch import launch_view
@@ -66,8 +65,8 @@ async def _main(args: argparse.Namespace) -> int:
           f"'{args.name}-state'. Ctrl-C stops.", file=sys.stderr)
     code = 0
     try:
-        await run_until_stopped(pipe.run(stop), stop, args.seconds,
-                                None if args.quiet else lambda: state_line(pipe))
+        runner = Runner(args.seconds, status=lambda: state_line(pipe), quiet=args.quiet)
+        await runner.run(pipe.run(runner.stop))
     except (LookupError, OSError) as err:
         print(f"imusic hybrid: {err}", file=sys.stderr)
         code = 1

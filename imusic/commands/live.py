@@ -26,27 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no live status line")
 
 
-def status_line(pipe, started: float) -> str:
-    """Frames, rate and latency so far, plus the device's health when there is one."""
-    import time
-
-    import numpy as np
-
+def status_line(pipe, elapsed: float) -> str:
+    """Frames, rate and latency so far (the median of the last 2 s), plus the device's health
+    when there is one."""
     st = pipe.stats
-    el = max(time.monotonic() - started, 1e-9)
-    lat = st.motion_to_output_ms[-120:]
-    p50 = f"{np.percentile(lat, 50):5.1f}" if lat else "  -  "
+    el = max(elapsed, 1e-9)
+    recent = st.motion_to_output.recent_median()
+    p50 = f"{recent:5.1f}" if recent is not None else "  -  "
     health = f" | {pipe.health.line()}" if pipe.health is not None else ""
     return f"{el:6.1f} s | frames {st.frames} ({st.frames / el:4.1f}/s) | latency p50 {p50} ms{health}"
 
 
 async def _main(args: argparse.Namespace) -> int:
-    import asyncio
     import sys
-    import time
 
     from capture.arkit_bridge import parse_host_port
-    from imusic.pipelines import LivePipeline, mark_no_raw, run_until_stopped
+    from capture.session import mark_no_raw
+    from imusic.pipelines import LivePipeline
+    from imusic.runner import Runner
 
     if args.no_raw and not args.record:
         print("imusic live: --no-raw only applies with --record SESSION.h5", file=sys.stderr)
@@ -59,11 +56,11 @@ async def _main(args: argparse.Namespace) -> int:
     link = link_options(args)
     try:
         pipe = LivePipeline(link, model=args.model, steps=args.steps, name=args.name,
-                            livelink=livelink, imu_name=f"{args.name}-imu")
+                            livelink=livelink, imu_name=f"{args.name}-imu",
+                            max_behind_s=args.max_behind_ms / 1000.0)
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"imusic live: cannot load the model: {err}", file=sys.stderr)
         return 2
-    stop = asyncio.Event()
     recorder = viewer = None
     if args.record:
         from capture.recorder import Recorder
@@ -84,11 +81,11 @@ async def _main(args: argparse.Namespace) -> int:
           f"'{args.name}'" + (f" + Live Link to {args.livelink}" if livelink else "")
           + (f" + recording {args.record}" + (" (no raw IMU)" if args.no_raw else "")
              if args.record else "") + "; no camera is used. Ctrl-C stops.", file=sys.stderr)
-    started = time.monotonic()
+    runner = Runner(args.seconds, status=lambda: status_line(pipe, runner.elapsed),
+                    quiet=args.quiet)
     code = 0
     try:
-        await run_until_stopped(pipe.run(stop), stop, args.seconds,
-                                None if args.quiet else lambda: status_line(pipe, started))
+        await runner.run(pipe.run(runner.stop))
     except (LookupError, OSError) as err:
         print(f"imusic live: {err}", file=sys.stderr)
         code = 1

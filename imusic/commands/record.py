@@ -39,16 +39,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Record until --seconds, Ctrl-C or SIGTERM; always flush and close the file."""
-    import signal
+    import asyncio
+
+    return asyncio.run(_record(args) if args.rcs is None else _serve_rcs(args))
+
+
+async def _record(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
     import sys
-    import threading
-    import time
 
     from capture.recorder import DiskFull, RecordLimits, Recorder
     from capture.session import SessionError
+    from imusic.runner import Runner
 
-    if args.rcs is not None:
-        return _run_rcs(args)
     if not args.output:
         print("imusic record: give -o SESSION.h5 (or --rcs to take file names from a lab "
               "script)", file=sys.stderr)
@@ -70,63 +74,62 @@ def run(args: argparse.Namespace) -> int:
     except DiskFull as err:
         print(f"imusic record: {err}", file=sys.stderr)
         return 1
+    recording = False   # the status line shows once the --require streams are there
+    runner = Runner(args.seconds, quiet=args.quiet, count_from_start=False,
+                    status=lambda: rec.status_line() if recording else None)
 
-    stop = threading.Event()
+    async def work(stop: asyncio.Event) -> int:
+        nonlocal recording
+        if required:
+            missing = await asyncio.to_thread(_wait_for, rec, required, args.wait, stop)
+            if missing and not stop.is_set():
+                runner.say(f"imusic record: no {', '.join(missing)} stream found within "
+                           f"{args.wait:.0f} s; start the source (e.g. 'imusic emulate' for "
+                           "IMU, 'imusic arkit' for Blendshapes) or check --streams-by. The "
+                           f"file {args.output} keeps what was recorded.")
+                return 3
+        runner.begin()   # --seconds counts from here
+        runner.say(f"recording to {args.output} (Ctrl-C to stop)")
+        recording = True
+        while not stop.is_set() and not rec.writer_failed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+        return 0
 
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    tty = sys.stderr.isatty()
-    rc = 0
     rec.start()
     try:
-        if required:
-            deadline = time.monotonic() + args.wait
-            missing = required
-            while missing and not stop.is_set() and time.monotonic() < deadline:
-                missing = rec.wait_for_types(required, timeout=0.2)
-            if missing and not stop.is_set():
-                print(f"imusic record: no {', '.join(missing)} stream found within "
-                      f"{args.wait:.0f} s; start the source (e.g. 'imusic emulate' for IMU, "
-                      "'imusic arkit' for Blendshapes) or check --streams-by. The file "
-                      f"{args.output} keeps what was recorded.", file=sys.stderr)
-                rc = 3
-                stop.set()
-        t_end = time.monotonic() + args.seconds if args.seconds is not None else float("inf")
-        print(f"recording to {args.output} (Ctrl-C to stop)", file=sys.stderr)
-        last = 0.0
-        while not stop.is_set() and time.monotonic() < t_end and not rec.writer_failed:
-            stop.wait(0.1)
-            if not args.quiet and time.monotonic() - last >= 1.0:
-                last = time.monotonic()
-                line = rec.status_line()
-                print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n",
-                      file=sys.stderr, flush=True)
+        rc = await runner.run(work(runner.stop))
     finally:
         rec.stop()
-        for s, h in old.items():
-            signal.signal(s, h)
     if rec.writer_failed:
         # One line: the file, what failed, what it keeps.
-        print(("\n" if tty and not args.quiet else "") + f"imusic record: {rec.failure}",
-              file=sys.stderr)
+        print(f"imusic record: {rec.failure}", file=sys.stderr)
         return 1
     if not args.quiet:
-        print(("\n" if tty else "") + rec.status_line(), file=sys.stderr)
+        print(rec.status_line(), file=sys.stderr)
     print(f"saved {args.output}", file=sys.stderr)
     return rc or (1 if rec.errors and not rec.status else 0)
 
 
-def _run_rcs(args: argparse.Namespace) -> int:
+def _wait_for(rec, required: list[str], wait_s: float, stop) -> list[str]:
+    """The ``--require`` types still missing after ``wait_s`` (or when ``stop`` is set)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    missing = required
+    while missing and not stop.is_set() and time.monotonic() < deadline:
+        missing = rec.wait_for_types(required, timeout=0.2)
+    return missing
+
+
+async def _serve_rcs(args: argparse.Namespace) -> int:
     """Serve LabRecorder's remote control commands until Ctrl-C / SIGTERM."""
-    import signal
     import sys
-    import threading
 
     from capture.rcs import RcsError, RcsServer
     from capture.recorder import Recorder
     from capture.session import SessionError
+    from imusic.runner import Runner
 
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     current: dict = {}
@@ -157,17 +160,13 @@ def _run_rcs(args: argparse.Namespace) -> int:
               "LabRecorder or another imusic record --rcs running? Give another port.",
               file=sys.stderr)
         return 2
-    done = threading.Event()
-    old = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     print(f"imusic record: remote control on {args.rcs_host}:{server.port} (LabRecorder RCS: "
           "select all, filename {...}, start, stop, update); Ctrl-C to quit",
           file=sys.stderr, flush=True)
+    runner = Runner(args.seconds)
     try:
-        while not done.wait(0.2):
-            pass
+        await runner.run(runner.stop.wait())
     finally:
         server.close()
         stop()
-        for s, h in old.items():
-            signal.signal(s, h)
     return 0

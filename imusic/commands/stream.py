@@ -87,17 +87,12 @@ def nothing_received(health, seconds: float) -> str:
 
 async def stream(args: argparse.Namespace, stop=None) -> int:
     """The async body of ``imusic stream`` (also callable in-process with a ``stop`` event)."""
-    import asyncio
-    import contextlib
     import json
-    import shutil
-    import signal
     import sys
-    import threading
-    import time
 
     from firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
     from imusic.commands._link import allow_error
+    from imusic.runner import Runner
 
     bad_allow = allow_error(args, "stream")
     if bad_allow:
@@ -112,58 +107,24 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
         except (RigError, OSError, KeyError, ValueError) as err:
             print(f"imusic stream: cannot load rig {args.rig!r}: {err}", file=sys.stderr)
             return 2
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
     if args.all_devices:
         if args.udp is None:
             print("imusic stream: --all-devices goes with --udp PORT", file=sys.stderr)
             return 2
-        try:
-            return await stream_all(args, rig, stop)
-        finally:
-            if threading.current_thread() is threading.main_thread():
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
+        return await stream_all(args, rig, stop)
     config = SessionConfig(rate_hz=args.rate, rig=rig, name=args.name, device_id=args.device_id,
                            silence_s=args.silence)
     session = DeviceSession(_factory(args), config)
-    t0 = time.monotonic()
-    task = asyncio.create_task(session.run(stop))
-    tty = sys.stderr.isatty()
-    last_plain = 0.0
+    # the health line: in place on a terminal, else every 5 s
+    runner = Runner(args.seconds, status=session.health.line, every_s=0.5, quiet=args.quiet,
+                    plain_every_s=5.0, stop=stop)
     code = 0
     try:
-        while not task.done():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), 0.5)
-            now = time.monotonic()
-            if args.seconds is not None and now - t0 >= args.seconds:
-                stop.set()
-            if not args.quiet and not task.done():
-                if tty:
-                    width = max(20, shutil.get_terminal_size().columns - 1)
-                    print("\r" + session.health.line()[:width].ljust(width), end="",
-                          file=sys.stderr, flush=True)
-                elif now - last_plain >= 5.0:
-                    last_plain = now
-                    print(session.health.line(), file=sys.stderr, flush=True)
-        await task
+        await runner.run(session.run(runner.stop))
     except DeviceError as err:
-        print(f"\nimusic stream: {err}", file=sys.stderr)
+        runner.say(f"imusic stream: {err}")
         code = 1
-    finally:
-        stop.set()
-        with contextlib.suppress(BaseException):
-            await task
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-    elapsed = time.monotonic() - t0
-    if tty and not args.quiet:
-        print(file=sys.stderr)
+    elapsed = runner.elapsed
     print(summary(session.health, elapsed))
     if code == 0 and args.seconds is not None and session.health.samples == 0:
         print(nothing_received(session.health, elapsed), file=sys.stderr)
@@ -178,17 +139,17 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
     return code
 
 
-async def stream_all(args: argparse.Namespace, rig, stop) -> int:
+async def stream_all(args: argparse.Namespace, rig, stop=None) -> int:
     """Every wearable heard on one UDP port, each its own session and LSL stream."""
     import asyncio
     import contextlib
     import json
     import sys
-    import time
 
     from firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
     from firmware_bridge.transports.base import TransportError
     from firmware_bridge.transports.udp import UdpHub
+    from imusic.runner import Runner
 
     hub = UdpHub(args.udp, args.udp_host, allow=args.allow)
     try:
@@ -197,9 +158,13 @@ async def stream_all(args: argparse.Namespace, rig, stop) -> int:
         print(f"imusic stream: {err}", file=sys.stderr)
         return 1
     sessions: dict[int, tuple[DeviceSession, asyncio.Task]] = {}
-    t0 = last = time.monotonic()
-    code = 0
-    try:
+    # each device's health line every 5 s, never in place (one line per device)
+    runner = Runner(args.seconds, every_s=0.5, quiet=args.quiet, in_place=False,
+                    plain_every_s=5.0, stop=stop,
+                    status=lambda: "\n".join(s.health.line() for s, _ in sessions.values()))
+    failed: list[int] = []
+
+    async def serve(stop: asyncio.Event) -> None:
         while not stop.is_set():
             ch = None
             with contextlib.suppress(asyncio.TimeoutError):
@@ -210,27 +175,23 @@ async def stream_all(args: argparse.Namespace, rig, stop) -> int:
                                        device_id=ch.device_id, silence_s=args.silence)
                 session = DeviceSession(lambda ch=ch: ch, config)
                 sessions[ch.device_id] = (session, asyncio.create_task(session.run(stop)))
-                print(f"device {ch.device_id:08x} heard on {hub.link.name}", file=sys.stderr)
+                runner.say(f"device {ch.device_id:08x} heard on {hub.link.name}")
             for dev, (session, task) in list(sessions.items()):
-                if task.done() and not stop.is_set():
+                if task.done() and not stop.is_set() and dev not in failed:
                     err = task.exception()
                     if isinstance(err, DeviceError):
-                        print(f"imusic stream: device {dev:08x}: {err}", file=sys.stderr)
-                        code = 1
-            now = time.monotonic()
-            if args.seconds is not None and now - t0 >= args.seconds:
-                stop.set()
-            if not args.quiet and now - last >= 5.0:
-                last = now
-                for session, _ in sessions.values():
-                    print(session.health.line(), file=sys.stderr, flush=True)
+                        runner.say(f"imusic stream: device {dev:08x}: {err}")
+                        failed.append(dev)
+
+    try:
+        await runner.run(serve(runner.stop))
     finally:
-        stop.set()
         for _, task in sessions.values():
             with contextlib.suppress(BaseException):
                 await task
         await hub.close()
-    elapsed = time.monotonic() - t0
+    code = 1 if failed else 0
+    elapsed = runner.elapsed
     for session, _ in sessions.values():
         print(summary(session.health, elapsed))
     if not sessions:

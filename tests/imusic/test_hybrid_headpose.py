@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from imusic.pipelines import HybridPipeline, LinkOptions
+from imusic.pipelines import HybridPipeline
+from imusic.sources import LinkOptions
 
 
 def test_hybrid_prefers_arkit_head_pose_where_non_zero_else_the_imu():

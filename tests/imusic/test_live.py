@@ -3,7 +3,6 @@ LSL predictions and Live Link Face packets; and ``--no-raw`` recordings."""
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import h5py
@@ -78,26 +77,12 @@ def evaluated_mae_x100() -> float:
     return float(load_model(None).config["metrics"]["eval"]["heldout_subjects"]["imusic"]["mae"])
 
 
-def test_live_predictions_follow_the_emulator_and_livelink_packets_parse(emulator, unique_name):
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.settimeout(0.2)
-    packets: list[bytes] = []
-    stop_rx = threading.Event()
-
-    def receive() -> None:
-        while not stop_rx.is_set():
-            try:
-                packets.append(udp.recv(2048))
-            except socket.timeout:
-                pass
-
-    rx = threading.Thread(target=receive, daemon=True)
-    rx.start()
+def test_live_predictions_follow_the_emulator_and_livelink_packets_parse(emulator, unique_name,
+                                                                         livelink_catcher):
     name = f"{unique_name}-pred"
     th, result = _run_cli(["live", "--serial", emulator.emulator.serial_path, "--seconds", "12",
                            "--name", name, "--quiet",
-                           "--livelink", f"127.0.0.1:{udp.getsockname()[1]}"])
+                           "--livelink", livelink_catcher.target])
     found = pylsl.resolve_byprop("name", name, 1, 30.0)
     assert found, "imusic live published no predictions stream"
     info = found[0]
@@ -106,8 +91,8 @@ def test_live_predictions_follow_the_emulator_and_livelink_packets_parse(emulato
     assert inlet.info(5.0).desc().child_value("source") == "imusic-model"
     rows, ts = _collect(inlet, th)
     th.join(30)
-    stop_rx.set()
-    rx.join(2)
+    livelink_catcher.close()
+    packets = livelink_catcher.packets
     assert result.get("code") == 0
     assert len(ts) > 60 * 5, f"only {len(ts)} predicted frames in 12 s"
     assert np.all(np.diff(ts) > 0)
@@ -165,34 +150,19 @@ def test_no_raw_recording_holds_no_raw_imu(emulator, unique_name, tmp_path):
         assert not any(".acc." in n or "gyro" in n for n in names), names
 
 
-def test_every_published_value_is_in_range(emulator, unique_name):
+def test_every_published_value_is_in_range(emulator, unique_name, livelink_catcher):
     """The model's raw output strays below 0 (13 % of values on the bundled model before the
     clip); every value ``imusic live`` publishes, on LSL and in Live Link packets, is in [0, 1]."""
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.settimeout(0.2)
-    packets: list[bytes] = []
-    stop_rx = threading.Event()
-
-    def receive() -> None:
-        while not stop_rx.is_set():
-            try:
-                packets.append(udp.recv(2048))
-            except socket.timeout:
-                pass
-
-    rx = threading.Thread(target=receive, daemon=True)
-    rx.start()
     name = f"{unique_name}-range"
     th, result = _run_cli(["live", "--serial", emulator.emulator.serial_path, "--seconds", "8",
                            "--name", name, "--quiet",
-                           "--livelink", f"127.0.0.1:{udp.getsockname()[1]}"])
+                           "--livelink", livelink_catcher.target])
     found = pylsl.resolve_byprop("name", name, 1, 30.0)
     assert found, "imusic live published no predictions stream"
     rows, _ = _collect(pylsl.StreamInlet(found[0]), th)
     th.join(30)
-    stop_rx.set()
-    rx.join(2)
+    livelink_catcher.close()
+    packets = livelink_catcher.packets
     assert result.get("code") == 0
     assert len(rows) > 60 * 3 and len(packets) > 60 * 3, (len(rows), len(packets))
     sent = np.stack([parse_packet(p).values for p in packets])

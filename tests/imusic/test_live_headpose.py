@@ -4,7 +4,6 @@ LSL predictions and Live Link Face packets whose pose channels follow the twin's
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import numpy as np
@@ -14,45 +13,21 @@ from capture.livelink import parse_packet
 from firmware_bridge.emulator import Emulator, EmulatorConfig
 from hardware.motion import procedural, with_neutral_start
 from imusic.cli import main
-from imusic.pipelines import HEAD_POSE_IMU
+from imusic.live_loop import HEAD_POSE_IMU
+from test_live import _collect
 
 
-def _collect(inlet: pylsl.StreamInlet, until: threading.Thread) -> tuple[np.ndarray, np.ndarray]:
-    rows, stamps = [], []
-    while until.is_alive():
-        chunk, ts = inlet.pull_chunk(timeout=0.2)
-        rows += chunk
-        stamps += ts
-    chunk, ts = inlet.pull_chunk(timeout=0.5)
-    return np.asarray(rows + chunk), np.asarray(stamps + ts)
-
-
-def test_live_head_pose_follows_the_twins_head(unique_name):
+def test_live_head_pose_follows_the_twins_head(unique_name, livelink_catcher):
     motion = with_neutral_start(procedural(60.0, 60.0, seed=2), 5.0)
     config = EmulatorConfig(transport="serial", rig="imusic11", rate_hz=100, seconds=60.0,
                             seed=4, motion=motion, publish_truth=True,
                             truth_name=f"{unique_name}-truth")
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.settimeout(0.2)
-    packets: list[bytes] = []
-    stop_rx = threading.Event()
-
-    def receive() -> None:
-        while not stop_rx.is_set():
-            try:
-                packets.append(udp.recv(2048))
-            except socket.timeout:
-                pass
-
-    rx = threading.Thread(target=receive, daemon=True)
-    rx.start()
     name = f"{unique_name}-pred"
     with Emulator.run_in_thread(config) as emu:
         result: dict = {}
         th = threading.Thread(target=lambda: result.update(code=main(
             ["live", "--serial", emu.emulator.serial_path, "--seconds", "22", "--name", name,
-             "--quiet", "--livelink", f"127.0.0.1:{udp.getsockname()[1]}"])), daemon=True)
+             "--quiet", "--livelink", livelink_catcher.target])), daemon=True)
         th.start()
         found = pylsl.resolve_byprop("name", name, 1, 30.0)
         assert found, "imusic live published no predictions stream"
@@ -60,8 +35,8 @@ def test_live_head_pose_follows_the_twins_head(unique_name):
         assert inlet.info(5.0).desc().child_value("head_pose") == HEAD_POSE_IMU
         rows, ts = _collect(inlet, th)
         th.join(30)
-        stop_rx.set()
-        rx.join(2)
+        livelink_catcher.close()
+        packets = livelink_catcher.packets
         log = emu.emulator.truth()
     assert result.get("code") == 0
     bt, values = np.asarray(log.blendshape_lsl), np.asarray(log.blendshapes)

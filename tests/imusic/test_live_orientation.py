@@ -58,7 +58,7 @@ def test_live_says_one_line_when_the_model_needs_gyro_the_device_does_not_send(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(alphabet="abc.xyzwqu_", max_size=16), max_size=30))
 def test_stream_quantities_reads_any_labels(labels):
-    from imusic.pipelines import stream_quantities
+    from imusic.live_loop import stream_quantities
 
     got = stream_quantities(labels)
     assert len(set(got)) == len(got)

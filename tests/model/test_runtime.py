@@ -1,7 +1,5 @@
-"""The streaming runtime: 60 Hz frames from pushed samples, steady output, LSL in and out."""
-
-import threading
-import time
+"""The streaming runtime: 60 Hz frames from pushed samples, steady output, channels by label
+(LSL in and out: tests/imusic/test_live_lsl.py, through the live pipeline)."""
 
 import numpy as np
 import pytest
@@ -88,58 +86,3 @@ def test_channel_layout_by_label():
     assert mag is None and quat is None   # an AHRS layout ignores quaternions
     with pytest.raises(KeyError, match="checkpoint trained for this rig"):
         ChannelLayout(labels, ["ref", "c"])
-
-
-def test_lsl_in_blendshapes_out(tiny_ckpt, toy_data, unique_name):
-    """A real IMU outlet with labelled channels -> run_lsl -> a real Blendshapes outlet."""
-    import pylsl
-
-    from firmware_bridge.outlet import channel_table
-    from model.runtime import run_lsl
-
-    t, acc, gyro, mag, al = _raw(toy_data / "id02_a.h5")
-    chans = channel_table(al.sites, has_mag=True, has_quat=False)
-    info = pylsl.StreamInfo(unique_name, "IMU", len(chans), 100.0, pylsl.cf_double64,
-                            unique_name)
-    ch = info.desc().append_child("channels")
-    for label, unit, typ in chans:
-        c = ch.append_child("channel")
-        c.append_child_value("label", label)
-        c.append_child_value("unit", unit)
-        c.append_child_value("type", typ)
-    imu_out = pylsl.StreamOutlet(info)
-    rows = np.concatenate([np.concatenate([acc, gyro, mag], 2).reshape(len(t), -1),
-                           np.zeros((len(t), 2))], 1)
-
-    rt = Runtime.from_checkpoint(tiny_ckpt)
-    stop = threading.Event()
-    got = []
-    out_name = unique_name + "-bs"
-    th = threading.Thread(target=lambda: got.append(run_lsl(rt, pylsl.resolve_byprop(
-        "source_id", unique_name, 1, 5.0)[0], name=out_name, source_id=out_name, stop=stop)))
-    th.start()
-    try:
-        found = pylsl.resolve_byprop("source_id", out_name, 1, 10.0)
-        assert found, "the runtime never published its Blendshapes stream"
-        inlet = pylsl.StreamInlet(found[0])
-        full = inlet.info(5.0)
-        assert full.type() == "Blendshapes" and full.channel_count() == 61
-        assert full.desc().child_value("source") == "imusic-model"
-        inlet.open_stream(5.0)
-        received = []
-        deadline = time.monotonic() + 20
-        k = 0
-        while len(received) < 30 and time.monotonic() < deadline:
-            if k < len(t):
-                now = pylsl.local_clock()
-                imu_out.push_chunk(rows[k:k + 5].tolist(), (now - (t[k + 4] - t[k:k + 5]))
-                                   .tolist() if k + 5 <= len(t) else now)
-                k += 5
-            s, ts = inlet.pull_chunk(timeout=0.05)
-            received += s
-        assert len(received) >= 30
-        assert all(len(r) == 61 for r in received)
-    finally:
-        stop.set()
-        th.join(10)
-    assert got and got[0]["frames"] >= 30

@@ -1,0 +1,164 @@
+"""One runner for the long-running commands (``stream``, ``record``, ``arkit``, ``live``,
+``hybrid``, ``demo``): signals, ``--seconds``, the status line and a clean stop, in one place.
+
+A command makes a :class:`Runner` and awaits ``runner.run(work)``, where ``work`` is the
+command's coroutine, written to end soon after ``runner.stop`` (an ``asyncio.Event``) is set:
+
+* **signals**: Ctrl-C (SIGINT) and SIGTERM set ``stop``, through the event loop's own signal
+  handlers, installed for the run and removed after it (only on the main thread: a command run
+  in a test's thread is stopped through ``stop``);
+* **``--seconds``**: ``stop`` is set that long after the run starts or, with
+  ``count_from_start=False``, after the work calls :meth:`begin` (``record`` counts from when
+  its required streams are there);
+* **the status line**: ``status()`` every ``every_s``, through :class:`StatusLine`: on a
+  terminal redrawn in place (cut to its width), otherwise a new line every ``plain_every_s``;
+  :meth:`Runner.say` prints a line of its own above it;
+* **a clean stop**: however the run ends (``stop``, the work ending or failing), ``stop`` is
+  set, the work is awaited to its end (its error is raised from ``run``), the signal handlers
+  are restored and an in-place status line is ended, so what a command prints next starts on a
+  line of its own.
+
+``Runner.run`` returns what the work returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import IO, TypeVar
+
+T = TypeVar("T")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""The signals that stop a run."""
+
+
+class StatusLine:
+    """A live status line on stderr: in place on a terminal, else one line per
+    ``plain_every_s`` (``quiet``: nothing but :meth:`say`)."""
+
+    def __init__(self, quiet: bool = False, in_place: bool | None = None,
+                 plain_every_s: float = 1.0, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stderr
+        self.quiet = quiet
+        self.in_place = self.out.isatty() if in_place is None else in_place
+        """Redraw one line (a terminal) rather than print new ones (a log, a pipe)."""
+        self.plain_every_s = plain_every_s
+        self._last_plain = float("-inf")
+        self._drawn = False   # an in-place line is on screen, not ended yet
+
+    def show(self, line: str) -> None:
+        """Show the current status."""
+        if self.quiet:
+            return
+        if self.in_place:
+            width = max(20, shutil.get_terminal_size().columns - 1)
+            print(f"\r{line[:width]}\033[K", end="", file=self.out, flush=True)
+            self._drawn = True
+            return
+        now = time.monotonic()
+        if now - self._last_plain >= self.plain_every_s:
+            self._last_plain = now
+            print(line, file=self.out, flush=True)
+
+    def say(self, line: str) -> None:
+        """Print ``line`` on a line of its own (even when quiet)."""
+        self.finish()
+        print(line, file=self.out, flush=True)
+
+    def finish(self) -> None:
+        """End an in-place line, so that what follows starts on a new line."""
+        if self._drawn:
+            print(file=self.out, flush=True)
+            self._drawn = False
+
+
+class Runner:
+    """Runs one command's work until it ends or is stopped (see the module docstring)."""
+
+    def __init__(self, seconds: float | None = None,
+                 status: Callable[[], str | None] | None = None, every_s: float = 1.0,
+                 quiet: bool = False, in_place: bool | None = None,
+                 plain_every_s: float | None = None,
+                 stop: asyncio.Event | None = None, count_from_start: bool = True) -> None:
+        self.stop = stop if stop is not None else asyncio.Event()
+        """Set to end the run (by a signal, ``--seconds``, the caller or the work)."""
+        self.seconds = seconds
+        self.count_from_start = count_from_start
+        """False: the ``--seconds`` count starts when the work calls :meth:`begin`."""
+        self.status = status
+        """The status line now (None or '': nothing to show this time)."""
+        self.every_s = every_s
+        self.line = StatusLine(quiet=quiet, in_place=in_place,
+                               plain_every_s=every_s if plain_every_s is None else plain_every_s)
+        self.started = time.monotonic()
+        """When the run (or the ``--seconds`` count, see :meth:`begin`) started."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._signals: list[signal.Signals] = []
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run (or :meth:`begin`) started."""
+        return time.monotonic() - self.started
+
+    def begin(self) -> None:
+        """Start the ``--seconds`` count (and ``elapsed``) now."""
+        self.started = time.monotonic()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.seconds is not None and self._loop is not None:
+            self._timer = self._loop.call_later(max(0.0, self.seconds), self.stop.set)
+
+    def say(self, line: str) -> None:
+        """Print a line of its own to stderr, above the status line."""
+        self.line.say(line)
+
+    async def run(self, work: Awaitable[T]) -> T:
+        """Await ``work`` until it ends (its result, or its error raised here) or ``stop`` is
+        set (then it is awaited to its end), showing the status line meanwhile."""
+        self._loop = asyncio.get_running_loop()
+        self._install_signals()
+        self.started = time.monotonic()
+        if self.count_from_start:
+            self.begin()
+        task = asyncio.ensure_future(work)
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=self.every_s)
+                if not task.done() and self.status is not None:
+                    text = self.status()
+                    if text:
+                        self.line.show(text)
+            return task.result()
+        finally:
+            self.stop.set()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not task.done():
+                with contextlib.suppress(BaseException):
+                    await task
+            self._remove_signals()
+            self.line.finish()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        assert self._loop is not None
+        for sig in STOP_SIGNALS:
+            self._loop.add_signal_handler(sig, self.stop.set)
+            self._signals.append(sig)
+
+    def _remove_signals(self) -> None:
+        if self._loop is not None:
+            for sig in self._signals:
+                self._loop.remove_signal_handler(sig)
+        self._signals = []
