@@ -39,7 +39,7 @@ class CalibrationConfig:
     window_s: float = 2.0          # length of the still window (s)
     still_gyro_std: float = 0.03   # rad/s: still when every site's rate varies less, per axis
     passes: int = 3                # AHRS passes over the still window before neutral is read
-    max_wait_s: float = 0.0        # >0: after this long with no still window, use the stillest
+    max_wait_s: float = 5.0        # >0: after this long with no still window, use the stillest
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

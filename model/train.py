@@ -35,7 +35,9 @@ from torch import nn
 
 from model import checkpoint as ckpt
 from model.baselines import RIDGE_OFFSETS, Ridge, mean_face
-from model.data import Normaliser, Recording, Split, WindowDataset, load_recordings, split
+from model.calibration import CalibrationConfig
+from model.data import (Normaliser, Recording, Split, WindowDataset, auto_holdouts,
+                        load_recordings, split_from_config)
 from model.diffusion import Schedule
 from model.features import FeatureSpec
 from model.networks import IMUSIC, NetConfig
@@ -53,8 +55,8 @@ class TrainConfig:
     den_layers: int = 2
     dropout: float = 0.1
     batch_size: int = 32
-    stage1_steps: int = 1500
-    stage2_steps: int = 1500
+    stage1_steps: int = 6000
+    stage2_steps: int = 2000
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 150
@@ -68,14 +70,19 @@ class TrainConfig:
     schedule: str = "cosine"
     sample_steps: int = 2            # DDIM steps the runtime uses by default
     ahrs_gain: float = 0.5
-    detrend_s: float = 4.0           # feature trend time constant (0: raw features only)
+    detrend_s: float = 4.0           # feature trend time constant (without calibration only)
+    calibrate: bool = True           # features relative to the neutral pose (model/calibration)
     window_stride: int = 1
-    holdout_subjects: list[str] = field(default_factory=list)  # from the sessions' subject attrs
+    holdout_subjects: list[str] = field(default_factory=list)  # holds out their identities
     holdout_takes: list[str] = field(default_factory=list)     # from the sessions' take attrs
+    holdout_identities: list[str] = field(default_factory=list)  # head shapes (identity attr)
+    holdout_performers: list[str] = field(default_factory=list)  # performer attr
+    val_identities: list[str] = field(default_factory=list)    # validation head shapes
+    auto_holdout: bool = True        # nothing held out explicitly: choose from the data
     val_fraction: float = 0.0        # the last fraction of each training session validates
-    patience: int = 0                # early stopping: evaluations without improvement (0: off)
+    patience: int = 4                # early stopping: evaluations without improvement (0: off)
     orientation: str = "auto"        # features: "ahrs", "reported" or "auto" (from the data)
-    eval_every: int = 250
+    eval_every: int = 500
     save_every: int = 500
     final_eval: bool = True          # full streaming evaluation into the config at the end
     seed: int = 0
@@ -273,6 +280,17 @@ def carve_validation(recs: list[Recording], fraction: float,
     return fit, val
 
 
+def choose_holdouts(cfg: TrainConfig, recs: list[Recording]) -> None:
+    """With ``auto_holdout`` and nothing held out explicitly, fill the held-out identities,
+    validation identities and performer from the data (:func:`model.data.auto_holdouts`), so
+    the checkpoint's ``train`` settings say what was held out."""
+    given = (cfg.holdout_subjects or cfg.holdout_takes or cfg.holdout_identities
+             or cfg.holdout_performers or cfg.val_identities)
+    if cfg.auto_holdout and not given:
+        for k, v in auto_holdouts(recs).items():
+            setattr(cfg, k, v)
+
+
 def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
           command: str | None = None, progress: bool = True,
           should_stop: Callable[[], bool] | None = None,
@@ -314,7 +332,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         al = read_aligned(session_files(data)[0])
         orient = orientation_of(al) if cfg.orientation == "auto" else cfg.orientation
         spec = FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain,
-                           detrend_s=cfg.detrend_s, orientation=orient)
+                           detrend_s=cfg.detrend_s, orientation=orient,
+                           calibration=CalibrationConfig() if cfg.calibrate else None)
     init_cfg: dict[str, Any] | None = None
     if init is not None and not resume:
         init_tensors, init_cfg = ckpt.load(init)
@@ -322,17 +341,20 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         cfg.past, cfg.lookahead = int(init_cfg["past"]), int(init_cfg["lookahead"])
     recs = load_recordings(data, spec, progress=progress and rank == 0)
     first = recs[0]
-    parts = split(recs, cfg.holdout_subjects, cfg.holdout_takes)
+    choose_holdouts(cfg, recs)
+    parts = split_from_config(recs, asdict(cfg))
     if not parts.train:
         raise ValueError(f"no training sessions under {data} once held-out subjects "
-                         f"{cfg.holdout_subjects} and takes {cfg.holdout_takes} are removed")
+                         f"{cfg.holdout_subjects}, identities {cfg.holdout_identities}, "
+                         f"performers {cfg.holdout_performers}, validation identities "
+                         f"{cfg.val_identities} and takes {cfg.holdout_takes} are removed")
     fit_recs, carved = carve_validation(parts.train, cfg.val_fraction, cfg.past + cfg.lookahead)
     if init_cfg is not None:
         norm = Normaliser.from_dict(init_cfg["norm"])   # the features the weights expect
     else:
         norm = Normaliser.fit(fit_recs) if not resume else Normaliser.from_dict(old["norm"])
     train_ds = WindowDataset(fit_recs, norm, cfg.past, cfg.lookahead, cfg.window_stride)
-    val_recs = carved or parts.subjects or parts.takes or parts.train
+    val_recs = parts.val or carved or parts.subjects or parts.takes or parts.train
     val_ds = WindowDataset(val_recs, norm, cfg.past, cfg.lookahead, stride=8)
 
     if init_cfg is not None:
@@ -347,6 +369,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         net.load_state_dict(ckpt.split_prefix(tensors, "model"))
     elif init_cfg is not None:
         net.load_state_dict(ckpt.split_prefix(init_tensors, "model"))
+    else:
+        net.init_output(torch.from_numpy(mean_face(fit_recs)))
     schedule = Schedule(cfg.n_timesteps, cfg.schedule)
     names = {id(p): n for n, p in net.named_parameters()}
 
@@ -486,9 +510,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         if cfg.final_eval:
             from model.evaluate import evaluate_parts, load_for_eval
             trained = load_for_eval(out)
-            metrics["eval"] = evaluate_parts(
-                trained, {"heldout_subjects": parts.subjects, "heldout_takes": parts.takes},
-                steps=cfg.sample_steps)
+            metrics["eval"] = evaluate_parts(trained, parts.parts(), steps=cfg.sample_steps)
         save(None, metrics)
     if world > 1:
         torch.distributed.barrier()
