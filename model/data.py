@@ -3,8 +3,8 @@ shape (the session's ``identity``), by performer and by take.
 
 Held-out sets are chosen from the sessions' own attributes, never from name literals:
 ``auto_holdouts`` picks the last fifth of the identities (head shapes) as held out, the tenth
-before them as validation, and the performer of real takes with the fewest frames (when
-another performer remains to train on). A held-out subject name holds out its identity, so
+before them as validation, and the performer with the fewest frames (when another performer
+remains to train on). A held-out subject name holds out its identity, so
 ``id16-1`` (head shape 16 worn again) is held out with ``id16``.
 
 A window ends ``lookahead`` frames after its output frame: the model sees ``past`` frames up to
@@ -186,7 +186,8 @@ def auto_holdouts(recs: Sequence[Recording], fraction: float = 0.2,
                   val_fraction: float = 0.1) -> dict[str, list[str]]:
     """Held-out sets from the data: the last ``fraction`` of the identities (head shapes,
     in numeric order) held out, the ``val_fraction`` before them for validation, and the
-    performer of real takes with the fewest frames (when another performer remains)."""
+    performer with the fewest frames (when another performer remains to train on), so most
+    of the motion stays in training."""
     ids = sorted({r.identity for r in recs}, key=_id_key)
     n_hold = int(math.ceil(fraction * len(ids))) if len(ids) > 1 else 0
     n_val = max(1, int(round(val_fraction * len(ids)))) if len(ids) - n_hold > 1 else 0
@@ -195,10 +196,8 @@ def auto_holdouts(recs: Sequence[Recording], fraction: float = 0.2,
     val = ids[len(ids) - n_hold - n_val: len(ids) - n_hold] if n_val else []
     frames: dict[str, int] = {}
     for r in recs:
-        if r.real_motion:
-            frames[r.performer] = frames.get(r.performer, 0) + r.n_frames
-    performers = sorted({r.performer for r in recs})
-    perf = [min(frames, key=lambda p: (frames[p], p))] if frames and len(performers) > 1 else []
+        frames[r.performer] = frames.get(r.performer, 0) + r.n_frames
+    perf = [min(frames, key=lambda p: (frames[p], p))] if len(frames) > 1 else []
     return {"holdout_identities": held, "val_identities": val, "holdout_performers": perf}
 
 

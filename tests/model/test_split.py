@@ -36,7 +36,7 @@ def test_auto_holdouts_come_from_the_attributes():
     h = auto_holdouts(recs)
     assert h["holdout_identities"] == ["16", "17", "18", "19"]
     assert h["val_identities"] == ["14", "15"]
-    assert h["holdout_performers"] == ["alex"]         # the real performer with fewest frames
+    assert h["holdout_performers"] == ["alex"]         # the performer with the fewest frames
     sp = split(recs, **h)
     train_ids = {r.identity for r in sp.train}
     assert not train_ids & {"14", "15", "16", "17", "18", "19"}
