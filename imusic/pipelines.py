@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ class LivePipeline:
         torch.set_num_threads(1)
         self.link = link
         self.runtime = Runtime.from_checkpoint(model, steps=steps)
+        self._calibration_said = self.runtime.calibration.done
+        """True once the neutral-pose calibration line has been printed (or none is needed)."""
         self.model_path = model
         """The checkpoint given (None: the bundled one), for messages."""
         self.name = name
@@ -223,6 +226,12 @@ class LivePipeline:
                 if self.on_frame is not None:
                     self.on_frame(frame, now)
             self.stats.skipped = self.runtime.skipped
+            if not self._calibration_said and self.runtime.calibration.done:
+                self._calibration_said = True
+                cal = self.runtime.calibration
+                how = "still window" if cal.still else "no still window found: the stillest"
+                print(f"imusic: neutral pose calibrated ({how}, frame {cal.at_frame}); "
+                      "output frames are valid from here", file=sys.stderr, flush=True)
 
     def _feed(self, rows: np.ndarray, timestamps: np.ndarray, labels: list[str],
               stream: str = "") -> None:

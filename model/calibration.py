@@ -40,6 +40,7 @@ class CalibrationConfig:
     still_gyro_std: float = 0.03   # rad/s: still when every site's rate varies less, per axis
     passes: int = 3                # AHRS passes over the still window before neutral is read
     max_wait_s: float = 5.0        # >0: after this long with no still window, use the stillest
+    remove_bias: bool = True       # subtract the still window's mean gyro (False: ablation)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

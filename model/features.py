@@ -276,6 +276,8 @@ class FeatureExtractor:
         assert cfg is not None
         gy = np.stack([f[1] for f in frames])
         bias = np.where(np.isfinite(gy), gy, 0.0).mean(axis=0)
+        if not cfg.remove_bias:
+            bias = np.zeros_like(bias)
         self._new_filters()
         self._prev_q = None
         passes = 1 if self.spec.orientation == "reported" else max(1, cfg.passes)
