@@ -26,7 +26,8 @@ def run(model: str, data: str, steps: list[int], every: int = 1,
     recs = load_recordings(data, tr.spec)
     t = tr.config["train"]
     sp = split_from_config(recs, t)
-    parts = {k: v[::every] for k, v in sp.parts().items()}
+    # the validation head shapes first: runtime defaults are chosen there, not on a test set
+    parts = {k: v[::every] for k, v in {"validation": sp.val, **sp.parts()}.items() if v}
     out: dict[str, Any] = {"model": str(tr.path), "data": data, "every": every,
                            "rig": tr.config["rig"]["id"], "steps": {}, "carry": {}}
     for name, part in parts.items():

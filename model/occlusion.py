@@ -135,8 +135,10 @@ def twin_study(model: str | None = None, identities: tuple[int, ...] | None = No
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(data) if data is not None else Path(tmp)
         if data is None:
-            for take in takes:
-                src = load_take(take)
+            # no take given: procedural motion (the held-out performer of the default split),
+            # 90 s per wearer, from a seed training never used
+            sources = [load_take(t) for t in takes] or [procedural_source(90.0, seed)]
+            for src in sources:
                 n = len(src.blendshapes) if seconds is None else min(len(src.blendshapes),
                                                                      int(seconds * 60))
                 for identity in identities:
@@ -149,6 +151,16 @@ def twin_study(model: str | None = None, identities: tuple[int, ...] | None = No
     truth = np.concatenate([r.blendshapes[k] for r, k in zip(recs, keep)]).astype(np.float64)
     imu = np.concatenate([p[k] for p, k in zip(preds, keep)]).astype(np.float64)
     return evaluate_hybrid(truth, imu, 60.0, seed), len(truth) / 60.0, len(recs)
+
+
+def procedural_source(seconds: float, seed: int) -> Any:
+    """A procedural motion source (``model.simulate.MotionSource``) of ``seconds``."""
+    from hardware.motion import procedural
+    from model.simulate import MotionSource
+
+    m = procedural(seconds, fps=60.0, seed=seed)
+    return MotionSource("procedural", m.blendshapes, np.zeros((m.n_frames, 9)),
+                        np.ones(m.n_frames, bool), procedural=True)
 
 
 def heldout_identities(train_cfg: dict[str, Any]) -> tuple[int, ...]:

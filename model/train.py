@@ -291,6 +291,81 @@ def choose_holdouts(cfg: TrainConfig, recs: list[Recording]) -> None:
             setattr(cfg, k, v)
 
 
+def resumed_state(out: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """(train_state, tensors, config) of the checkpoint at ``out`` for ``--resume``."""
+    if not (out / ckpt.WEIGHTS).is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {out} to resume from")
+    tensors, old = ckpt.load(out)
+    return old.get("train_state", {"stage": 1, "step": 0, "elapsed_s": 0.0}), tensors, old
+
+
+def infer_spec(data: str | Path, cfg: TrainConfig) -> FeatureSpec:
+    """The feature spec for the sessions under ``data``: their rig, their orientation source
+    (unless ``cfg.orientation`` forces one), neutral-pose calibration when ``cfg.calibrate``."""
+    from capture.aligned import read_aligned
+    from model.data import orientation_of, session_files
+
+    al = read_aligned(session_files(data)[0])
+    orient = orientation_of(al) if cfg.orientation == "auto" else cfg.orientation
+    return FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain,
+                       detrend_s=cfg.detrend_s, orientation=orient,
+                       calibration=CalibrationConfig() if cfg.calibrate else None)
+
+
+def checkpoint_config(cfg: TrainConfig, spec: FeatureSpec, norm: Normaliser, net_cfg: NetConfig,
+                      recs: list[Recording], parts: Split, data: str | Path,
+                      init: str | Path | None, n_carved: int,
+                      command: str | None) -> dict[str, Any]:
+    """The checkpoint's ``config.json`` (everything but train_state and metrics)."""
+    seeds = sorted({str(r.attrs.get("seed")) for r in recs if "seed" in r.attrs})
+    data_commands = sorted({str(r.attrs["command"]) for r in recs if r.attrs.get("command")})
+    return {
+        "schema": "imusic.checkpoint", "schema_version": 1,
+        "net": net_cfg.to_dict(), "features": spec.to_dict(), "norm": norm.to_dict(),
+        "past": cfg.past, "lookahead": cfg.lookahead, "rate_hz": spec.rate_hz,
+        "schedule": {"n_steps": cfg.n_timesteps, "kind": cfg.schedule},
+        "sampling": {"steps": cfg.sample_steps, "carry": cfg.carry_max,
+                     "carry_blend": cfg.carry_blend, "seed": 0},
+        "rig": {"id": recs[0].rig_id, "sites": list(spec.sites), "reference": spec.reference},
+        "train": asdict(cfg),
+        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+        "data_seed": seeds, "data_commands": data_commands,
+        "data": {"path": str(data), **parts.summary(),
+                 "validation": {"fraction": cfg.val_fraction, "sessions": n_carved}},
+        "init": str(init) if init is not None else None,
+        "baselines": {"ridge_offsets": list(RIDGE_OFFSETS)},
+    }
+
+
+def fit_baselines(train_recs: list[Recording], norm: Normaliser,
+                  tensors: dict[str, torch.Tensor],
+                  config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Mean face and ridge on the training split (closed form, once; a resumed run keeps
+    its own), as checkpoint tensors; the ridge's lambda goes into ``config``."""
+    if "baseline.ridge" in tensors:
+        return {k: v for k, v in tensors.items() if k.startswith("baseline.")}
+    ridge, lam, scores = Ridge.fit_validated(train_recs, norm)
+    config["baselines"].update(ridge_lambda=lam, ridge_validation_mae100=scores)
+    return {"baseline.mean_face": torch.from_numpy(mean_face(train_recs)),
+            "baseline.ridge": torch.from_numpy(ridge.weights)}
+
+
+def save_checkpoint(out: Path, net: IMUSIC, extra: dict[str, torch.Tensor],
+                    opt: torch.optim.Optimizer | None, names: dict[int, str],
+                    config: dict[str, Any], state: dict[str, Any],
+                    metrics: dict[str, Any] | None = None) -> None:
+    """Weights, baselines, optimiser state (while training) and config, atomically."""
+    t = {f"model.{k}": v for k, v in net.state_dict().items()}
+    t.update(extra)
+    if opt is not None:
+        t.update(_optim_tensors(opt, names))
+    c = dict(config)
+    c["train_state"] = dict(state)
+    if metrics is not None:
+        c["metrics"] = metrics
+    ckpt.save(out, t, c)
+
+
 def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
           command: str | None = None, progress: bool = True,
           should_stop: Callable[[], bool] | None = None,
@@ -314,33 +389,17 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                           else "cpu")
     t_start = time.perf_counter()
 
-    state: dict[str, Any] = {"stage": 1, "step": 0, "elapsed_s": 0.0}
-    tensors: dict[str, torch.Tensor] = {}
+    # ---- prepare: what to resume, the features, the data and its split
     out = Path(out)
-    if resume:
-        if not (out / ckpt.WEIGHTS).is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {out} to resume from")
-        tensors, old = ckpt.load(out)
-        state = old.get("train_state", state)
-        spec = FeatureSpec.from_dict(old["features"])
-    else:
-        spec = None
-
-    if spec is None:
-        from capture.aligned import read_aligned
-        from model.data import orientation_of, session_files
-        al = read_aligned(session_files(data)[0])
-        orient = orientation_of(al) if cfg.orientation == "auto" else cfg.orientation
-        spec = FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain,
-                           detrend_s=cfg.detrend_s, orientation=orient,
-                           calibration=CalibrationConfig() if cfg.calibrate else None)
+    state, tensors, old = resumed_state(out) if resume else (
+        {"stage": 1, "step": 0, "elapsed_s": 0.0}, {}, {})
+    spec = FeatureSpec.from_dict(old["features"]) if resume else infer_spec(data, cfg)
     init_cfg: dict[str, Any] | None = None
     if init is not None and not resume:
         init_tensors, init_cfg = ckpt.load(init)
         spec = check_init(init, init_cfg, spec)
         cfg.past, cfg.lookahead = int(init_cfg["past"]), int(init_cfg["lookahead"])
     recs = load_recordings(data, spec, progress=progress and rank == 0)
-    first = recs[0]
     choose_holdouts(cfg, recs)
     parts = split_from_config(recs, asdict(cfg))
     if not parts.train:
@@ -357,6 +416,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     val_recs = parts.val or carved or parts.subjects or parts.takes or parts.train
     val_ds = WindowDataset(val_recs, norm, cfg.past, cfg.lookahead, stride=8)
 
+    # ---- build: the network (fresh at the mean face, resumed, or from --init)
     if init_cfg is not None:
         net_cfg = NetConfig(**init_cfg["net"])
     else:
@@ -374,47 +434,15 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     schedule = Schedule(cfg.n_timesteps, cfg.schedule)
     names = {id(p): n for n, p in net.named_parameters()}
 
-    seeds = sorted({str(r.attrs.get("seed")) for r in recs if "seed" in r.attrs})
-    data_commands = sorted({str(r.attrs["command"]) for r in recs if r.attrs.get("command")})
-    command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    base_config: dict[str, Any] = {
-        "schema": "imusic.checkpoint", "schema_version": 1,
-        "net": net_cfg.to_dict(), "features": spec.to_dict(), "norm": norm.to_dict(),
-        "past": cfg.past, "lookahead": cfg.lookahead, "rate_hz": spec.rate_hz,
-        "schedule": {"n_steps": cfg.n_timesteps, "kind": cfg.schedule},
-        "sampling": {"steps": cfg.sample_steps, "carry": cfg.carry_max,
-                     "carry_blend": cfg.carry_blend, "seed": 0},
-        "rig": {"id": first.rig_id, "sites": list(spec.sites), "reference": spec.reference},
-        "train": asdict(cfg), "command": command, "data_seed": seeds,
-        "data_commands": data_commands,
-        "data": {"path": str(data), **parts.summary(),
-                 "validation": {"fraction": cfg.val_fraction, "sessions": len(carved)}},
-        "init": str(init) if init is not None else None,
-        "baselines": {"ridge_offsets": list(RIDGE_OFFSETS)},
-    }
-
-    # baselines on the training split (cheap, closed form): fitted once, kept in the checkpoint
-    if "baseline.ridge" in tensors:
-        extra = {k: v for k, v in tensors.items() if k.startswith("baseline.")}
-    else:
-        ridge, lam, scores = Ridge.fit_validated(parts.train, norm)
-        base_config["baselines"].update(ridge_lambda=lam, ridge_validation_mae100=scores)
-        extra = {"baseline.mean_face": torch.from_numpy(mean_face(parts.train)),
-                 "baseline.ridge": torch.from_numpy(ridge.weights)}
+    base_config = checkpoint_config(cfg, spec, norm, net_cfg, recs, parts, data, init,
+                                    len(carved), command)
+    extra = fit_baselines(parts.train, norm, tensors, base_config)
 
     def save(opt: torch.optim.Optimizer | None, metrics: dict[str, Any] | None = None) -> None:
-        if rank != 0:
-            return
-        t = {f"model.{k}": v for k, v in net.state_dict().items()}
-        t.update(extra)
-        if opt is not None:
-            t.update(_optim_tensors(opt, names))
-        c = dict(base_config)
-        c["train_state"] = dict(state)
-        if metrics is not None:
-            c["metrics"] = metrics
-        ckpt.save(out, t, c)
+        if rank == 0:
+            save_checkpoint(out, net, extra, opt, names, base_config, state, metrics)
 
+    # ---- the loop: stage 1 (encoder + head), then stage 2 (denoiser)
     history: list[dict[str, float]] = []
     for stage in (1, 2):
         if state["stage"] > stage:
@@ -503,6 +531,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                 print(f"stage 1 done: checkpoint saved to {out}", file=sys.stderr, flush=True)
     state["elapsed_s"] = state.get("elapsed_s", 0.0) + time.perf_counter() - t_start
     state["done"] = True
+
+    # ---- save, with the full streaming evaluation of every held-out set
 
     metrics: dict[str, Any] = {"history": history, "train_time_s": state["elapsed_s"]}
     if rank == 0:
