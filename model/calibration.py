@@ -97,8 +97,12 @@ class StillDetector:
         self.frames: deque[Any] = deque(maxlen=self.n_window)
         self.rates: deque[np.ndarray] = deque(maxlen=self.n_window)
         self.n_seen = 0
-        self.n_still = 0                 # trailing frames that keep the window still
+        self.n_still = 0                 # trailing frames that are still together (progress)
         self._best: tuple[float, list[Any]] | None = None   # (spread, frames) for max_wait_s
+        # running sums (O(1) per frame: the runtime calls this every 60 Hz tick)
+        self._sum: np.ndarray | None = None
+        self._sq: np.ndarray | None = None
+        self._run: list[Any] = [0, None, None]   # trailing run: count, sum, sum of squares
 
     def reset(self) -> None:
         """Forget everything (recalibration)."""
@@ -106,27 +110,42 @@ class StillDetector:
         self.rates.clear()
         self.n_seen = self.n_still = 0
         self._best = None
+        self._sum = self._sq = None
+        self._run = [0, None, None]
+
+    @staticmethod
+    def _std(n: int, s: np.ndarray, sq: np.ndarray) -> float:
+        return float(np.sqrt(np.maximum(sq / n - (s / n) ** 2, 0.0)).max())
 
     def spread(self) -> float:
         """The largest per-axis standard deviation of any site's rate over the window."""
-        if len(self.rates) < 2:
+        if len(self.rates) < 2 or self._sum is None or self._sq is None:
             return float("inf")
-        return float(np.max(np.std(np.stack(self.rates), axis=0)))
+        return self._std(len(self.rates), self._sum, self._sq)
 
     def push(self, frame: Any, rate: np.ndarray) -> bool:
         """Add one frame; True when the window is full and still."""
+        r = np.asarray(rate, np.float64)
+        if len(self.rates) == self.n_window and self._sum is not None:
+            old = self.rates[0]
+            self._sum -= old
+            self._sq -= old * old
         self.frames.append(frame)
-        self.rates.append(np.asarray(rate, np.float64))
+        self.rates.append(r)
+        self._sum = r.copy() if self._sum is None else self._sum + r
+        self._sq = r * r if self._sq is None else self._sq + r * r
         self.n_seen += 1
         thr = self.config.still_gyro_std
-        # progress: the trailing run of frames that are still together (capped at a window)
-        run = np.stack(self.rates)[-min(len(self.rates), self.n_still + 1):]
-        calm = len(run) < 2 or float(np.max(np.std(run, axis=0))) < thr
-        self.n_still = min(self.n_window, self.n_still + 1) if calm else 1
+        n, rs, rq = self._run
+        n, rs, rq = n + 1, (r.copy() if rs is None else rs + r), (r * r if rq is None else rq + r * r)
+        if n >= 2 and self._std(n, rs, rq) >= thr:
+            n, rs, rq = 1, r.copy(), r * r           # the run starts again at this frame
+        self._run = [n, rs, rq]
+        self.n_still = min(self.n_window, n)
         if len(self.rates) < self.n_window:
             return False
         s = self.spread()
-        if self._best is None or s < self._best[0]:
+        if self.config.max_wait_s > 0 and (self._best is None or s < self._best[0]):
             self._best = (s, list(self.frames))
         return s < thr
 
