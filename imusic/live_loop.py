@@ -21,6 +21,7 @@ this module without running the model.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -175,6 +176,8 @@ class LiveLoop:
         self.max_behind_s = max_behind_s
         """A machine too slow for the model drops frames older than this, instead of lagging."""
         self.stats = LiveStats()
+        self._calibration_said = runtime.calibration.done
+        """True once the neutral-pose calibration line has been printed (or none is needed)."""
         self.head = HeadPose(HeadPoseConfig(rate_hz=runtime.rate))
         """The reference sensor's head pose, fed every tick by the runtime (``_on_tick``)."""
         self.head_track = HeadTrack()
@@ -265,4 +268,10 @@ class LiveLoop:
             if self.on_frame is not None:
                 self.on_frame(frame, now)
         st.skipped = self.runtime.skipped
+        if not self._calibration_said and self.runtime.calibration.done:
+            self._calibration_said = True
+            cal = self.runtime.calibration
+            how = "still window" if cal.still else "no still window found: the stillest"
+            print(f"imusic: neutral pose calibrated ({how}, frame {cal.at_frame}); "
+                  "output frames are valid from here", file=sys.stderr, flush=True)
         return n

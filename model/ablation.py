@@ -19,14 +19,15 @@ def run(model: str, data: str, steps: list[int], every: int = 1,
     """Metrics per held-out part for each step count (and carry length, at the default
     steps)."""
     from model.checkpoint import load_model
-    from model.data import load_recordings, split
+    from model.data import load_recordings, split_from_config
     from model.evaluate import evaluate
 
     tr = load_model(model)
     recs = load_recordings(data, tr.spec)
     t = tr.config["train"]
-    sp = split(recs, t["holdout_subjects"], t["holdout_takes"])
-    parts = {"heldout_subjects": sp.subjects[::every], "heldout_takes": sp.takes[::every]}
+    sp = split_from_config(recs, t)
+    # the validation head shapes first: runtime defaults are chosen there, not on a test set
+    parts = {k: v[::every] for k, v in {"validation": sp.val, **sp.parts()}.items() if v}
     out: dict[str, Any] = {"model": str(tr.path), "data": data, "every": every,
                            "rig": tr.config["rig"]["id"], "steps": {}, "carry": {}}
     for name, part in parts.items():

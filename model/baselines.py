@@ -74,7 +74,7 @@ class Ridge:
         """Pick lambda on the training split alone: hold out the last fifth of the training
         subjects, score each lambda's MAE on them, then refit on everything with the best.
         Returns (model, lambda, {lambda: validation MAE x100})."""
-        subjects = sorted({r.subject for r in recs})
+        subjects = sorted({r.identity for r in recs})     # by head shape: names leak
         n_val = max(1, len(subjects) // 5) if len(subjects) > 1 else 0
         val_subj = set(subjects[len(subjects) - n_val:])
         d = len(offsets) * len(norm.mean) + 1
@@ -83,7 +83,7 @@ class Ridge:
         val_xy = []
         for r in recs:
             xw, y = cls._design(r, norm, offsets, stride)
-            k = "val" if r.subject in val_subj else "fit"
+            k = "val" if r.identity in val_subj else "fit"
             parts[k][0][...] += xw.T @ xw
             parts[k][1][...] += xw.T @ y
             if k == "val":

@@ -1,5 +1,11 @@
-"""Aligned sessions (real or twin: one code path) -> features -> windows; splits by subject
-and by take.
+"""Aligned sessions (real or twin: one code path) -> features -> windows; splits by head
+shape (the session's ``identity``), by performer and by take.
+
+Held-out sets are chosen from the sessions' own attributes, never from name literals:
+``auto_holdouts`` picks the last fifth of the identities (head shapes) as held out, the tenth
+before them as validation, and the performer with the fewest frames (when another performer
+remains to train on). A held-out subject name holds out its identity, so
+``id16-1`` (head shape 16 worn again) is held out with ``id16``.
 
 A window ends ``lookahead`` frames after its output frame: the model sees ``past`` frames up to
 and including the output frame plus ``lookahead`` future frames, so its output is late by
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -42,6 +49,21 @@ class Recording:
     def n_frames(self) -> int:
         """Frames on the 60 Hz timeline."""
         return len(self.features)
+
+    @property
+    def identity(self) -> str:
+        """The head shape (twin ``identity`` attribute; a real session's subject)."""
+        return str(self.attrs.get("identity", self.subject))
+
+    @property
+    def performer(self) -> str:
+        """Who performed the motion (``performer`` attribute; else the subject)."""
+        return str(self.attrs.get("performer", self.subject))
+
+    @property
+    def real_motion(self) -> bool:
+        """True unless the motion is procedural."""
+        return str(self.attrs.get("motion", "")) != "procedural"
 
 
 def session_files(root: str | Path) -> list[Path]:
@@ -87,17 +109,20 @@ def load_recording(path: str | Path, spec: FeatureSpec | None = None,
         raise ValueError(f"{path}: aligned rate is {al.rate_hz} Hz; the model runs at 60 Hz "
                          "(re-run 'imusic sync' with the default rate)")
     spec = spec or spec_of(al)
-    feats = None
-    cfile = path.parent / CACHE_DIR / f"{path.stem}-{_cache_key(path, spec)}.npy"
+    feats = ok = None
+    cfile = path.parent / CACHE_DIR / f"{path.stem}-{_cache_key(path, spec)}.npz"
     if cache and cfile.is_file():
-        feats = np.load(cfile, allow_pickle=False)
+        with np.load(cfile, allow_pickle=False) as z:
+            feats, ok = z["features"], z["valid"]
     if feats is None or feats.shape != (al.n_frames, spec.n_features):
-        feats = compute_features(spec, al.acc, al.gyro, al.mag, al.valid_imu, sites=al.sites,
-                                 quat=al.quat, source=str(path))
+        # frames before the neutral-pose calibration completes are not valid (ok False)
+        feats, ok, _ = compute_features(spec, al.acc, al.gyro, al.mag, al.valid_imu,
+                                        sites=al.sites, quat=al.quat, source=str(path),
+                                        with_valid=True)
         if cache:
             try:
                 cfile.parent.mkdir(exist_ok=True)
-                np.save(cfile, feats, allow_pickle=False)
+                np.savez(cfile, features=feats, valid=ok)
             except OSError:
                 pass  # a read-only data folder just means no cache
     a = al.attrs
@@ -105,7 +130,7 @@ def load_recording(path: str | Path, spec: FeatureSpec | None = None,
         path=path, subject=str(a.get("subject", path.stem)), take=str(a.get("take", path.stem)),
         source=str(a.get("source", "unknown")), rig_id=al.rig_id, features=feats,
         blendshapes=np.nan_to_num(al.blendshapes.astype(np.float32)),
-        valid_imu=al.valid_imu.astype(bool),
+        valid_imu=al.valid_imu.astype(bool) & np.asarray(ok, bool),
         valid_arkit=al.valid_arkit.astype(bool) & np.all(np.isfinite(al.blendshapes), axis=1),
         attrs=dict(a))
 
@@ -125,31 +150,81 @@ def load_recordings(root: str | Path, spec: FeatureSpec | None = None,
 
 @dataclass
 class Split:
-    """Which recordings train and which test (held-out subjects, held-out takes)."""
+    """Which recordings train, validate and test (held-out head shapes, takes, performer)."""
 
     train: list[Recording]
-    subjects: list[Recording]     # unseen subjects, seen takes
-    takes: list[Recording]        # unseen takes, seen subjects
+    subjects: list[Recording]     # held-out head shapes, seen takes and performers
+    takes: list[Recording]        # held-out takes, seen head shapes
+    performers: list[Recording] = field(default_factory=list)  # unseen performer + head shape
+    val: list[Recording] = field(default_factory=list)         # validation head shapes
+
+    def parts(self) -> dict[str, list[Recording]]:
+        """The evaluation sets by name (empty ones left out)."""
+        named = {"heldout_subjects": self.subjects, "heldout_takes": self.takes,
+                 "heldout_performer": self.performers}
+        return {k: v for k, v in named.items() if v}
 
     def summary(self) -> dict[str, Any]:
         """Counts, frames and names of each part (for the checkpoint config)."""
         def part(recs: list[Recording]) -> dict[str, Any]:
             return {"sessions": len(recs), "frames": int(sum(r.n_frames for r in recs)),
                     "subjects": sorted({r.subject for r in recs}),
+                    "identities": sorted({r.identity for r in recs}),
+                    "performers": sorted({r.performer for r in recs}),
                     "takes": sorted({r.take for r in recs}),
                     "sources": sorted({r.source for r in recs})}
         return {"train": part(self.train), "heldout_subjects": part(self.subjects),
-                "heldout_takes": part(self.takes)}
+                "heldout_takes": part(self.takes), "heldout_performer": part(self.performers),
+                "validation_identities": part(self.val)}
 
 
-def split(recs: Sequence[Recording], holdout_subjects: Sequence[str],
-          holdout_takes: Sequence[str]) -> Split:
-    """Split by subject and by take: training sees neither held-out subjects nor held-out takes;
-    recordings that are both held out belong to no part."""
-    hs, ht = set(holdout_subjects), set(holdout_takes)
-    return Split(train=[r for r in recs if r.subject not in hs and r.take not in ht],
-                 subjects=[r for r in recs if r.subject in hs and r.take not in ht],
-                 takes=[r for r in recs if r.take in ht and r.subject not in hs])
+def _id_key(v: str) -> tuple[int, str]:
+    return (int(v), v) if v.isdigit() else (1 << 30, v)
+
+
+def auto_holdouts(recs: Sequence[Recording], fraction: float = 0.2,
+                  val_fraction: float = 0.1) -> dict[str, list[str]]:
+    """Held-out sets from the data: the last ``fraction`` of the identities (head shapes,
+    in numeric order) held out, the ``val_fraction`` before them for validation, and the
+    performer with the fewest frames (when another performer remains to train on), so most
+    of the motion stays in training."""
+    ids = sorted({r.identity for r in recs}, key=_id_key)
+    n_hold = int(math.ceil(fraction * len(ids))) if len(ids) > 1 else 0
+    n_val = max(1, int(round(val_fraction * len(ids)))) if len(ids) - n_hold > 1 else 0
+    n_val = min(n_val, max(0, len(ids) - n_hold - 1))
+    held = ids[len(ids) - n_hold:] if n_hold else []
+    val = ids[len(ids) - n_hold - n_val: len(ids) - n_hold] if n_val else []
+    frames: dict[str, int] = {}
+    for r in recs:
+        frames[r.performer] = frames.get(r.performer, 0) + r.n_frames
+    perf = [min(frames, key=lambda p: (frames[p], p))] if len(frames) > 1 else []
+    return {"holdout_identities": held, "val_identities": val, "holdout_performers": perf}
+
+
+def split(recs: Sequence[Recording], holdout_subjects: Sequence[str] = (),
+          holdout_takes: Sequence[str] = (), holdout_identities: Sequence[str] = (),
+          holdout_performers: Sequence[str] = (), val_identities: Sequence[str] = ()) -> Split:
+    """Split by head shape, take and performer. Training sees none of the held-out identities
+    (a held-out subject holds out its identity), takes, performers or validation identities."""
+    hs = set(holdout_subjects)
+    ids = {str(i) for i in holdout_identities} | {r.identity for r in recs if r.subject in hs}
+    ht, hp, hv = set(holdout_takes), set(holdout_performers), {str(i) for i in val_identities}
+    seen = [r for r in recs if r.take not in ht and r.performer not in hp]
+    return Split(
+        train=[r for r in seen if r.identity not in ids | hv],
+        subjects=[r for r in seen if r.identity in ids],
+        takes=[r for r in recs if r.take in ht and r.identity not in ids | hv
+               and r.performer not in hp],
+        performers=[r for r in recs if r.performer in hp and r.identity in ids],
+        val=[r for r in seen if r.identity in hv])
+
+
+def split_from_config(recs: Sequence[Recording], train_cfg: dict[str, Any]) -> Split:
+    """The split a checkpoint was trained with (its ``train`` settings)."""
+    g = train_cfg.get
+    return split(recs, g("holdout_subjects", []), g("holdout_takes", []),
+                 g("holdout_identities", []), g("holdout_performers", []),
+                 g("val_identities", []))
 
 
 @dataclass

@@ -31,6 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from capture.orientation import quat_multiply, quat_conjugate, quat_to_matrix
+from model.calibration import (CalibrationConfig, CalibrationState, StillDetector,
+                               relative)
 
 G = 9.80665  # m/s^2 per g: imufusion wants g and deg/s
 PER_SENSOR = 12  # 6 (orientation) + 3 (angular velocity) + 3 (acceleration)
@@ -49,6 +51,7 @@ class FeatureSpec:
     use_magnetometer: bool = True
     detrend_s: float = 4.0        # time constant of the slow trend removed (0: none)
     orientation: str = "ahrs"     # "ahrs" (estimated from acc/gyro/mag) or "reported" (quat)
+    calibration: CalibrationConfig | None = None  # neutral-pose calibration (None: detrend)
 
     @property
     def face_sites(self) -> tuple[str, ...]:
@@ -57,15 +60,17 @@ class FeatureSpec:
 
     @property
     def n_features(self) -> int:
-        """Feature channels per frame: per face sensor the 12 detrended channels, plus the
-        6 raw orientation channels when detrending is on."""
-        per = PER_SENSOR + (6 if self.detrend_s > 0 else 0)
+        """Feature channels per frame: per face sensor the 12 channels (relative to the
+        neutral pose when calibrated), plus the 6 raw orientation channels when detrending."""
+        per = PER_SENSOR + (6 if self.detrend_s > 0 and self.calibration is None else 0)
         return per * len(self.face_sites)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         d = asdict(self)
         d["sites"] = list(self.sites)
+        if self.calibration is None:
+            del d["calibration"]      # older readers know no such field
         return d
 
     @classmethod
@@ -73,6 +78,8 @@ class FeatureSpec:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["sites"] = tuple(d["sites"])
+        if isinstance(d.get("calibration"), dict):
+            d["calibration"] = CalibrationConfig(**d["calibration"])
         return cls(**d)
 
     def __post_init__(self) -> None:
@@ -84,17 +91,25 @@ class FeatureSpec:
 
 
 def relative_features(rot: np.ndarray, gyro: np.ndarray, acc: np.ndarray,
-                      ref: int, face: np.ndarray) -> np.ndarray:
+                      ref: int, face: np.ndarray, neutral: np.ndarray | None = None,
+                      acc_offset: np.ndarray | None = None) -> np.ndarray:
     """Features of one or more frames from orientations and raw signals (pure function).
 
     ``rot`` (..., S, 3, 3) earth-from-sensor; ``gyro`` (..., S, 3) rad/s; ``acc`` (..., S, 3)
     m/s^2; ``ref`` the reference sensor's index; ``face`` the face sensors' indices.
-    Returns (..., 12 * len(face)).
+    ``neutral`` (F, 3, 3), the relative orientations at the neutral pose: the orientation
+    channels are then the rotation since neutral, ``R_r^T R_i N_i^T`` (expressed in the
+    reference frame, so a constant mounting of sensor ``i`` cancels); ``acc_offset`` (F, 3)
+    is subtracted from the acceleration channels. Returns (..., 12 * len(face)).
     """
     r_ref = rot[..., ref, :, :]                                   # (..., 3, 3)
     rel = np.einsum("...ji,...fjk->...fik", r_ref, rot[..., face, :, :])  # R_r^T R_i
     w = np.einsum("...fij,...fj->...fi", rel, gyro[..., face, :]) - gyro[..., ref, None, :]
     a = np.einsum("...fij,...fj->...fi", rel, acc[..., face, :]) - acc[..., ref, None, :]
+    if acc_offset is not None:
+        a = a - acc_offset
+    if neutral is not None:
+        rel = np.einsum("...fij,fkj->...fik", rel, neutral)      # R_r^T R_i N_i^T
     six = rel[..., :, :, :2].swapaxes(-1, -2).reshape(rel.shape[:-2] + (6,))
     out = np.concatenate([six, w, a], axis=-1)                    # (..., F, 12)
     return out.reshape(out.shape[:-2] + (-1,)).astype(np.float32)
@@ -103,7 +118,10 @@ def relative_features(rot: np.ndarray, gyro: np.ndarray, acc: np.ndarray,
 class FeatureExtractor:
     """Incremental features, one frame at a time (the AHRS keeps its state between calls).
 
-    Use it identically offline (:func:`compute_features`) and online (the runtime).
+    Use it identically offline (:func:`compute_features`) and online (the runtime). With
+    ``spec.calibration`` the first still window is the neutral pose (:mod:`model.calibration`):
+    until it is found every frame returns zeros and :attr:`ok` is False (such frames are not
+    valid for training or scoring); :meth:`recalibrate` starts over.
     """
 
     def __init__(self, spec: FeatureSpec) -> None:
@@ -113,6 +131,28 @@ class FeatureExtractor:
         self._imufusion = imufusion
         self._ref = spec.sites.index(spec.reference)
         self._face = np.array([spec.sites.index(s) for s in spec.face_sites], dtype=np.intp)
+        self._ahrs: list[Any] = []
+        self._new_filters()
+        self._last_rot = np.tile(np.eye(3), (len(spec.sites), 1, 1))
+        self._prev_q: np.ndarray | None = None     # last valid frame's orientation (S, 4)
+        # the slow trend (a causal exponential average) of the 12 channels per sensor: mounting
+        # offsets, AHRS heading drift and the gravity they leak into the accelerations move
+        # slowly, skin motion moves fast; removing the trend removes most of the former
+        self._trend: np.ndarray | None = None
+        self._alpha = (1.0 - np.exp(-1.0 / (spec.detrend_s * spec.rate_hz))
+                       if spec.detrend_s > 0 else 0.0)
+        cal = spec.calibration
+        self._detector = StillDetector(cal, spec.rate_hz) if cal is not None else None
+        self.calibration = CalibrationState(
+            done=cal is None, frames_needed=self._detector.n_window if self._detector else 1)
+        """Where the neutral-pose calibration stands (done at once without calibration)."""
+        self.ok = False
+        """True when the last frame's features are valid (calibrated, not a gap)."""
+        self.frames = 0
+        """Frames seen (valid or not)."""
+
+    def _new_filters(self) -> None:
+        imufusion, spec = self._imufusion, self.spec
         self._ahrs = []
         for _ in spec.sites:
             ahrs = imufusion.Ahrs()
@@ -126,19 +166,20 @@ class FeatureExtractor:
                 rejection_timeout=int(5 * spec.rate_hz)))
             ahrs.set_sample_period(1.0 / spec.rate_hz)
             self._ahrs.append(ahrs)
-        self._last_rot = np.tile(np.eye(3), (len(spec.sites), 1, 1))
-        self._prev_q: np.ndarray | None = None     # last valid frame's orientation (S, 4)
-        # the slow trend (a causal exponential average) of the 12 channels per sensor: mounting
-        # offsets, AHRS heading drift and the gravity they leak into the accelerations move
-        # slowly, skin motion moves fast; removing the trend removes most of the former
-        self._trend: np.ndarray | None = None
-        self._alpha = (1.0 - np.exp(-1.0 / (spec.detrend_s * spec.rate_hz))
-                       if spec.detrend_s > 0 else 0.0)
 
     @property
     def n_features(self) -> int:
         """Feature channels per frame."""
         return self.spec.n_features
+
+    def recalibrate(self) -> None:
+        """Forget the neutral pose and look for a new still window (fresh filters)."""
+        if self._detector is None:
+            return
+        self._detector.reset()
+        self._new_filters()
+        self._prev_q = None
+        self.calibration = CalibrationState(frames_needed=self._detector.n_window)
 
     def update(self, acc: np.ndarray, gyro: np.ndarray | None, mag: np.ndarray | None,
                valid: bool = True, quat: np.ndarray | None = None) -> np.ndarray:
@@ -152,6 +193,8 @@ class FeatureExtractor:
         """
         reported = self.spec.orientation == "reported"
         n_s = len(self.spec.sites)
+        self.frames += 1
+        self.ok = False
         gyro = np.full((n_s, 3), np.nan) if gyro is None else np.asarray(gyro, np.float64)
         ok = valid and bool(np.all(np.isfinite(acc)))
         if reported:
@@ -160,28 +203,28 @@ class FeatureExtractor:
             ok = ok and bool(np.all(np.isfinite(gyro)))
         if not ok:
             self._prev_q = None
+            if self._detector is not None and not self.calibration.done:
+                self._detector.reset()          # a gap breaks the still window
             return np.zeros(self.spec.n_features, np.float32)
         acc = np.asarray(acc, np.float64)
-        if reported:
-            q = np.asarray(quat, np.float64)
-            q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-        else:
-            acc_g, gyro_d = acc / G, np.degrees(gyro)
-            use_mag = self.spec.use_magnetometer and mag is not None
-            for s, ahrs in enumerate(self._ahrs):
-                if use_mag and np.all(np.isfinite(mag[s])) and np.any(mag[s] != 0):
-                    ahrs.update(gyro_d[s], acc_g[s], np.asarray(mag[s], np.float64))
-                else:
-                    ahrs.update_no_magnetometer(gyro_d[s], acc_g[s])
-            q = np.array([a.get_quaternion() for a in self._ahrs])  # (S, 4) w, x, y, z
+        mag = None if mag is None else np.asarray(mag, np.float64)
+        if not self.calibration.done:
+            self._collect(acc, gyro, mag, quat)
+            return np.zeros(self.spec.n_features, np.float32)
+        cal = self.calibration
+        if cal.gyro_bias is not None:
+            gyro = gyro - cal.gyro_bias
+        q = self._orientation(acc, gyro, mag, quat)
         no_gyro = ~np.all(np.isfinite(gyro), axis=1)
         if no_gyro.any():
             gyro = gyro.copy()
             gyro[no_gyro] = self._implied_rate(q)[no_gyro]
         self._prev_q = q
         self._last_rot = quat_to_matrix(q)
-        f = relative_features(self._last_rot, gyro, acc, self._ref, self._face)
-        if self.spec.detrend_s <= 0:
+        f = relative_features(self._last_rot, gyro, acc, self._ref, self._face,
+                              cal.neutral, cal.acc_offset)
+        self.ok = True
+        if self.spec.detrend_s <= 0 or self.spec.calibration is not None:
             return f
         f64 = f.astype(np.float64)
         if self._trend is None:
@@ -191,6 +234,71 @@ class FeatureExtractor:
         per = f64.reshape(-1, PER_SENSOR)
         detr = (f64 - self._trend).reshape(-1, PER_SENSOR)
         return np.concatenate([detr, per[:, :6]], axis=1).reshape(-1).astype(np.float32)
+
+    def _orientation(self, acc: np.ndarray, gyro: np.ndarray, mag: np.ndarray | None,
+                     quat: np.ndarray | None) -> np.ndarray:
+        """(S, 4) this frame's orientations: the device's, or one AHRS step per site."""
+        if self.spec.orientation == "reported":
+            q = np.asarray(quat, np.float64)
+            return q / np.linalg.norm(q, axis=-1, keepdims=True)
+        acc_g, gyro_d = acc / G, np.degrees(gyro)
+        use_mag = self.spec.use_magnetometer and mag is not None
+        for s, ahrs in enumerate(self._ahrs):
+            if use_mag and np.all(np.isfinite(mag[s])) and np.any(mag[s] != 0):
+                ahrs.update(gyro_d[s], acc_g[s], mag[s])
+            else:
+                ahrs.update_no_magnetometer(gyro_d[s], acc_g[s])
+        return np.array([a.get_quaternion() for a in self._ahrs])  # (S, 4) w, x, y, z
+
+    def _collect(self, acc: np.ndarray, gyro: np.ndarray, mag: np.ndarray | None,
+                 quat: np.ndarray | None) -> None:
+        """One frame towards the still window; calibrates when it is complete."""
+        det = self._detector
+        assert det is not None
+        if self.spec.orientation == "reported":
+            q = np.asarray(quat, np.float64)
+            q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+            rate = self._implied_rate(q)
+            self._prev_q = q
+        else:
+            rate = gyro
+        still = det.push((acc, gyro, mag, quat), rate)
+        self.calibration.frames_still = det.n_still
+        if still:
+            self._calibrate(list(det.frames), True)
+        elif det.timed_out():
+            self._calibrate(det.stillest(), False)
+
+    def _calibrate(self, frames: list[tuple[Any, ...]], still: bool) -> None:
+        """The neutral pose from a still window: gyro bias, settled AHRS, relative
+        orientation and acceleration offset (:mod:`model.calibration`)."""
+        cfg = self.spec.calibration
+        assert cfg is not None
+        gy = np.stack([f[1] for f in frames])
+        bias = np.where(np.isfinite(gy), gy, 0.0).mean(axis=0)
+        if not cfg.remove_bias:
+            bias = np.zeros_like(bias)
+        self._new_filters()
+        self._prev_q = None
+        passes = 1 if self.spec.orientation == "reported" else max(1, cfg.passes)
+        rels, accs = [], []
+        for p in range(passes):
+            for acc, g, mag, quat in frames:
+                q = self._orientation(acc, g - bias, mag, quat)
+                if p == passes - 1:
+                    rot = quat_to_matrix(q)
+                    rels.append(relative(rot, self._ref, self._face))
+                    a = np.einsum("fij,fj->fi", rels[-1], acc[self._face]) - acc[self._ref]
+                    accs.append(a)
+        self._prev_q = q
+        self._last_rot = rot
+        rel = np.mean(rels, axis=0)
+        u, _, vt = np.linalg.svd(rel)                   # the mean rotation (nearest rotation)
+        neutral = u @ vt
+        self.calibration = CalibrationState(
+            done=True, frames_still=len(frames), frames_needed=len(frames),
+            at_frame=self.frames, still=still, gyro_bias=bias, neutral=neutral,
+            acc_offset=np.mean(accs, axis=0))
 
     def _implied_rate(self, q: np.ndarray) -> np.ndarray:
         """(S, 3) sensor-frame angular rate from the previous frame's orientation to ``q``
@@ -213,8 +321,12 @@ class FeatureExtractor:
 def compute_features(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None,
                      mag: np.ndarray | None, valid: np.ndarray | None = None,
                      sites: Sequence[str] | None = None,
-                     quat: np.ndarray | None = None, source: str = "the recording") -> np.ndarray:
+                     quat: np.ndarray | None = None, source: str = "the recording",
+                     with_valid: bool = False) -> Any:
     """Features (N, F) of a whole recording at ``spec.rate_hz``.
+
+    ``with_valid`` returns (features, valid (N,), :class:`CalibrationState`): a frame is valid
+    when it is not a gap and the neutral pose had been found before it.
 
     ``sites`` names the columns of the arrays when they are not already in ``spec.sites`` order
     (a session's rig may list more sites; they are picked by name, never by position).
@@ -244,8 +356,12 @@ def compute_features(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None
                          "(orientation 'ahrs'): train with --orientation reported")
     ex = FeatureExtractor(spec)
     out = np.zeros((n, spec.n_features), np.float32)
+    ok = np.zeros(n, bool)
     for k in range(n):
         out[k] = ex.update(acc[k], None if gyro is None else gyro[k],
                            None if mag is None else mag[k], bool(valid[k]),
                            None if quat is None else quat[k])
+        ok[k] = ex.ok
+    if with_valid:
+        return out, ok, ex.calibration
     return out

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capture.orientation import quat_to_matrix
+from model.calibration import CalibrationConfig, StillDetector, implied_rates
 from model.features import FeatureExtractor, FeatureSpec
 
 EARTH_UP = np.array([0.0, 0.0, 1.0])
@@ -55,6 +56,12 @@ class HeadPoseConfig:
     return_tau_s: float = 60.0               # without a magnetometer: yaw's return to forward (s)
     ahrs_gain: float = 0.5                   # imufusion AHRS gain (as FeatureSpec's)
     forward_axis: tuple[float, float, float] = (0.0, 0.0, 1.0)  # head forward in the sensor frame, before levelling
+
+    @property
+    def calibration(self) -> CalibrationConfig:
+        """The still-window rule (model.calibration, shared with the features)."""
+        return CalibrationConfig(window_s=self.calibration_s, still_gyro_std=self.still_gyro_std,
+                                 passes=1)
 
 
 def forward_from_mounting(mounting: np.ndarray) -> tuple[float, float, float]:
@@ -94,9 +101,9 @@ class HeadPose:
         """True when the calibrated orientation used a magnetometer (no yaw return then)."""
         self.calibrated_at = -1
         """The frame index at which calibration ended (-1: not yet)."""
-        self._n_window = max(2, int(round(config.calibration_s * config.rate_hz)))
-        self._window: deque[tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
-                                  np.ndarray | None]] = deque(maxlen=self._n_window)
+        self._still_window = StillDetector(config.calibration, config.rate_hz)
+        self._window = self._still_window.frames
+        self._prev_rot: np.ndarray | None = None
         self._frames = 0
         self._extractor: FeatureExtractor | None = None
         self._sensor_from_head = np.eye(3)
@@ -119,8 +126,7 @@ class HeadPose:
             return self._held()
         self._frames += 1
         if not self.calibrated:
-            self._window.append((acc, gyro, m, None))
-            if self._still():
+            if self._still_window.push((acc, gyro, m, None), gyro[None]):
                 self._calibrate_imu()
             return self._last
         return self._output(self._ahrs_step(acc, gyro, m))
@@ -134,29 +140,16 @@ class HeadPose:
         rot = quat_to_matrix(q)
         self._frames += 1
         if not self.calibrated:
-            self._window.append((np.zeros(3), None, None, rot))
-            if self._still():
+            prev = rot if self._prev_rot is None else self._prev_rot
+            self._prev_rot = rot
+            rate = implied_rates(np.stack([prev, rot])[:, None], self.config.rate_hz)[0]
+            if self._still_window.push((np.zeros(3), None, None, rot), rate):
                 self.magnetometer = bool(has_magnetometer)
                 self._set_neutral(rot)
             return self._last
         return self._output(rot)
 
     # ------------------------------------------------------------------ calibration
-    def _rates(self) -> np.ndarray:
-        """(n, 3) angular rates over the window: the gyro, or what the quaternions imply."""
-        if self._window[0][1] is not None:
-            return np.stack([w[1] for w in self._window])
-        rots = np.stack([w[3] for w in self._window])
-        step = np.einsum("nji,njk->nik", rots[:-1], rots[1:])          # R_k^T R_k+1
-        vee = np.stack([step[:, 2, 1] - step[:, 1, 2], step[:, 0, 2] - step[:, 2, 0],
-                        step[:, 1, 0] - step[:, 0, 1]], axis=1) / 2.0
-        return vee * self.config.rate_hz
-
-    def _still(self) -> bool:
-        if len(self._window) < self._n_window:
-            return False
-        return bool(np.all(self._rates().std(axis=0) < self.config.still_gyro_std))
-
     def _calibrate_imu(self) -> None:
         gyro = np.stack([w[1] for w in self._window])
         self.bias = gyro.mean(axis=0)
@@ -192,7 +185,7 @@ class HeadPose:
         self.calibrated = True
         self.calibrated_at = self._frames
         self._yaw_offset = 0.0
-        self._window.clear()
+        self._still_window.reset()
 
     # ------------------------------------------------------------------ output
     def _output(self, rot: np.ndarray) -> np.ndarray:

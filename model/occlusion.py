@@ -9,6 +9,7 @@ These are assumptions of the simulation, stated so that its numbers can be judge
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -125,26 +126,46 @@ def twin_study(model: str | None = None, identities: tuple[int, ...] | None = No
 
     from model.data import load_recordings
     from model.evaluate import load_for_eval, predict_all
-    from model.simulate import load_take, write_session
+    from model.simulate import NEUTRAL_S, load_take, write_session
 
     tr = load_for_eval(model)
     held = tr.config.get("train", {})
     if identities is None:
-        identities = tuple(int(s[2:]) for s in held.get("holdout_subjects", ["id16", "id17"]))
+        identities = heldout_identities(held)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(data) if data is not None else Path(tmp)
         if data is None:
-            for take in takes:
-                src = load_take(take)
+            # no take given: procedural motion (the held-out performer of the default split),
+            # 90 s per wearer, from a seed training never used
+            sources = [load_take(t) for t in takes] or [procedural_source(90.0, seed)]
+            for src in sources:
                 n = len(src.blendshapes) if seconds is None else min(len(src.blendshapes),
                                                                      int(seconds * 60))
                 for identity in identities:
                     write_session(folder / f"id{identity:02d}_{src.name}.h5", src, slice(0, n),
                                   f"id{identity:02d}", identity, tr.config["rig"]["id"], seed,
-                                  seed + identity)
+                                  seed + identity, neutral_s=NEUTRAL_S)
         recs = load_recordings(folder, tr.spec)
         preds = predict_all(tr, recs, methods=("imusic",))["imusic"]
     keep = [r.valid_arkit & r.valid_imu for r in recs]
     truth = np.concatenate([r.blendshapes[k] for r, k in zip(recs, keep)]).astype(np.float64)
     imu = np.concatenate([p[k] for p, k in zip(preds, keep)]).astype(np.float64)
     return evaluate_hybrid(truth, imu, 60.0, seed), len(truth) / 60.0, len(recs)
+
+
+def procedural_source(seconds: float, seed: int) -> Any:
+    """A procedural motion source (``model.simulate.MotionSource``) of ``seconds``."""
+    from hardware.motion import procedural
+    from model.simulate import MotionSource
+
+    m = procedural(seconds, fps=60.0, seed=seed)
+    return MotionSource("procedural", m.blendshapes, np.zeros((m.n_frames, 9)),
+                        np.ones(m.n_frames, bool), procedural=True)
+
+
+def heldout_identities(train_cfg: dict[str, Any]) -> tuple[int, ...]:
+    """The head shapes a checkpoint never saw: its ``holdout_identities``, else those of its
+    held-out subjects (``idNN`` names, the older checkpoints' form)."""
+    ids = train_cfg.get("holdout_identities") or [
+        s[2:4] for s in train_cfg.get("holdout_subjects", [])]
+    return tuple(int(i) for i in ids)

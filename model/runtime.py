@@ -23,6 +23,11 @@ newest one (the model looks a few frames ahead).
     for frame in rt.poll():                      # every tick the data now covers
         use(frame.t, frame.blendshapes)
 
+Calibration: a checkpoint whose features are relative to the neutral pose
+(``FeatureSpec.calibration``) waits for the performer's first still window
+(model/calibration.py); until then every frame is ``valid=False``. ``rt.calibration`` says where
+it stands (``done``, ``progress``), ``rt.recalibrate()`` starts over.
+
 The live pipelines (``imusic.live_loop.LiveLoop``) run it from an ``IMU`` LSL stream or a
 wearable to a ``Blendshapes`` outlet.
 Frames hold the model's raw output (it can stray a little outside 0..1, and evaluation scores
@@ -42,6 +47,7 @@ import torch
 
 from hardware.vocabulary import BLENDSHAPE_RANGE, N_BLENDSHAPES, N_POSE
 from model.checkpoint import Trained, load_model
+from model.calibration import CalibrationState
 from model.features import FeatureExtractor
 from model.sampling import StreamingSampler
 
@@ -195,6 +201,19 @@ class Runtime:
         return list(self.spec.sites)
 
     @property
+    def calibration(self) -> CalibrationState:
+        """The neutral-pose calibration (``done``, ``progress`` 0..1, ``at_frame``, biases);
+        frames before it is done are marked invalid. Checkpoints without calibration
+        (detrended features) are done from the start."""
+        return self.extractor.calibration
+
+    def recalibrate(self) -> None:
+        """Look for a new still neutral window (the performer holds still again); frames are
+        invalid until it is found."""
+        self.extractor.recalibrate()
+        self.sampler.reset()
+
+    @property
     def delay_s(self) -> float:
         """How far behind the newest sample the output frames are (the look-ahead)."""
         return self.trained.lookahead / self.rate
@@ -286,6 +305,7 @@ class Runtime:
             self.on_tick(tick, sig)
         f = (self.extractor.update(sig[0], sig[1], sig[2], quat=sig[3]) if valid
              else np.zeros(self.spec.n_features, np.float32))
+        valid = valid and self.extractor.ok     # before the neutral pose is found: invalid
         x = self.trained.norm(f[None])[0]
         if not valid:
             x[:] = 0.0

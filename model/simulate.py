@@ -37,6 +37,17 @@ from hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
 RATE_HZ = 60.0
 SESSION_T0 = 1000.0
 """LSL time of every synthetic session's first motion frame (an arbitrary positive clock)."""
+NEUTRAL_S = 3.0
+"""Still neutral face (and still head) at the start of every ``imusic simulate`` session, as
+the README asks of a real take: the calibration's still window (model/calibration.py)."""
+RAMP_S = 0.5
+"""Smooth blend from the neutral face into the motion after the still segment."""
+PROCEDURAL_PERFORMER = "procedural"
+"""The ``performer`` attribute of sessions driven by procedural motion."""
+SHIPPED_TAKES = Path(__file__).resolve().parent.parent / "hardware" / "data" / "takes"
+SHIPPED_PERFORMER = "alexdjulin_llf"
+"""The shipped excerpts are cut from the alexdjulin_llf takes (their PROVENANCE.md): one
+performer with the whole takes, whose folder name is the performer elsewhere."""
 
 
 @dataclass
@@ -48,6 +59,14 @@ class MotionSource:
     pose: np.ndarray             # (T, 9) eye/head pose (radians; NaN where lost)
     valid: np.ndarray            # (T,) bool
     procedural: bool = False
+    performer: str = PROCEDURAL_PERFORMER   # who acted it (the held-out-performer split)
+
+
+def performer_of(path: str | Path) -> str:
+    """The performer of a real take: the name of the folder that holds it (one folder per
+    performer, as ../shared/data/arkit/<performer>/), the shipped excerpts' source for those."""
+    folder = Path(path).resolve().parent
+    return SHIPPED_PERFORMER if folder == SHIPPED_TAKES else folder.name
 
 
 def resample_take(t: np.ndarray, values: np.ndarray, found: np.ndarray,
@@ -79,7 +98,24 @@ def load_take(path: str | Path) -> MotionSource:
 
     take = read_take(path)
     vals, valid = resample_take(take.t, np.asarray(take.values, np.float64), take.face_found)
-    return MotionSource(Path(path).stem, vals[:, :N_BLENDSHAPES], vals[:, N_BLENDSHAPES:], valid)
+    return MotionSource(Path(path).stem, vals[:, :N_BLENDSHAPES], vals[:, N_BLENDSHAPES:], valid,
+                        performer=performer_of(path))
+
+
+def with_neutral_start(bs: np.ndarray, pose: np.ndarray, valid: np.ndarray,
+                       neutral_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Prepend ``neutral_s`` of the neutral face (all blendshapes 0) and a ``RAMP_S`` cosine
+    blend into the first tracked frame. Returns (blendshapes, pose, valid, frames added)."""
+    if neutral_s <= 0:
+        return bs, pose, valid, 0
+    n0, nr = int(round(neutral_s * RATE_HZ)), int(round(RAMP_S * RATE_HZ))
+    tracked = np.flatnonzero(valid & np.all(np.isfinite(bs), axis=1))
+    first = bs[tracked[0]] if len(tracked) else np.zeros(bs.shape[1])
+    w = 0.5 - 0.5 * np.cos(np.pi * (np.arange(nr) + 1) / (nr + 1))
+    lead = np.concatenate([np.zeros((n0, bs.shape[1])), w[:, None] * first[None]])
+    pose_lead = np.zeros((n0 + nr, pose.shape[1]))
+    return (np.concatenate([lead, bs]), np.concatenate([pose_lead, pose]),
+            np.concatenate([np.ones(n0 + nr, bool), valid]), n0 + nr)
 
 
 def _seed(*parts: object) -> int:
@@ -143,9 +179,11 @@ def device_quaternions(sig: object, output: DeviceOutput, rate_hz: float) -> np.
 
 def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identity: int,
                   rig_name: str, seed: int, session_seed: int, device_rate_hz: float = 100.0,
-                  command: str = "", output: DeviceOutput = DeviceOutput()) -> Path:
+                  command: str = "", output: DeviceOutput = DeviceOutput(),
+                  neutral_s: float = 0.0) -> Path:
     """Simulate one session and write it (raw streams + ``aligned``) as a device sending
-    ``output`` would have recorded it. Returns ``path``."""
+    ``output`` would have recorded it; ``neutral_s`` > 0 starts it with that long a still
+    neutral face and still head (:func:`with_neutral_start`). Returns ``path``."""
     from capture.orientation import continuous, normalise
     from capture.session import SessionWriter, StreamSpec
     from hardware.motion import Motion, procedural
@@ -153,19 +191,20 @@ def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identi
     from hardware.rig import load_rig
 
     rig = load_rig(rig_name)
-    bs = src.blendshapes[sl]
-    valid = src.valid[sl].copy()
-    pose = src.pose[sl]
+    bs, pose, valid, n_lead = with_neutral_start(src.blendshapes[sl], src.pose[sl],
+                                                 src.valid[sl].copy(), neutral_s)
     n = len(bs)
     seconds = n / RATE_HZ
-    # head motion: the procedural generator's head for this session (real takes have none)
+    # head motion: the procedural generator's head for this session (real takes have none),
+    # held still at its first pose through the neutral start
     head = procedural(seconds + 1.0, fps=RATE_HZ, seed=session_seed)
+    keep_idx = np.concatenate([np.zeros(n_lead, int), np.arange(n - n_lead)])
+    head_rv, head_pos = head.head_rotvec[keep_idx], head.head_position[keep_idx]
     if src.procedural:
-        motion = Motion(fps=RATE_HZ, blendshapes=bs, head_rotvec=head.head_rotvec[:n],
-                        head_position=head.head_position[:n])
+        motion = Motion(fps=RATE_HZ, blendshapes=np.nan_to_num(bs), head_rotvec=head_rv,
+                        head_position=head_pos)
     else:
-        motion = Motion.from_blendshapes(RATE_HZ, bs, head.head_rotvec[:n],
-                                         head.head_position[:n])
+        motion = Motion.from_blendshapes(RATE_HZ, bs, head_rv, head_pos)
     sig = simulate(motion, rig, rate_hz=device_rate_hz, identity=identity, seed=session_seed)
 
     t_motion = np.asarray(motion.t)
@@ -189,7 +228,8 @@ def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identi
              float(sig.clock.drift_ppm) if sig.clock else 0.0,
              "lsl_time": "ideal clock map: LSL time = true sample time + 1000 s",
              "command": command, "report": output.report, "sends_gyro": output.gyro,
-             "sends_mag": output.mag}
+             "sends_mag": output.mag, "performer": src.performer,
+             "neutral_s": float(n_lead / RATE_HZ)}
     blocks = [sig.acc] + [sig.gyro] * output.gyro + [sig.mag] * output.mag
     quat = quat_al = None
     if output.quat:
@@ -252,7 +292,8 @@ def plan(subjects: int, minutes: float, takes: Sequence[MotionSource], use_proce
             from hardware.motion import procedural
             m = procedural(per, fps=RATE_HZ, seed=sseed)
             src = MotionSource("procedural", m.blendshapes, np.zeros((m.n_frames, 9)),
-                               np.ones(m.n_frames, bool), procedural=True)
+                               np.ones(m.n_frames, bool), procedural=True,
+                               performer=PROCEDURAL_PERFORMER)
             jobs.append((identity, subject, src, slice(0, m.n_frames), sseed))
     return jobs
 
@@ -268,7 +309,8 @@ def simulate_dataset(out: str | Path, subjects: int = 20, minutes: float = 1.5,
                      rig: str = "imusic11", seed: int = 0, device_rate_hz: float = 100.0,
                      progress: Callable[[int, int, str], None] | None = None,
                      command: str = "", overwrite: bool = False,
-                     output: DeviceOutput = DeviceOutput()) -> list[Path]:
+                     output: DeviceOutput = DeviceOutput(),
+                     neutral_s: float = NEUTRAL_S) -> list[Path]:
     """Make ``subjects`` x sources sessions under ``out`` (``<subject>_<take>.h5``), as a
     device sending ``output`` records them.
 
@@ -292,7 +334,7 @@ def simulate_dataset(out: str | Path, subjects: int = 20, minutes: float = 1.5,
     for i, (identity, subject, src, sl, sseed) in enumerate(jobs):
         p = out / f"{subject}_{src.name}.h5"
         paths.append(write_session(p, src, sl, subject, identity, rig, seed, sseed,
-                                   device_rate_hz, command, output))
+                                   device_rate_hz, command, output, neutral_s))
         if progress:
             progress(i + 1, len(jobs), p.name)
     return paths

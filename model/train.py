@@ -35,7 +35,9 @@ from torch import nn
 
 from model import checkpoint as ckpt
 from model.baselines import RIDGE_OFFSETS, Ridge, mean_face
-from model.data import Normaliser, Recording, Split, WindowDataset, load_recordings, split
+from model.calibration import CalibrationConfig
+from model.data import (Normaliser, Recording, Split, WindowDataset, auto_holdouts,
+                        load_recordings, split_from_config)
 from model.diffusion import Schedule
 from model.features import FeatureSpec
 from model.networks import IMUSIC, NetConfig
@@ -53,8 +55,8 @@ class TrainConfig:
     den_layers: int = 2
     dropout: float = 0.1
     batch_size: int = 32
-    stage1_steps: int = 1500
-    stage2_steps: int = 1500
+    stage1_steps: int = 6000
+    stage2_steps: int = 2000
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 150
@@ -68,14 +70,19 @@ class TrainConfig:
     schedule: str = "cosine"
     sample_steps: int = 2            # DDIM steps the runtime uses by default
     ahrs_gain: float = 0.5
-    detrend_s: float = 4.0           # feature trend time constant (0: raw features only)
+    detrend_s: float = 4.0           # feature trend time constant (without calibration only)
+    calibrate: bool = True           # features relative to the neutral pose (model/calibration)
     window_stride: int = 1
-    holdout_subjects: list[str] = field(default_factory=list)  # from the sessions' subject attrs
+    holdout_subjects: list[str] = field(default_factory=list)  # holds out their identities
     holdout_takes: list[str] = field(default_factory=list)     # from the sessions' take attrs
+    holdout_identities: list[str] = field(default_factory=list)  # head shapes (identity attr)
+    holdout_performers: list[str] = field(default_factory=list)  # performer attr
+    val_identities: list[str] = field(default_factory=list)    # validation head shapes
+    auto_holdout: bool = True        # nothing held out explicitly: choose from the data
     val_fraction: float = 0.0        # the last fraction of each training session validates
-    patience: int = 0                # early stopping: evaluations without improvement (0: off)
+    patience: int = 4                # early stopping: evaluations without improvement (0: off)
     orientation: str = "auto"        # features: "ahrs", "reported" or "auto" (from the data)
-    eval_every: int = 250
+    eval_every: int = 500
     save_every: int = 500
     final_eval: bool = True          # full streaming evaluation into the config at the end
     seed: int = 0
@@ -273,6 +280,92 @@ def carve_validation(recs: list[Recording], fraction: float,
     return fit, val
 
 
+def choose_holdouts(cfg: TrainConfig, recs: list[Recording]) -> None:
+    """With ``auto_holdout`` and nothing held out explicitly, fill the held-out identities,
+    validation identities and performer from the data (:func:`model.data.auto_holdouts`), so
+    the checkpoint's ``train`` settings say what was held out."""
+    given = (cfg.holdout_subjects or cfg.holdout_takes or cfg.holdout_identities
+             or cfg.holdout_performers or cfg.val_identities)
+    if cfg.auto_holdout and not given:
+        for k, v in auto_holdouts(recs).items():
+            setattr(cfg, k, v)
+
+
+def resumed_state(out: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """(train_state, tensors, config) of the checkpoint at ``out`` for ``--resume``."""
+    if not (out / ckpt.WEIGHTS).is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {out} to resume from")
+    tensors, old = ckpt.load(out)
+    return old.get("train_state", {"stage": 1, "step": 0, "elapsed_s": 0.0}), tensors, old
+
+
+def infer_spec(data: str | Path, cfg: TrainConfig) -> FeatureSpec:
+    """The feature spec for the sessions under ``data``: their rig, their orientation source
+    (unless ``cfg.orientation`` forces one), neutral-pose calibration when ``cfg.calibrate``."""
+    from capture.aligned import read_aligned
+    from model.data import orientation_of, session_files
+
+    al = read_aligned(session_files(data)[0])
+    orient = orientation_of(al) if cfg.orientation == "auto" else cfg.orientation
+    return FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain,
+                       detrend_s=cfg.detrend_s, orientation=orient,
+                       calibration=CalibrationConfig() if cfg.calibrate else None)
+
+
+def checkpoint_config(cfg: TrainConfig, spec: FeatureSpec, norm: Normaliser, net_cfg: NetConfig,
+                      recs: list[Recording], parts: Split, data: str | Path,
+                      init: str | Path | None, n_carved: int,
+                      command: str | None) -> dict[str, Any]:
+    """The checkpoint's ``config.json`` (everything but train_state and metrics)."""
+    seeds = sorted({str(r.attrs.get("seed")) for r in recs if "seed" in r.attrs})
+    data_commands = sorted({str(r.attrs["command"]) for r in recs if r.attrs.get("command")})
+    return {
+        "schema": "imusic.checkpoint", "schema_version": 1,
+        "net": net_cfg.to_dict(), "features": spec.to_dict(), "norm": norm.to_dict(),
+        "past": cfg.past, "lookahead": cfg.lookahead, "rate_hz": spec.rate_hz,
+        "schedule": {"n_steps": cfg.n_timesteps, "kind": cfg.schedule},
+        "sampling": {"steps": cfg.sample_steps, "carry": cfg.carry_max,
+                     "carry_blend": cfg.carry_blend, "seed": 0},
+        "rig": {"id": recs[0].rig_id, "sites": list(spec.sites), "reference": spec.reference},
+        "train": asdict(cfg),
+        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+        "data_seed": seeds, "data_commands": data_commands,
+        "data": {"path": str(data), **parts.summary(),
+                 "validation": {"fraction": cfg.val_fraction, "sessions": n_carved}},
+        "init": str(init) if init is not None else None,
+        "baselines": {"ridge_offsets": list(RIDGE_OFFSETS)},
+    }
+
+
+def fit_baselines(train_recs: list[Recording], norm: Normaliser,
+                  tensors: dict[str, torch.Tensor],
+                  config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Mean face and ridge on the training split (closed form, once; a resumed run keeps
+    its own), as checkpoint tensors; the ridge's lambda goes into ``config``."""
+    if "baseline.ridge" in tensors:
+        return {k: v for k, v in tensors.items() if k.startswith("baseline.")}
+    ridge, lam, scores = Ridge.fit_validated(train_recs, norm)
+    config["baselines"].update(ridge_lambda=lam, ridge_validation_mae100=scores)
+    return {"baseline.mean_face": torch.from_numpy(mean_face(train_recs)),
+            "baseline.ridge": torch.from_numpy(ridge.weights)}
+
+
+def save_checkpoint(out: Path, net: IMUSIC, extra: dict[str, torch.Tensor],
+                    opt: torch.optim.Optimizer | None, names: dict[int, str],
+                    config: dict[str, Any], state: dict[str, Any],
+                    metrics: dict[str, Any] | None = None) -> None:
+    """Weights, baselines, optimiser state (while training) and config, atomically."""
+    t = {f"model.{k}": v for k, v in net.state_dict().items()}
+    t.update(extra)
+    if opt is not None:
+        t.update(_optim_tensors(opt, names))
+    c = dict(config)
+    c["train_state"] = dict(state)
+    if metrics is not None:
+        c["metrics"] = metrics
+    ckpt.save(out, t, c)
+
+
 def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
           command: str | None = None, progress: bool = True,
           should_stop: Callable[[], bool] | None = None,
@@ -296,45 +389,34 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                           else "cpu")
     t_start = time.perf_counter()
 
-    state: dict[str, Any] = {"stage": 1, "step": 0, "elapsed_s": 0.0}
-    tensors: dict[str, torch.Tensor] = {}
+    # ---- prepare: what to resume, the features, the data and its split
     out = Path(out)
-    if resume:
-        if not (out / ckpt.WEIGHTS).is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {out} to resume from")
-        tensors, old = ckpt.load(out)
-        state = old.get("train_state", state)
-        spec = FeatureSpec.from_dict(old["features"])
-    else:
-        spec = None
-
-    if spec is None:
-        from capture.aligned import read_aligned
-        from model.data import orientation_of, session_files
-        al = read_aligned(session_files(data)[0])
-        orient = orientation_of(al) if cfg.orientation == "auto" else cfg.orientation
-        spec = FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain,
-                           detrend_s=cfg.detrend_s, orientation=orient)
+    state, tensors, old = resumed_state(out) if resume else (
+        {"stage": 1, "step": 0, "elapsed_s": 0.0}, {}, {})
+    spec = FeatureSpec.from_dict(old["features"]) if resume else infer_spec(data, cfg)
     init_cfg: dict[str, Any] | None = None
     if init is not None and not resume:
         init_tensors, init_cfg = ckpt.load(init)
         spec = check_init(init, init_cfg, spec)
         cfg.past, cfg.lookahead = int(init_cfg["past"]), int(init_cfg["lookahead"])
     recs = load_recordings(data, spec, progress=progress and rank == 0)
-    first = recs[0]
-    parts = split(recs, cfg.holdout_subjects, cfg.holdout_takes)
+    choose_holdouts(cfg, recs)
+    parts = split_from_config(recs, asdict(cfg))
     if not parts.train:
         raise ValueError(f"no training sessions under {data} once held-out subjects "
-                         f"{cfg.holdout_subjects} and takes {cfg.holdout_takes} are removed")
+                         f"{cfg.holdout_subjects}, identities {cfg.holdout_identities}, "
+                         f"performers {cfg.holdout_performers}, validation identities "
+                         f"{cfg.val_identities} and takes {cfg.holdout_takes} are removed")
     fit_recs, carved = carve_validation(parts.train, cfg.val_fraction, cfg.past + cfg.lookahead)
     if init_cfg is not None:
         norm = Normaliser.from_dict(init_cfg["norm"])   # the features the weights expect
     else:
         norm = Normaliser.fit(fit_recs) if not resume else Normaliser.from_dict(old["norm"])
     train_ds = WindowDataset(fit_recs, norm, cfg.past, cfg.lookahead, cfg.window_stride)
-    val_recs = carved or parts.subjects or parts.takes or parts.train
+    val_recs = parts.val or carved or parts.subjects or parts.takes or parts.train
     val_ds = WindowDataset(val_recs, norm, cfg.past, cfg.lookahead, stride=8)
 
+    # ---- build: the network (fresh at the mean face, resumed, or from --init)
     if init_cfg is not None:
         net_cfg = NetConfig(**init_cfg["net"])
     else:
@@ -347,50 +429,20 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         net.load_state_dict(ckpt.split_prefix(tensors, "model"))
     elif init_cfg is not None:
         net.load_state_dict(ckpt.split_prefix(init_tensors, "model"))
+    else:
+        net.init_output(torch.from_numpy(mean_face(fit_recs)))
     schedule = Schedule(cfg.n_timesteps, cfg.schedule)
     names = {id(p): n for n, p in net.named_parameters()}
 
-    seeds = sorted({str(r.attrs.get("seed")) for r in recs if "seed" in r.attrs})
-    data_commands = sorted({str(r.attrs["command"]) for r in recs if r.attrs.get("command")})
-    command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    base_config: dict[str, Any] = {
-        "schema": "imusic.checkpoint", "schema_version": 1,
-        "net": net_cfg.to_dict(), "features": spec.to_dict(), "norm": norm.to_dict(),
-        "past": cfg.past, "lookahead": cfg.lookahead, "rate_hz": spec.rate_hz,
-        "schedule": {"n_steps": cfg.n_timesteps, "kind": cfg.schedule},
-        "sampling": {"steps": cfg.sample_steps, "carry": cfg.carry_max,
-                     "carry_blend": cfg.carry_blend, "seed": 0},
-        "rig": {"id": first.rig_id, "sites": list(spec.sites), "reference": spec.reference},
-        "train": asdict(cfg), "command": command, "data_seed": seeds,
-        "data_commands": data_commands,
-        "data": {"path": str(data), **parts.summary(),
-                 "validation": {"fraction": cfg.val_fraction, "sessions": len(carved)}},
-        "init": str(init) if init is not None else None,
-        "baselines": {"ridge_offsets": list(RIDGE_OFFSETS)},
-    }
-
-    # baselines on the training split (cheap, closed form): fitted once, kept in the checkpoint
-    if "baseline.ridge" in tensors:
-        extra = {k: v for k, v in tensors.items() if k.startswith("baseline.")}
-    else:
-        ridge, lam, scores = Ridge.fit_validated(parts.train, norm)
-        base_config["baselines"].update(ridge_lambda=lam, ridge_validation_mae100=scores)
-        extra = {"baseline.mean_face": torch.from_numpy(mean_face(parts.train)),
-                 "baseline.ridge": torch.from_numpy(ridge.weights)}
+    base_config = checkpoint_config(cfg, spec, norm, net_cfg, recs, parts, data, init,
+                                    len(carved), command)
+    extra = fit_baselines(parts.train, norm, tensors, base_config)
 
     def save(opt: torch.optim.Optimizer | None, metrics: dict[str, Any] | None = None) -> None:
-        if rank != 0:
-            return
-        t = {f"model.{k}": v for k, v in net.state_dict().items()}
-        t.update(extra)
-        if opt is not None:
-            t.update(_optim_tensors(opt, names))
-        c = dict(base_config)
-        c["train_state"] = dict(state)
-        if metrics is not None:
-            c["metrics"] = metrics
-        ckpt.save(out, t, c)
+        if rank == 0:
+            save_checkpoint(out, net, extra, opt, names, base_config, state, metrics)
 
+    # ---- the loop: stage 1 (encoder + head), then stage 2 (denoiser)
     history: list[dict[str, float]] = []
     for stage in (1, 2):
         if state["stage"] > stage:
@@ -480,15 +532,15 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     state["elapsed_s"] = state.get("elapsed_s", 0.0) + time.perf_counter() - t_start
     state["done"] = True
 
+    # ---- save, with the full streaming evaluation of every held-out set
+
     metrics: dict[str, Any] = {"history": history, "train_time_s": state["elapsed_s"]}
     if rank == 0:
         save(None)   # weights first, so evaluation can load the checkpoint
         if cfg.final_eval:
             from model.evaluate import evaluate_parts, load_for_eval
             trained = load_for_eval(out)
-            metrics["eval"] = evaluate_parts(
-                trained, {"heldout_subjects": parts.subjects, "heldout_takes": parts.takes},
-                steps=cfg.sample_steps)
+            metrics["eval"] = evaluate_parts(trained, parts.parts(), steps=cfg.sample_steps)
         save(None, metrics)
     if world > 1:
         torch.distributed.barrier()

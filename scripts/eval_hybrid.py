@@ -42,14 +42,19 @@ def main() -> int:
     args = parser.parse_args()
 
     from model.evaluate import load_for_eval
-    from model.occlusion import twin_study
+    from model.occlusion import heldout_identities, twin_study
 
     from capture.livelink_csv import shipped_takes
 
     all_takes = sorted(FULL_TAKES.rglob("*.csv")) or shipped_takes()
     held = load_for_eval(args.model).config.get("train", {})
-    identities = tuple(int(s[2:]) for s in held.get("holdout_subjects", ["id16", "id17"]))
-    takes = tuple(str(p) for p in all_takes if p.stem in held.get("holdout_takes", ["S07-001"]))
+    identities = heldout_identities(held)
+    # the takes it never saw: its held-out takes, else its held-out performer's
+    names = set(held.get("holdout_takes", []))
+    if not names and held.get("holdout_performers"):
+        from model.simulate import performer_of
+        names = {p.stem for p in all_takes if performer_of(p) in held["holdout_performers"]}
+    takes = tuple(str(p) for p in all_takes if p.stem in names)
     print(f"held-out takes: {', '.join(takes) or 'none (procedural motion only)'}")
     results, seconds, sessions = twin_study(
         args.model, identities[:2] if args.quick else identities, takes,

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from model.data import load_recordings, split
+    from model.data import load_recordings, split_from_config
     from model.evaluate import evaluate, plot, save_json, table
     from model.checkpoint import load_model
 
@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.all:
         parts = {"all": recs}
     else:
-        sp = split(recs, tcfg.get("holdout_subjects", []), tcfg.get("holdout_takes", []))
-        parts = {"heldout_subjects": sp.subjects, "heldout_takes": sp.takes}
+        sp = split_from_config(recs, tcfg)
+        parts = dict(sp.parts())
         if args.seen:
             parts["seen_in_training"] = sp.train
     console = Console() if Console().is_terminal else Console(width=150)

@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the final held-out evaluation written into the config")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--holdout-subject", action="append", default=None, metavar="SUBJECT",
-                        help="hold out the sessions of this subject (their 'subject' "
-                             "attribute, e.g. participant_3; repeat for more)")
+                        help="hold out this subject's head shape (every session whose "
+                             "'identity' is that subject's, e.g. participant_3; repeat for "
+                             "more; without --holdout-*: chosen from the data)")
     parser.add_argument("--holdout-take", action="append", default=None, metavar="TAKE",
                         help="hold out the sessions of this take (their 'take' attribute, "
                              "e.g. testcase_2; repeat for more)")

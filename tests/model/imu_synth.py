@@ -44,10 +44,11 @@ def signals(head: np.ndarray, skin: np.ndarray, mounting: np.ndarray, rate: floa
 
 def toy_session(path, subject: str, take: str, seconds: float = 20.0, seed: int = 0,
                 n_face: int = 4, rate: float = 60.0, head_seed: int | None = None,
-                lost: tuple[int, int] | None = None) -> None:
+                lost: tuple[int, int] | None = None, still_s: float = 2.5) -> None:
     """A small aligned session where skin rotations are a fixed linear function of the
     blendshapes (an analytic stand-in, for fast tests of the training and evaluation code
-    paths; the twin makes the real training data)."""
+    paths; the twin makes the real training data). It starts with ``still_s`` of a still neutral
+    face and head (the neutral-pose calibration's window), as a take should."""
     import h5py
 
     from capture.aligned import Aligned, write_aligned
@@ -61,13 +62,18 @@ def toy_session(path, subject: str, take: str, seconds: float = 20.0, seed: int 
                                           + rng.uniform(0, 6)) for _ in range(6)], 1)
     shape_mix = np.random.default_rng(4321).uniform(0, 1, (6, 52))
     shape_mix /= shape_mix.sum(0, keepdims=True)
+    n_still = min(n - 1, int(still_s * rate))
+    ramp = np.clip((np.arange(n) - n_still) / (0.5 * rate), 0.0, 1.0)
+    latent *= ramp[:, None]          # neutral (all shapes 0), then a ramp into the motion
     bs = (latent @ shape_mix).astype(np.float32)
     mix = np.random.default_rng(1234).normal(0, 0.1, (52, n_face, 3))  # same "anatomy" for all
     skin = np.zeros((n, n_face + 1, 3))
     skin[:, 1:] = np.einsum("nk,ksc->nsc", bs, mix)
     mount = np.random.default_rng(seed + 7).normal(0, 0.02, (n_face + 1, 3))
     hs = seed if head_seed is None else head_seed
-    acc, gyro, mag = signals(head_rotvec(n, rate, hs, 0.2), skin, mount, rate)
+    head = head_rotvec(n, rate, hs, 0.2)
+    head[:n_still] = head[n_still]
+    acc, gyro, mag = signals(head, skin, mount, rate)
     noise = np.random.default_rng(seed + 99)
     acc += noise.normal(0, 0.02, acc.shape).astype(np.float32)
     gyro += noise.normal(0, 0.002, gyro.shape).astype(np.float32)

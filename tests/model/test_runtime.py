@@ -4,7 +4,6 @@
 import numpy as np
 import pytest
 
-from imu_synth import toy_session
 from model.runtime import ChannelLayout, Runtime
 
 
@@ -86,3 +85,24 @@ def test_channel_layout_by_label():
     assert mag is None and quat is None   # an AHRS layout ignores quaternions
     with pytest.raises(KeyError, match="checkpoint trained for this rig"):
         ChannelLayout(labels, ["ref", "c"])
+
+
+def test_frames_are_invalid_until_the_neutral_pose_is_found(tiny_ckpt, toy_data):
+    """A calibrated checkpoint (the default): frames before the still window completes are
+    invalid, every frame after it is valid; recalibrate() starts over."""
+    t, acc, gyro, mag, _ = _raw(toy_data / "id01_a.h5")
+    rt = Runtime.from_checkpoint(tiny_ckpt)
+    assert rt.spec.calibration is not None and not rt.calibration.done
+    frames, progress = [], []
+    for s in range(0, len(t), 5):
+        rt.push(acc[s:s + 5], gyro[s:s + 5], mag[s:s + 5], t[s:s + 5])
+        for f in rt.poll():
+            frames.append(f)
+            progress.append(rt.calibration.progress)
+    valid = np.array([f.valid for f in frames])
+    first = int(np.argmax(valid))
+    assert rt.calibration.done and 0 < first
+    assert valid[first:].all() and not valid[:first].any()
+    assert progress[first // 2] < 1.0 and progress[-1] == 1.0
+    rt.recalibrate()
+    assert not rt.calibration.done

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from capture.aligned import read_aligned
-from model.simulate import load_take, resample_take
+from model.simulate import NEUTRAL_S, RAMP_S, load_take, resample_take
 
 
 def _digest(path):
@@ -35,7 +35,9 @@ def test_simulate_command_makes_paired_deterministic_sessions(shared_data, tmp_p
     assert al.attrs["source"] == "twin" and al.attrs["subject"] == "id01"
     assert al.attrs["take"] == "apfel" and al.rig_id == "imusic6"
     assert al.rate_hz == 60.0 and al.acc.shape[1:] == (6, 3)
-    assert abs(al.n_frames - 0.2 * 60 / 2 * 60) <= 2
+    # the motion plus the still neutral start (NEUTRAL_S + RAMP_S)
+    assert abs(al.n_frames - (0.2 * 60 / 2 + NEUTRAL_S + RAMP_S) * 60) <= 2
+    assert al.attrs["performer"] == "alexdjulin_llf"
     # gravity is in the specific force; the sessions differ per subject (own errors/mounting)
     assert 8.0 < np.linalg.norm(al.acc, axis=-1).mean() < 11.5
     other = read_aligned(tmp_path / "a" / "id00_apfel.h5")
