@@ -34,6 +34,10 @@ class EmulatorConfig:
     rate_hz: int = 100
     seconds: float | None = 10.0
     """Streamed motion time; None runs until stopped."""
+    neutral_s: float = 3.0
+    """A still neutral face and head for this long at the start of a take or procedural motion,
+    as a real take starts (the model's neutral-pose calibration needs it); 0: none. A
+    ``Motion`` given in-process is streamed as it is."""
     seed: int = 0
     report: str = "raw"
     """``raw`` (acc, gyro, mag) or ``orientation`` (on-device fusion: acc + quaternion)."""

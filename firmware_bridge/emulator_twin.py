@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from firmware_bridge.emulator_clock import drift_factor, first_sample_us
+from hardware.motion import Motion, neutral_weight, procedural, with_neutral_start
 
 if TYPE_CHECKING:
     from firmware_bridge.emulator_config import EmulatorConfig
@@ -101,18 +102,19 @@ class TwinSource:
     def _source_motion(self) -> tuple[Any, np.ndarray] | None:
         """The whole motion chunks are cut from, with its 9 pose values; None for an unbounded
         procedural run (a fresh motion per chunk)."""
-        from hardware.motion import Motion, procedural
-
         if self._source is None:
             pose = None
             if self.motion_obj is not None:
                 m = self.motion_obj
             elif self.take is not None:
-                m = Motion.from_blendshapes(self.take.t, self.take.values)
+                m = with_neutral_start(Motion.from_blendshapes(self.take.t, self.take.values),
+                                       self.cfg.neutral_s)
                 pose = np.nan_to_num(np.asarray(self.take.values[:, 52:61], dtype=np.float64))
+                pose *= neutral_weight(m.t - m.t[0], self.cfg.neutral_s)[:, None]
             elif self.cfg.seconds is not None:
-                m = procedural(max(self.cfg.seconds, 4.0 / TRUTH_FPS), fps=TRUTH_FPS,
-                               seed=self.cfg.seed)
+                m = with_neutral_start(procedural(max(self.cfg.seconds, 4.0 / TRUTH_FPS),
+                                                  fps=TRUTH_FPS, seed=self.cfg.seed),
+                                       self.cfg.neutral_s)
             else:
                 return None
             self._source = (m, _pose(m) if pose is None else pose)
@@ -120,7 +122,6 @@ class TwinSource:
 
     def next_chunk(self) -> TwinChunk | None:
         """The next slab of signals, or None when ``seconds`` are done."""
-        from hardware.motion import procedural
         from hardware.physics import simulate
         from hardware.sensors import DeviceClock, to_counts
 
@@ -135,6 +136,8 @@ class TwinSource:
         source = self._source_motion()
         if source is None:
             m = procedural(span + 0.1, fps=TRUTH_FPS, seed=cfg.seed + self.k)
+            if self.k == 0:   # the run starts as a take does (EmulatorConfig.neutral_s)
+                m = with_neutral_start(m, cfg.neutral_s)
             m_pose, tau0 = _pose(m), 0.0
         else:
             m, m_pose = source
@@ -202,8 +205,6 @@ def _slice(m: Any, pose: np.ndarray, tau0: float, span: float
     starting with a frame interpolated at ``tau0`` when it falls between frames, so that the
     simulated sample grid starts exactly at ``tau0``. Returns the motion, its pose rows and
     which frames are ``m``'s own (not interpolated)."""
-    from hardware.motion import Motion
-
     t = m.t
     i0 = int(np.searchsorted(t, tau0 - 1e-9, side="left"))
     i1 = int(np.searchsorted(t, tau0 + span, side="right")) + 1

@@ -406,11 +406,20 @@ def procedural(seconds: float, fps: float = 60.0, seed: int = 0) -> Motion:
                   events=events)
 
 
+def neutral_weight(t: np.ndarray, seconds: float, ramp_s: float = 1.0) -> np.ndarray:
+    """The weight of the motion itself at times ``t`` (s from the motion's start) under a
+    neutral start: 0 for the first ``seconds``, easing to 1 over ``ramp_s`` (minimum jerk);
+    all 1 when ``seconds`` is 0 (no neutral start)."""
+    if seconds <= 0:
+        return np.ones(np.shape(t))
+    return minimum_jerk((np.asarray(t, np.float64) - seconds) / max(ramp_s, 1e-9))
+
+
 def with_neutral_start(motion: Motion, seconds: float, ramp_s: float = 1.0) -> Motion:
     """``motion`` with a neutral-pose calibration at its start: face neutral and head at rest
     for the first ``seconds``, then eased into the motion's own face and head over ``ramp_s``
     (minimum jerk)."""
-    k = minimum_jerk((motion.t - motion.t[0] - seconds) / max(ramp_s, 1e-9))[:, None]
+    k = neutral_weight(motion.t - motion.t[0], seconds, ramp_s)[:, None]
     return Motion(fps=motion.fps, blendshapes=motion.blendshapes * k,
                   head_rotvec=motion.head_rotvec * k,
                   head_position=motion.head_position * k, t=motion.t,

@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stream N seconds of motion, then exit; also exit N seconds after "
                         "streaming first began if a host stopped the stream (default: until "
                         "Ctrl-C)")
+    p.add_argument("--neutral-s", type=float, default=3.0, metavar="S",
+                   help="a still neutral face and head for S seconds at the start, as a real "
+                        "take starts (the model calibrates on it); 0: none (default 3)")
     p.add_argument("--udp", type=_host_port, default=("127.0.0.1", 9000), metavar="HOST:PORT",
                    help="where UDP datagrams go (default 127.0.0.1:9000)")
     p.add_argument("--seed", type=int, default=0, help="twin seed (motion, sensor errors, faults)")
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = EmulatorConfig(
         transport=args.transport, rig=args.rig, motion=args.motion, rate_hz=args.rate,
-        seconds=args.seconds,
+        seconds=args.seconds, neutral_s=args.neutral_s,
         wall_seconds=None if args.seconds is None else args.seconds + WALL_GRACE_S,
         seed=args.seed, udp_target=args.udp, report=args.report,
         gyro=not args.no_gyro, mag=not args.no_mag,

@@ -99,7 +99,8 @@ def _twin_reference(rate: int, seconds: float, seed: int):
 
 
 async def test_serial_pty_streams_the_twin_within_quantisation() -> None:
-    cfg = EmulatorConfig(transport="serial", rate_hz=100, seconds=2.0, seed=3, errors=False)
+    cfg = EmulatorConfig(transport="serial", rate_hz=100, seconds=2.0, seed=3, errors=False,
+                         neutral_s=0.0)
     async with Emulator(cfg) as emu:
         assert Path(emu.serial_path).resolve() == Path(emu.link_info["pty"])
         host = SerialHost(emu.serial_path)
@@ -333,7 +334,7 @@ async def test_motion_from_a_real_live_link_face_take(shared_data: Path) -> None
     sock = _udp_host()
     try:
         cfg = EmulatorConfig(transport="udp", udp_target=sock.getsockname(), rate_hz=100,
-                             seconds=1.0, seed=1, motion=str(take))
+                             seconds=1.0, seed=1, motion=str(take), neutral_s=0.0)
         async with Emulator(cfg) as emu:
             await _recv_all(sock, emu, 10)
     finally:
@@ -480,7 +481,7 @@ def test_chunk_seams_match_a_simulation_of_the_whole_run(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(emulator_twin, "CHUNK_SECONDS", 0.5)
     src = emulator_twin.TwinSource(EmulatorConfig(seconds=1.6, seed=3, errors=False,
-                                                  rate_hz=100), 100)
+                                                  rate_hz=100, neutral_s=0.0), 100)
     chunks = []
     while (chunk := src.next_chunk()) is not None:
         chunks.append(chunk)
@@ -495,3 +496,24 @@ def test_chunk_seams_match_a_simulation_of_the_whole_run(monkeypatch: pytest.Mon
         assert np.max(np.abs(got - getattr(ref, q)[:n])) <= src.scales[q] * 1.01, q
     truth_t = np.concatenate([c.truth_t for c in chunks])
     assert len(truth_t) == 96 and np.allclose(np.diff(truth_t), 1 / 60)
+
+
+@pytest.mark.parametrize("seconds", [6.0, None])
+def test_a_run_starts_with_a_still_neutral_face_as_a_take_does(seconds) -> None:
+    """``EmulatorConfig.neutral_s``: the face is neutral and the head still for the first
+    seconds of a procedural run, bounded or not (the model calibrates there), then moves."""
+    import firmware_bridge.emulator_twin as emulator_twin
+
+    cfg = EmulatorConfig(seconds=seconds, seed=7, errors=False, rate_hz=100)
+    src = emulator_twin.TwinSource(cfg, 100)
+    chunks = [src.next_chunk()]   # the first chunk (30 s unbounded) holds the start
+    t = np.concatenate([c.t for c in chunks])
+    gyro = np.concatenate([c.gyro for c in chunks]) * src.scales["gyro"]
+    truth_t = np.concatenate([c.truth_t for c in chunks])
+    truth = np.concatenate([c.truth for c in chunks])
+    still, moving = t < cfg.neutral_s, t > cfg.neutral_s + 1.0
+    assert still.sum() >= 0.9 * cfg.neutral_s * 100 and moving.any()
+    assert np.max(np.abs(gyro[still])) <= 2 * src.scales["gyro"]      # quantisation only
+    assert np.max(np.abs(gyro[moving])) > 0.05
+    assert np.all(truth[truth_t < cfg.neutral_s, :52] == 0)
+    assert np.max(truth[truth_t > cfg.neutral_s + 1.0, :52]) > 0.1
