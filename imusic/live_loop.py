@@ -22,6 +22,7 @@ this module without running the model.
 from __future__ import annotations
 
 import sys
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -178,6 +179,8 @@ class LiveLoop:
         self.stats = LiveStats()
         self._calibration_said = runtime.calibration.done
         """True once the neutral-pose calibration line has been printed (or none is needed)."""
+        self._recalibrate = threading.Event()
+        self._recalibrate_why = ""
         self.head = HeadPose(HeadPoseConfig(rate_hz=runtime.rate))
         """The reference sensor's head pose, fed every tick by the runtime (``_on_tick``)."""
         self.head_track = HeadTrack()
@@ -242,8 +245,25 @@ class LiveLoop:
             self._newest = float(ts[-1])
             self._handed_at = handed_at
 
+    def request_recalibration(self, why: str) -> None:
+        """Take the neutral pose again (any thread): the model thread starts over before its
+        next frame; ``why`` goes into the line it prints."""
+        self._recalibrate_why = why
+        self._recalibrate.set()
+
+    def _recalibrate_if_asked(self) -> None:
+        if not self._recalibrate.is_set():
+            return
+        self._recalibrate.clear()
+        self.runtime.recalibrate()
+        self.head = HeadPose(HeadPoseConfig(rate_hz=self.runtime.rate))
+        self._calibration_said = self.runtime.calibration.done
+        print(f"imusic: recalibrating the neutral pose ({self._recalibrate_why}): hold a "
+              "neutral face and keep still", file=sys.stderr, flush=True)
+
     def publish_ready(self) -> int:
         """Make and publish every frame the pushed data covers; the number published."""
+        self._recalibrate_if_asked()
         n = 0
         st = self.stats
         started = pylsl.local_clock()

@@ -52,7 +52,9 @@ from imusic.live_loop import HEAD_POSE_IMU, LiveLoop, LiveStats
 from imusic.sources import (
     FrameBuffer,
     LinkOptions,
+    MarkerWatch,
     device_session,
+    is_calibration_marker,
     open_imu_inlet,
     open_inlet,
     pull_ready,
@@ -81,7 +83,7 @@ class LivePipeline:
                  livelink: tuple[str, int] | None = None,
                  on_frame: Callable[[Any, float], None] | None = None,
                  publish: bool = True, imu_name: str | None = None,
-                 max_behind_s: float = 0.25) -> None:
+                 max_behind_s: float = 0.25, recalibrate_on_marker: bool = False) -> None:
         # One intra-op thread: the per-frame tensors are tiny, and on a busy 2-core machine a
         # second torch thread spinning against capture made a frame 40x slower (measured).
         torch.set_num_threads(1)
@@ -91,6 +93,8 @@ class LivePipeline:
         self.loop = LiveLoop(Runtime.from_checkpoint(model, steps=steps), name=name,
                              livelink=livelink, on_frame=on_frame, publish=publish,
                              model_path=model, max_behind_s=max_behind_s)
+        self.markers = (MarkerWatch(self._on_marker) if recalibrate_on_marker else None)
+        """With ``recalibrate_on_marker``: every Markers stream, for a calibration marker."""
         self.health: Any = None
         """The device session's health (None with an LSL source)."""
         self.session: Any = None
@@ -175,9 +179,15 @@ class LivePipeline:
             inlet.close_stream()
 
     # ------------------------------------------------------------------ control
+    def _on_marker(self, text: str, stream: str) -> None:
+        if is_calibration_marker(text):
+            self.loop.request_recalibration(f"marker {text[:40]!r} on {stream!r}")
+
     async def run(self, stop: asyncio.Event) -> LiveStats:
         """Run until ``stop`` is set. Returns the measured statistics."""
         self.loop.open()
+        if self.markers is not None:
+            self.markers.start()
         gc.collect()
         gc.freeze()   # see the module docstring
         try:
@@ -193,6 +203,8 @@ class LivePipeline:
                 await self._run_device(stop)
         finally:
             gc.unfreeze()
+            if self.markers is not None:
+                self.markers.stop()
             self.loop.close()
         return self.stats
 
@@ -205,7 +217,7 @@ class HybridPipeline:
                  steps: int | None = None, name: str = "imusic-hybrid",
                  fusion: FusionConfig | None = None,
                  on_fused: Callable[[float, Any], None] | None = None,
-                 max_behind_s: float = 0.25) -> None:
+                 max_behind_s: float = 0.25, recalibrate_on_marker: bool = False) -> None:
         if (arkit_listen is None) == (arkit_lsl is None):
             raise ValueError("give exactly one ARKit source: --arkit-listen PORT or --arkit-lsl")
         self.arkit_listen, self.arkit_lsl = arkit_listen, arkit_lsl
@@ -214,7 +226,8 @@ class HybridPipeline:
         self.arkit = FrameBuffer()
         self.on_fused = on_fused
         self.live = LivePipeline(link, model=model, steps=steps, name=f"{name}-imu",
-                                 on_frame=self._on_imu_frame, max_behind_s=max_behind_s)
+                                 on_frame=self._on_imu_frame, max_behind_s=max_behind_s,
+                                 recalibrate_on_marker=recalibrate_on_marker)
         self.receiver: Any = None
         self.fused_frames = 0
         self.head_source = ""

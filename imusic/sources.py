@@ -11,6 +11,8 @@
   the whole ``T``, which held every chunk back by up to the 50 ms the pipelines polled with.
 * :class:`FrameBuffer` and :func:`read_frames`: the newest Blendshapes frames of a stream
   (ARKit for the hybrid's fuser, the twin's truth for the demo's live error).
+* :class:`MarkerWatch` and :func:`is_calibration_marker`: every ``Markers`` stream, read for
+  the markers that ask the live model to take the neutral pose again.
 
 ``imusic.pipelines`` puts these together with the live loop (``imusic.live_loop``).
 """
@@ -18,9 +20,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -181,3 +184,79 @@ def read_frames(inlet: Any, buffer: FrameBuffer, halt: threading.Event) -> None:
                 buffer.add(t, row)
     finally:
         inlet.close_stream()
+
+
+CALIBRATION_MARKERS = ("neutral", "calibrate")
+"""Marker texts that ask a live model to take the neutral pose again (``--recalibrate-on-marker``)."""
+
+
+def is_calibration_marker(text: str) -> bool:
+    """Whether a marker asks for a new neutral pose: one of ``CALIBRATION_MARKERS`` as plain
+    text, or the start of a guided session's step named ``neutral`` (``imusic session``: every
+    take starts with its neutral hold, capture/protocol.py)."""
+    # protocol_session (the recorder, h5py) takes a second to import: only when a marker comes
+    from capture.protocol_session import parse_marker
+
+    if text.strip().lower() in CALIBRATION_MARKERS:
+        return True
+    step = parse_marker(text)
+    return step is not None and step.get("step") == "neutral" and step.get("edge") == "start"
+
+
+@dataclass(frozen=True)
+class MarkerWatchConfig:
+    """How :class:`MarkerWatch` looks for Markers streams."""
+
+    rescan_s: float = 0.5
+    """How often the streams the background resolver found are checked for new ones."""
+    pull_s: float = 0.05
+    """Longest wait for a marker on one inlet before the next is read."""
+
+
+class MarkerWatch:
+    """Every LSL ``Markers`` stream there is (now or later), read on one thread; each marker's
+    text goes to ``on_marker(text, stream_name)``. ``start()`` / ``stop()``."""
+
+    def __init__(self, on_marker: Callable[[str, str], None],
+                 config: MarkerWatchConfig = MarkerWatchConfig()) -> None:
+        self.on_marker = on_marker
+        self.config = config
+        self.seen = 0
+        """Markers read (any text)."""
+        self._inlets: dict[str, tuple[Any, str]] = {}
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start reading on a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="imusic-markers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading and close the inlets."""
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        resolver = streams.continuous_resolver(streams.predicate(streams.MARKERS_TYPE))
+        next_scan = 0.0
+        try:
+            while not self._halt.is_set():
+                if time.monotonic() >= next_scan:
+                    for info in resolver.results():
+                        if info.uid() not in self._inlets:
+                            self._inlets[info.uid()] = (streams.open_inlet(info, "live"),
+                                                        info.name())
+                    next_scan = time.monotonic() + self.config.rescan_s
+                if not self._inlets:
+                    self._halt.wait(self.config.pull_s)
+                for inlet, name in list(self._inlets.values()):
+                    sample, t = inlet.pull_sample(timeout=self.config.pull_s / len(self._inlets))
+                    if t is not None:
+                        self.seen += 1
+                        self.on_marker(str(sample[0]), name)
+        finally:
+            for inlet, _ in self._inlets.values():
+                inlet.close_stream()

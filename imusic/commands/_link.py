@@ -34,6 +34,10 @@ def add_link_arguments(parser: argparse.ArgumentParser) -> None:
                              "behind the newest sample (default 250; 34 keeps the output "
                              "within ~2 frames of the wearable on a busy machine, at the cost "
                              "of more skipped frames)")
+    parser.add_argument("--recalibrate-on-marker", action="store_true",
+                        help="take the neutral pose again whenever any LSL Markers stream "
+                             "sends 'neutral' or 'calibrate', or a guided session's neutral "
+                             "step starts (imusic session)")
     parser.add_argument("--seconds", type=float, default=None, metavar="N",
                         help="stop after N seconds (default: Ctrl-C or SIGTERM)")
 

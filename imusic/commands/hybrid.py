@@ -49,7 +49,8 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         pipe = HybridPipeline(link_options(args), arkit_listen=args.arkit_listen,
                               arkit_lsl=args.arkit_lsl, model=args.model, steps=args.steps,
-                              name=args.name, max_behind_s=args.max_behind_ms / 1000.0)
+                              name=args.name, max_behind_s=args.max_behind_ms / 1000.0,
+                              recalibrate_on_marker=args.recalibrate_on_marker)
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"imusic hybrid: {err}", file=sys.stderr)
         return 2

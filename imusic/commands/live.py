@@ -57,7 +57,8 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         pipe = LivePipeline(link, model=args.model, steps=args.steps, name=args.name,
                             livelink=livelink, imu_name=f"{args.name}-imu",
-                            max_behind_s=args.max_behind_ms / 1000.0)
+                            max_behind_s=args.max_behind_ms / 1000.0,
+                            recalibrate_on_marker=args.recalibrate_on_marker)
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"imusic live: cannot load the model: {err}", file=sys.stderr)
         return 2

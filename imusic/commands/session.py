@@ -43,7 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _ask(rec, screen=None) -> str:
     import contextlib
-    import sys
 
     with screen.paused() if screen is not None else contextlib.nullcontext():
         return _ask_terminal(rec)
