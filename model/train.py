@@ -13,16 +13,19 @@ Checkpoints are written every ``save_every`` steps, at the end of each stage, an
 ``should_stop()`` turns true (``imusic train`` makes Ctrl-C do that: the step in progress
 finishes, the checkpoint is saved, :class:`TrainingInterrupted` is raised). ``resume=True``
 continues from the checkpoint's ``train_state`` (stage, step, optimiser state).
+
+``train()`` reads top to bottom: prepare (``model.train_setup``: the feature spec, the split
+chosen from the data, resume state), build (network, schedule, the losses of
+``model.losses``), loop (both stages, one loop), save (``model.train_setup``: baselines,
+config, checkpoint).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -34,13 +37,15 @@ import torch
 from torch import nn
 
 from model import checkpoint as ckpt
-from model.baselines import RIDGE_OFFSETS, Ridge, mean_face
-from model.calibration import CalibrationConfig
-from model.data import (Normaliser, Recording, Split, WindowDataset, auto_holdouts,
-                        load_recordings, split_from_config)
+from model.baselines import mean_face
+from model.data import Normaliser, WindowDataset, load_recordings, split_from_config
 from model.diffusion import Schedule
 from model.features import FeatureSpec
+from model.losses import Stage1Loss, Stage2Loss
 from model.networks import IMUSIC, NetConfig
+from model.train_setup import (carve_validation, check_init, checkpoint_config, choose_holdouts,
+                               fit_baselines, infer_spec, load_optim, resumed_state,
+                               save_checkpoint)
 
 
 @dataclass
@@ -138,85 +143,11 @@ def _batches(ds: WindowDataset, cfg: TrainConfig, rank: int, world: int,
         epoch += 1
 
 
-class Stage1Loss(nn.Module):
-    """L1 of the stage-1 regression over the valid frames of the window."""
-
-    def __init__(self, net: IMUSIC) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        pred = self.net.regress(x)
-        w = m[..., None].float()
-        return ((pred - y).abs() * w).sum() / (w.sum() * y.shape[-1]).clamp_min(1)
-
-
-class Stage2Loss(nn.Module):
-    """x0 loss of the denoiser (L1 on values and on frame-to-frame velocity)."""
-
-    def __init__(self, net: IMUSIC, schedule: Schedule, cfg: TrainConfig) -> None:
-        super().__init__()
-        self.net, self.schedule, self.cfg = net, schedule, cfg
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        cfg, b = self.cfg, x.shape[0]
-        with torch.set_grad_enabled(cfg.encoder_lr_mult > 0):
-            tokens, base = self.net.condition(x)
-        t = torch.randint(0, self.schedule.n_steps, (b,), device=x.device)
-        noise = torch.randn_like(y)
-        x_t = self.schedule.q_sample(y, t, noise)
-        # a known prefix of random length right before the output frame, slightly corrupted
-        o = cfg.past - 1
-        k = torch.randint(1, cfg.carry_max + 1, (b,), device=x.device)
-        k = torch.where(torch.rand(b, device=x.device) < cfg.p_no_prefix, 0, k)
-        pos = torch.arange(y.shape[1], device=x.device)[None]
-        mask = ((pos >= o - k[:, None]) & (pos < o))[..., None]
-        # the runtime's prefix is the model's own earlier output, not the truth: show a blend
-        # of truth and the stage-1 estimate, so the denoiser learns to weigh it, not copy it
-        lam = torch.rand(b, 1, 1, device=x.device)
-        known = lam * y + (1 - lam) * base.detach()
-        known = known + cfg.prefix_noise * torch.rand(b, 1, 1, device=x.device) \
-            * torch.randn_like(y)
-        pred = self.net.denoiser(x_t, t, tokens, base, known, mask)
-        w = m[..., None].float()
-        l_val = ((pred - y).abs() * w).sum() / (w.sum() * y.shape[-1]).clamp_min(1)
-        wv = w[:, 1:] * w[:, :-1]
-        dv = (pred.diff(dim=1) - y.diff(dim=1)).abs()
-        l_vel = (dv * wv).sum() / (wv.sum() * y.shape[-1]).clamp_min(1)
-        return l_val + cfg.vel_weight * l_vel
-
-
 def _lr(step: int, total: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     p = (step - cfg.warmup) / max(1, total - cfg.warmup)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
-
-
-def _optim_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, torch.Tensor]:
-    """AdamW state as flat named tensors (so resume needs no pickle)."""
-    out = {}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            st = opt.state.get(p)
-            if not st:
-                continue
-            for k, v in st.items():
-                out[f"optim.{names[id(p)]}.{k}"] = torch.as_tensor(v).reshape(-1) if k == "step" \
-                    else v
-    return out
-
-
-def _load_optim(opt: torch.optim.Optimizer, names: dict[int, str],
-                tensors: dict[str, torch.Tensor]) -> None:
-    for group in opt.param_groups:
-        for p in group["params"]:
-            key = f"optim.{names[id(p)]}."
-            st = {k[len(key):]: v for k, v in tensors.items() if k.startswith(key)}
-            if st:
-                if "step" in st:
-                    st["step"] = st["step"].reshape(())
-                opt.state[p] = st
 
 
 @torch.no_grad()
@@ -241,129 +172,6 @@ def quick_eval(net: IMUSIC, schedule: Schedule, ds: WindowDataset, cfg: TrainCon
     net.train()
     return {"stage1_mae100": float((base[:, o] - y[:, o]).abs().mean() * 100),
             "imusic_mae100": float((out[:, o] - y[:, o]).abs().mean() * 100)}
-
-
-def check_init(path: str | Path, config: dict[str, Any], spec: FeatureSpec) -> FeatureSpec:
-    """The feature spec to fine-tune with: the checkpoint's, when its rig (sites, reference)
-    and orientation source match the data's; else a one-line ``ValueError``."""
-    old = FeatureSpec.from_dict(config["features"])
-    if (old.sites, old.reference) != (spec.sites, spec.reference):
-        raise ValueError(f"--init {path}: the checkpoint's rig {config.get('rig', {}).get('id')} "
-                         f"(sites {','.join(old.sites)}; reference {old.reference}) does not "
-                         f"match the data's (sites {','.join(spec.sites)}; reference "
-                         f"{spec.reference}): train from scratch or pick a checkpoint of this rig")
-    if old.orientation != spec.orientation or old.rate_hz != spec.rate_hz:
-        raise ValueError(f"--init {path}: the checkpoint's features use orientation "
-                         f"'{old.orientation}' at {old.rate_hz:g} Hz, the data needs "
-                         f"'{spec.orientation}' at {spec.rate_hz:g} Hz: train from scratch")
-    return old
-
-
-def carve_validation(recs: list[Recording], fraction: float,
-                     min_frames: int) -> tuple[list[Recording], list[Recording]]:
-    """Split off the last ``fraction`` of every recording as validation (time-contiguous, so
-    neighbouring windows do not leak across); ``fraction`` 0 returns (recs, [])."""
-    if fraction <= 0:
-        return list(recs), []
-    if not 0 < fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {fraction}")
-    fit, val = [], []
-    for r in recs:
-        cut = int(round(r.n_frames * (1 - fraction)))
-        if cut < min_frames or r.n_frames - cut < min_frames:
-            fit.append(r)
-            continue
-        for part, sl in ((fit, slice(0, cut)), (val, slice(cut, None))):
-            part.append(dataclasses.replace(
-                r, features=r.features[sl], blendshapes=r.blendshapes[sl],
-                valid_imu=r.valid_imu[sl], valid_arkit=r.valid_arkit[sl]))
-    return fit, val
-
-
-def choose_holdouts(cfg: TrainConfig, recs: list[Recording]) -> None:
-    """With ``auto_holdout`` and nothing held out explicitly, fill the held-out identities,
-    validation identities and performer from the data (:func:`model.data.auto_holdouts`), so
-    the checkpoint's ``train`` settings say what was held out."""
-    given = (cfg.holdout_subjects or cfg.holdout_takes or cfg.holdout_identities
-             or cfg.holdout_performers or cfg.val_identities)
-    if cfg.auto_holdout and not given:
-        for k, v in auto_holdouts(recs).items():
-            setattr(cfg, k, v)
-
-
-def resumed_state(out: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-    """(train_state, tensors, config) of the checkpoint at ``out`` for ``--resume``."""
-    if not (out / ckpt.WEIGHTS).is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {out} to resume from")
-    tensors, old = ckpt.load(out)
-    return old.get("train_state", {"stage": 1, "step": 0, "elapsed_s": 0.0}), tensors, old
-
-
-def infer_spec(data: str | Path, cfg: TrainConfig) -> FeatureSpec:
-    """The feature spec for the sessions under ``data``: their rig, their orientation source
-    (unless ``cfg.orientation`` forces one), neutral-pose calibration when ``cfg.calibrate``."""
-    from capture.aligned import read_aligned
-    from model.data import orientation_of, session_files
-
-    al = read_aligned(session_files(data)[0])
-    orient = orientation_of(al) if cfg.orientation == "auto" else cfg.orientation
-    return FeatureSpec(tuple(al.sites), al.reference, float(al.rate_hz), cfg.ahrs_gain,
-                       detrend_s=cfg.detrend_s, orientation=orient,
-                       calibration=CalibrationConfig() if cfg.calibrate else None)
-
-
-def checkpoint_config(cfg: TrainConfig, spec: FeatureSpec, norm: Normaliser, net_cfg: NetConfig,
-                      recs: list[Recording], parts: Split, data: str | Path,
-                      init: str | Path | None, n_carved: int,
-                      command: str | None) -> dict[str, Any]:
-    """The checkpoint's ``config.json`` (everything but train_state and metrics)."""
-    seeds = sorted({str(r.attrs.get("seed")) for r in recs if "seed" in r.attrs})
-    data_commands = sorted({str(r.attrs["command"]) for r in recs if r.attrs.get("command")})
-    return {
-        "schema": "imusic.checkpoint", "schema_version": 1,
-        "net": net_cfg.to_dict(), "features": spec.to_dict(), "norm": norm.to_dict(),
-        "past": cfg.past, "lookahead": cfg.lookahead, "rate_hz": spec.rate_hz,
-        "schedule": {"n_steps": cfg.n_timesteps, "kind": cfg.schedule},
-        "sampling": {"steps": cfg.sample_steps, "carry": cfg.carry_max,
-                     "carry_blend": cfg.carry_blend, "seed": 0},
-        "rig": {"id": recs[0].rig_id, "sites": list(spec.sites), "reference": spec.reference},
-        "train": asdict(cfg),
-        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
-        "data_seed": seeds, "data_commands": data_commands,
-        "data": {"path": str(data), **parts.summary(),
-                 "validation": {"fraction": cfg.val_fraction, "sessions": n_carved}},
-        "init": str(init) if init is not None else None,
-        "baselines": {"ridge_offsets": list(RIDGE_OFFSETS)},
-    }
-
-
-def fit_baselines(train_recs: list[Recording], norm: Normaliser,
-                  tensors: dict[str, torch.Tensor],
-                  config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Mean face and ridge on the training split (closed form, once; a resumed run keeps
-    its own), as checkpoint tensors; the ridge's lambda goes into ``config``."""
-    if "baseline.ridge" in tensors:
-        return {k: v for k, v in tensors.items() if k.startswith("baseline.")}
-    ridge, lam, scores = Ridge.fit_validated(train_recs, norm)
-    config["baselines"].update(ridge_lambda=lam, ridge_validation_mae100=scores)
-    return {"baseline.mean_face": torch.from_numpy(mean_face(train_recs)),
-            "baseline.ridge": torch.from_numpy(ridge.weights)}
-
-
-def save_checkpoint(out: Path, net: IMUSIC, extra: dict[str, torch.Tensor],
-                    opt: torch.optim.Optimizer | None, names: dict[int, str],
-                    config: dict[str, Any], state: dict[str, Any],
-                    metrics: dict[str, Any] | None = None) -> None:
-    """Weights, baselines, optimiser state (while training) and config, atomically."""
-    t = {f"model.{k}": v for k, v in net.state_dict().items()}
-    t.update(extra)
-    if opt is not None:
-        t.update(_optim_tensors(opt, names))
-    c = dict(config)
-    c["train_state"] = dict(state)
-    if metrics is not None:
-        c["metrics"] = metrics
-    ckpt.save(out, t, c)
 
 
 def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
@@ -466,7 +274,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             loss_mod = Stage2Loss(net, schedule, cfg)
         opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if tensors and state["stage"] == stage and state["step"] > 0:
-            _load_optim(opt, names, tensors)
+            load_optim(opt, names, tensors)
         model_run: nn.Module = loss_mod
         if world > 1:
             model_run = nn.parallel.DistributedDataParallel(loss_mod)
