@@ -1,6 +1,10 @@
 """The wire protocol v1 codec (hardware/PROTOCOL.md): message dataclasses, ``encode`` and a
 streaming ``Decoder``.
 
+One file on purpose (654 lines): the wire contract is read beside PROTOCOL.md as one unit,
+a dataclass per message with its encoder and decoder, and splitting it would put the two halves
+of each message's layout in different files.
+
 A frame on the wire is ``0x00 COBS(header | body | crc32) 0x00`` with ``header = version:u8 type:u8
 device_id:u32``, little-endian throughout and CRC-32 (zlib) over header and body.
 

@@ -1,5 +1,8 @@
 """The LSL stream contracts: one builder and one parser per stream type, one way to open inlets.
 
+One module on purpose (over 400 lines): issue 15 asked for every LSL contract in one place,
+and each builder sits next to its parser so the two cannot drift apart.
+
 Every imusic publisher makes its ``pylsl.StreamInfo`` here and every reader reads the
 metadata it needs here; no other module of the packages constructs a ``StreamInfo`` or a
 ``StreamInlet`` or resolves streams (tests/firmware_bridge/test_streams.py checks the tree;

@@ -4,6 +4,10 @@ Open3D's Filament renderer takes seconds per frame in software GL, so the viewer
 legacy OpenGL ``VisualizerWithKeyCallback`` in a non-blocking loop: each frame rewrites the
 mesh vertices in place, recomputes smooth normals and calls ``update_geometry``; the caller
 polls events and renders. All GLFW calls must come from the thread that made the window.
+
+Over 400 lines because the window's state (meshes, markers, overlays, camera) is one
+Open3D ``Visualizer`` that only its own thread may touch; the pure parts (colours, overlays,
+eyes, pose, markers) are already modules of their own.
 """
 
 from __future__ import annotations
