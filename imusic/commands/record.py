@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"recording to {args.output} (Ctrl-C to stop)", file=sys.stderr)
         last = 0.0
         while not stop.is_set() and time.monotonic() < t_end and not rec.writer_failed:
-            stop.wait(0.1)
+            stop.wait(min(limits.status_poll_s, max(0.0, t_end - time.monotonic())))
             if not args.quiet and time.monotonic() - last >= 1.0:
                 last = time.monotonic()
                 line = rec.status_line()
