@@ -316,7 +316,9 @@ class Recorder:
     def _fail(self, text: str, close: Callable[[], Any]) -> None:
         """Stop recording after a disk or write failure; close; say what the file keeps."""
         self._stop.set()
-        self._ballast.unlink(missing_ok=True)      # room to close; the lock stays till the end
+        # Room to close: the reserve's blocks are freed once it is unlinked and its lock's
+        # descriptor closed.
+        self._drop_ballast()
         try:
             close()
             kept = saved_summary(self.path)
