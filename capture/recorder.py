@@ -85,10 +85,11 @@ class StreamStatus:
 class RecordLimits:
     """Time and disk thresholds of a recording (defaults are what ``imusic record`` uses)."""
 
-    stop_within_s: float = 0.8       # stop(): pullers drain and end within this many seconds
-    drain_s: float = 0.3             # at stop, how long a puller keeps pulling what is buffered
-    pull_interval_s: float = 0.1     # a puller pulls what its inlet holds this often (and
-    #                                  checks the stop flag): it adds this to what a kill loses
+    stop_within_s: float = 0.8       # stop(): the pull loop drains and ends within this long
+    drain_s: float = 0.3             # at stop, how long the pull loop pulls what is buffered
+    pull_interval_s: float = 0.1     # the pull loop pulls what every inlet holds this often
+    #                                  (and checks the stop flag): it adds this to what a kill
+    #                                  loses
     offset_timeout_s: float = 0.5    # wait for one clock-offset measurement
     close_timeout_s: float = 15.0    # stop(): wait for the writer to write the queue and close
     resolve_wait_s: float = 0.1      # one resolve query waits this long for a new stream
