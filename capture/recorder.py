@@ -41,12 +41,12 @@ import numpy as np
 
 from capture.recorder_disk import (
     DiskFull,
+    check_free_space,
     make_ballast,
     saved_summary,
     size_text,
     stream_byte_rate,
 )
-from capture.recorder_disk import duration_text as _duration
 from capture.recorder_disk import size_text as _size
 from capture.recorder_streams import (
     DEFAULT_TYPES,
@@ -335,19 +335,11 @@ class Recorder:
     def _check_disk(self) -> None:
         """Warn when free space lasts less than ``warn_free_hours``; raise DiskFull below the
         reserve."""
-        free = self.free_bytes()
-        lim = self.limits
-        if lim.min_free_bytes and free < lim.min_free_bytes:
-            raise DiskFull(f"{self.path}: disk almost full ({_size(free)} free, below the "
-                           f"{_size(lim.min_free_bytes)} reserve)")
-        if self.byte_rate > 0:
-            hours = (free - lim.min_free_bytes) / self.byte_rate / 3600.0
-            if hours < lim.warn_free_hours and hours < 0.5 * self._warned_hours:
-                self._warned_hours = hours
-                self._warn(f"{self.path}: {_size(free)} free on its disk, about "
-                           f"{_duration(hours * 3600)} at the current {_size(self.byte_rate)}/s; "
-                           f"the recording stops when less than "
-                           f"{_size(lim.min_free_bytes)} is left")
+        warning, self._warned_hours = check_free_space(
+            self.path, self.free_bytes(), self.byte_rate, self.limits.min_free_bytes,
+            self.limits.warn_free_hours, self._warned_hours)
+        if warning:
+            self._warn(warning)
 
     def _warn(self, text: str) -> None:
         if self.on_warning:

@@ -24,6 +24,25 @@ class DiskFull(Exception):
     """Free disk space fell below ``RecordLimits.min_free_bytes``: stop before writes fail."""
 
 
+def check_free_space(path: Path, free: int, byte_rate: float, min_free_bytes: int,
+                     warn_free_hours: float, warned_hours: float) -> tuple[str, float]:
+    """Raise ``DiskFull`` when ``free`` is below ``min_free_bytes``; else a warning (or "") when
+    it lasts less than ``warn_free_hours`` at ``byte_rate`` and less than half as long as at the
+    last warning (``warned_hours``), and the hours to remember for the next check."""
+    if min_free_bytes and free < min_free_bytes:
+        raise DiskFull(f"{path}: disk almost full ({size_text(free)} free, below the "
+                       f"{size_text(min_free_bytes)} reserve)")
+    if byte_rate <= 0:
+        return "", warned_hours
+    hours = (free - min_free_bytes) / byte_rate / 3600.0
+    if hours < warn_free_hours and hours < 0.5 * warned_hours:
+        return (f"{path}: {size_text(free)} free on its disk, about "
+                f"{duration_text(hours * 3600)} at the current {size_text(byte_rate)}/s; "
+                f"the recording stops when less than {size_text(min_free_bytes)} is left",
+                hours)
+    return "", warned_hours
+
+
 def stream_byte_rate(spec: StreamSpec) -> float:
     """Uncompressed bytes per second a stream adds to the file (samples and timestamps)."""
     if spec.nominal_srate <= 0:
