@@ -18,6 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     from capture.session_schema import StreamSpec
 
+
 @dataclass(frozen=True)
 class WriteLimits:
     """How the writer lays out and writes the sample datasets (defaults: what the recorder uses)."""

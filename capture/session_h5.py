@@ -34,6 +34,7 @@ import h5py
 
 from capture.session_schema import DamagedSessionError, SessionError
 
+
 @dataclass(frozen=True)
 class ReadLimits:
     """How far the readers go with a damaged file before giving up with one clear error."""

@@ -31,6 +31,7 @@ from capture.session_schema import (
 )
 from capture.session_schema import text_of as _s
 
+
 @dataclass
 class StreamData:
     """One stream of a session, loaded into memory."""
