@@ -5,7 +5,9 @@ frames of 4 instants every 20 ms, as ``imusic stream`` pushes an emulated wearab
 ARKit stream (61 float32 at 60 Hz, a frame each 1/60 s) through real pylsl outlets. ``imusic
 record`` (its own process) and LabRecorder (benchmarks/labrecorder_run.py, its own process)
 record them at the same time. CPU is each process's utime+stime from /proc over the pushing
-time, in % of one core; RSS is VmHWM; file sizes are taken after both have closed their files
+time, in % of one core; RSS is VmHWM (``imports_rss_mb``: a Python that only imported numpy,
+h5py and pylsl, the floor under the recorder's own memory); the load average is recorded at
+the start and the end of the pushing time; file sizes are taken after both have closed their files
 and are extrapolated linearly to an hour. The imusic file is checked sample by sample.
 
 XDF size, computed (``xdf_bytes``; the XDF 1.0 specification, github.com/sccn/xdf wiki
@@ -55,6 +57,16 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process (all its threads), seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def imports_rss_mb() -> float:
+    """Resident set of a Python that has only imported what the recorder must (numpy, h5py,
+    pylsl), MB: the floor under the recorder's own memory."""
+    code = ("import numpy, h5py, pylsl\n"
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.split()[-1]) / 1024
 
 
 def wire_rows(seconds: float = 60.0) -> np.ndarray:
@@ -137,6 +149,7 @@ def run_realtime(minutes: float, wearables: int, lr_dir: str | None,
                                     "--threads", "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = {k: cpu_seconds(p.pid) for k, p in procs.items()}
+        load0 = os.getloadavg()[0]
         n_imu, n_bs = int(minutes * 60 * IMU_RATE), int(minutes * 60 * BS_RATE)
         t0 = pylsl.local_clock()
         wall0 = time.monotonic()
@@ -193,10 +206,12 @@ def run_realtime(minutes: float, wearables: int, lr_dir: str | None,
                          + [(BS_CHANNELS, 4, BS_RATE)]) / 1e6
     res: dict[str, Any] = {
         "minutes": minutes, "wearables": wearables, "settle_s": settle_s,
+        "load_1min_start": round(load0, 2), "load_1min_end": round(os.getloadavg()[0], 2),
         "wall_s": round(wall, 1),
         "lost_samples": int(lost),
         "imusic_cpu_pct": round(100 * cpu["imusic"] / wall, 2),
         "imusic_peak_rss_mb": round(peak["imusic"], 1),
+        "imports_rss_mb": round(imports_rss_mb(), 1),
         "imusic_file_mb": round(h5_mb, 2),
         "imusic_mb_per_hour": round(h5_mb / hours, 1),
         "imusic_chunk_mb_per_hour": round(data_bytes / 1e6 / hours, 1),
@@ -235,6 +250,11 @@ def main_realtime(args: Any) -> int:
                             "extrapolation)")
     ok = res["lost_samples"] == 0 and res["ratio_file"] <= 0.6
     print("no sample lost, file <= 0.6x XDF" if ok else "TARGET MISSED")
+    if "ratio_cpu" in res:
+        print(f"CPU {res['ratio_cpu']}x LabRecorder (target <= 3x), peak RSS "
+              f"{res['imusic_peak_rss_mb']} MB (target < 40 MB; Python with numpy, h5py and "
+              f"pylsl imported: {res['imports_rss_mb']} MB), load {res['load_1min_start']} -> "
+              f"{res['load_1min_end']}")
     load = os.getloadavg()
     save(f"bench_record_realtime_w{args.wearables}", [res],
          load_1min=round(load[0], 2), cores=os.cpu_count())

@@ -73,6 +73,8 @@ class SessionReport:
     calibration: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    live: bool = False
+    """A recorder was writing the file while it was checked (what was on disk then)."""
 
     @property
     def valid(self) -> bool:
@@ -256,10 +258,19 @@ def check_session(path: str | Path, config: CheckConfig | None = None) -> Sessio
             if int(rep.attrs.get("schema_version", 0) or 0) not in range(1, SCHEMA_VERSION + 1):
                 rep.errors.append(f"{path}: unsupported schema_version "
                                   f"{rep.attrs.get('schema_version')!r}")
+            if rep.attrs.get("write_error"):
+                rep.warnings.append(f"{path}: a write failed while recording "
+                                    f"({rep.attrs['write_error']}); the recording stopped there "
+                                    "and its streams end at the last successful flush")
             for line in _import_losses(rep.attrs):
                 rep.warnings.append(f"{path} was imported from a damaged XDF file: {line}")
             clean = r.closed_cleanly
-            if not clean:
+            rep.live = r.live and not clean
+            if rep.live:
+                rep.warnings.append(f"{path} is being recorded: this is what is on disk so far "
+                                    "(the last second may be missing); run 'imusic info' again "
+                                    "once the recording has stopped")
+            elif not clean:
                 rep.warnings.append(f"{path} was not closed cleanly (recorder killed, or still "
                                     "recording); data up to the last flush is there. Clear the "
                                     f"HDF5 flag with 'h5clear -s {path}' before 'imusic sync'")
@@ -300,7 +311,9 @@ def format_report(rep: SessionReport) -> str:
     if a:
         lines.append(f"  schema {a.get('schema')} v{a.get('schema_version')}, created "
                      f"{a.get('created')}, subject {a.get('subject') or '-'}, host "
-                     f"{a.get('host')}, closed cleanly: {bool(a.get('closed_cleanly'))}")
+                     f"{a.get('host')}, "
+                     + ("being recorded" if rep.live
+                        else f"closed cleanly: {bool(a.get('closed_cleanly'))}"))
     if rep.streams:
         lines.append(f"  {'stream':<24} {'type':<12} {'ch':>4} {'samples':>9} {'dur s':>8} "
                      f"{'rate/nominal Hz':>16} {'gaps':>5} {'offs':>5} {'offset ms':>10}")

@@ -93,7 +93,7 @@ async def _record(args: argparse.Namespace) -> int:
         recording = True
         while not stop.is_set() and not rec.writer_failed:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.1)
+                await asyncio.wait_for(stop.wait(), limits.status_poll_s)
         return 0
 
     rec.start()
