@@ -39,7 +39,7 @@ def _best(fn, repeat: int) -> float:
 
 
 async def _receiver_rate(packets: list[bytes], n: int) -> tuple[float, int]:
-    from capture.arkit_bridge import LiveLinkReceiver
+    from imusic.capture.arkit_bridge import LiveLinkReceiver
 
     async with LiveLinkReceiver(name=f"bench-arkit-{time.time_ns()}", host="127.0.0.1",
                                 port=0) as rx:
@@ -60,7 +60,7 @@ async def _receiver_rate(packets: list[bytes], n: int) -> tuple[float, int]:
 def _packets(take, device_id: str = "6B1F5C7E-2A4D-4E8B-9C3A-1D2E3F405162",
              subject: str = "iPhone") -> list[bytes]:
     """The take's tracked frames as Live Link Face v6 packets (as the phone would send them)."""
-    from capture.livelink import LiveLinkPacket, build_packet, frame_time_fields
+    from imusic.capture.livelink import LiveLinkPacket, build_packet, frame_time_fields
 
     out = []
     for t, values, found in zip(take.t, take.values, take.face_found):
@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     import h5py
     import numpy as np
 
-    from capture.aligned import Aligned, write_aligned
-    from capture.export import export_session
-    from capture.livelink import build_packet, parse_packet
-    from capture.livelink_csv import read_take, shipped_take, write_take
+    from imusic.capture.aligned import Aligned, write_aligned
+    from imusic.capture.export import export_session
+    from imusic.capture.livelink import build_packet, parse_packet
+    from imusic.capture.livelink_csv import read_take, shipped_take, write_take
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short run: 2 minutes of export, fewer packets")

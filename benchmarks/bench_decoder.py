@@ -17,9 +17,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import print_table, save  # noqa: E402
-from firmware_bridge import protocol as P  # noqa: E402
-from firmware_bridge.clock import ClockMap  # noqa: E402
-from firmware_bridge.outlet import samples_to_rows  # noqa: E402
+from imusic.firmware_bridge import protocol as P  # noqa: E402
+from imusic.firmware_bridge.clock import ClockMap  # noqa: E402
+from imusic.firmware_bridge.outlet import samples_to_rows  # noqa: E402
 
 
 def make_stream(n_frames: int, sensors: int, k: int, flags: int, seed: int = 0) -> bytes:

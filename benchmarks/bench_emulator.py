@@ -28,8 +28,8 @@ from benchmarks.common import print_table, save  # noqa: E402
 
 
 async def _case(transport: str, seconds: float, rate: int) -> dict:
-    from firmware_bridge import protocol as P
-    from firmware_bridge.emulator import Emulator, EmulatorConfig
+    from imusic.firmware_bridge import protocol as P
+    from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
 
     cfg = EmulatorConfig(transport=transport, rate_hz=rate, seconds=seconds, seed=1,
                          keep_truth=False, autostart=True)
@@ -67,7 +67,7 @@ async def _case(transport: str, seconds: float, rate: int) -> dict:
                 pass
         loop.add_reader(fd, on_pty)
     else:
-        from firmware_bridge.transports.ble import BleTransport
+        from imusic.firmware_bridge.transports.ble import BleTransport
 
         link = BleTransport(emu.ble_address, hci=emu.ble_hci)
         await link.open()

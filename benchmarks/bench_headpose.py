@@ -23,7 +23,7 @@ from benchmarks.common import print_table, save  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     """Run the cases, print the table, save bench_headpose.json."""
-    from model.headpose import HeadPoseConfig, twin_error
+    from imusic.model.headpose import HeadPoseConfig, twin_error
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0, help="take length (min)")

@@ -49,8 +49,8 @@ IMU_RATE, BS_RATE = 200, 60
 
 def twin_loop(seconds: float = 60.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(N, 108) IMU rows at 200 Hz and (M, 61) blendshape rows at 60 Hz from the twin."""
-    from hardware.motion import procedural
-    from hardware.physics import simulate
+    from imusic.hardware.motion import procedural
+    from imusic.hardware.physics import simulate
 
     m = procedural(seconds, fps=BS_RATE, seed=11)
     sig = simulate(m, "imusic11", rate_hz=IMU_RATE, seed=11)
@@ -74,8 +74,8 @@ def run(minutes: float, speed: float) -> dict:
     """Record ``minutes`` of session played at ``speed`` x real time; returns the measures."""
     import pylsl
 
-    from capture.arkit_bridge import blendshapes_info
-    from capture.session import SessionReader
+    from imusic.capture.arkit_bridge import blendshapes_info
+    from imusic.capture.session import SessionReader
 
     imu_rows, bs_rows, labels = twin_loop()
     tag = uuid.uuid4().hex[:8]

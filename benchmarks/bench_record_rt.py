@@ -73,8 +73,8 @@ def wire_rows(seconds: float = 60.0) -> np.ndarray:
     """(N, 108) IMU values at 200 Hz as ``imusic stream`` publishes them: the twin's int16
     counts times the scales the device sends (float32 on the wire, widened to float64), as
     firmware_bridge.outlet.samples_to_rows computes them."""
-    from hardware.motion import procedural
-    from hardware.physics import simulate
+    from imusic.hardware.motion import procedural
+    from imusic.hardware.physics import simulate
 
     sig = simulate(procedural(seconds, fps=BS_RATE, seed=11), "imusic11", rate_hz=IMU_RATE,
                    seed=11)
@@ -86,7 +86,7 @@ def wire_rows(seconds: float = 60.0) -> np.ndarray:
 def _outlets(tag: str, wearables: int) -> tuple[list[Any], Any, list[str], list[str]]:
     import pylsl
 
-    from capture.arkit_bridge import blendshapes_info
+    from imusic.capture.arkit_bridge import blendshapes_info
 
     _, _, labels = twin_loop(1.0)
     imus, names = [], []
@@ -111,8 +111,8 @@ def run_realtime(minutes: float, wearables: int, lr_dir: str | None,
     of); the measures as one dict."""
     import pylsl
 
-    from capture.session import SessionReader
-    from capture.xdf import scan_xdf
+    from imusic.capture.session import SessionReader
+    from imusic.capture.xdf import scan_xdf
 
     _, bs_rows, _ = twin_loop()
     imu_rows = wire_rows()

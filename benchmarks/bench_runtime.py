@@ -25,10 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from hardware.motion import procedural
-    from hardware.physics import simulate
-    from model.checkpoint import load_model
-    from model.runtime import Runtime
+    from imusic.hardware.motion import procedural
+    from imusic.hardware.physics import simulate
+    from imusic.model.checkpoint import load_model
+    from imusic.model.runtime import Runtime
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short run, default step count only")

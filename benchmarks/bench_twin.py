@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     minutes = 1.0 if args.quick else args.minutes
     repeat = 1 if args.quick else args.repeat
 
-    from hardware.motion import procedural
-    from hardware.physics import simulate
-    from hardware.rig import load_rig
+    from imusic.hardware.motion import procedural
+    from imusic.hardware.physics import simulate
+    from imusic.hardware.rig import load_rig
 
     seconds = minutes * 60.0
     rig11, rig6 = load_rig("imusic11"), load_rig("imusic6")

@@ -47,10 +47,10 @@ def motion(n: int, seed: int = 0) -> np.ndarray:
 
 def run_case(faces: int, full_head: bool, markers: bool, live: bool, frames: int) -> dict:
     """Time ``frames`` update-and-render passes of one window configuration."""
-    from hardware.face import FaceModel
-    from hardware.rig import available_rigs, load_rig
-    from viewer.face_view import LIVE_TRIANGLES, FaceWindow
-    from viewer.markers import sites_from_rig
+    from imusic.hardware.face import FaceModel
+    from imusic.hardware.rig import available_rigs, load_rig
+    from imusic.viewer.face_view import LIVE_TRIANGLES, FaceWindow
+    from imusic.viewer.markers import sites_from_rig
 
     face = FaceModel.load()
     sites = sites_from_rig(face, load_rig(available_rigs()[0])) if markers else None
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     frames = 30 if args.quick else 200
 
-    from viewer.display import ensure_display
+    from imusic.viewer.display import ensure_display
 
 
     load_before = os.getloadavg()

@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, N_POSE, POSE_NAMES
+from imusic.hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, N_POSE, POSE_NAMES
 
 GROUP = "aligned"
 
@@ -107,7 +107,7 @@ def read_aligned(path: str | Path | h5py.File) -> Aligned:
     Raises ``KeyError`` naming the file and the command that makes the group if it is absent,
     ``capture.session.SessionError`` naming it if the file or the group cannot be read.
     """
-    from capture.session import open_h5, reading
+    from imusic.capture.session import open_h5, reading
 
     if isinstance(path, h5py.File):
         with reading(path.filename, f"the '{GROUP}' group"):

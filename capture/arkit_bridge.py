@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from capture.livelink import (
+from imusic.capture.livelink import (
     DEFAULT_PORT,
     LiveLinkPacket,
     LiveLinkPacketError,
@@ -31,8 +31,8 @@ from capture.livelink import (
     frame_time_fields,
     parse_packet,
 )
-from capture.livelink_csv import LiveLinkTake
-from firmware_bridge.streams import BLENDSHAPES_TYPE, blendshapes_info  # noqa: F401
+from imusic.capture.livelink_csv import LiveLinkTake
+from imusic.firmware_bridge.streams import BLENDSHAPES_TYPE, blendshapes_info  # noqa: F401
 
 STREAM_TYPE = BLENDSHAPES_TYPE
 NOMINAL_RATE_HZ = 60.0

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from capture.livelink_csv import write_take
-from hardware.vocabulary import (
+from imusic.capture.livelink_csv import write_take
+from imusic.hardware.vocabulary import (
     N_BLENDSHAPES,
     N_STREAM_CHANNELS,
     OPENFACE_INTENSITY_AUS,
@@ -97,7 +97,7 @@ def load_blendshapes(path: str | Path, stream: str | None = None) -> BlendshapeS
 
     Raises ``ExportError`` naming the file when there is neither.
     """
-    from capture.session import SessionError, open_h5, reading
+    from imusic.capture.session import SessionError, open_h5, reading
 
     path = Path(path)
     if not path.is_file():
@@ -114,8 +114,8 @@ def load_blendshapes(path: str | Path, stream: str | None = None) -> BlendshapeS
 
 
 def _from_aligned(path: Path, start: float) -> BlendshapeSeries:
-    from capture.aligned import read_aligned
-    from firmware_bridge.streams import channel_label
+    from imusic.capture.aligned import read_aligned
+    from imusic.firmware_bridge.streams import channel_label
 
     a = read_aligned(path)
     values = np.hstack([a.blendshapes, a.pose]).astype(np.float32)
@@ -137,7 +137,7 @@ def _from_aligned(path: Path, start: float) -> BlendshapeSeries:
 
 
 def _from_stream(path: Path, key: str | None, start: float) -> BlendshapeSeries:
-    from capture.session import SessionError, SessionReader
+    from imusic.capture.session import SessionError, SessionReader
 
     try:
         with SessionReader(path) as s:
@@ -282,7 +282,7 @@ def write_plain_csv(series: BlendshapeSeries, out: str | Path) -> Path:
 def write_gltf(series: BlendshapeSeries, out: str | Path, identity: int | None = None) -> Path:
     """Write the series as a glTF 2.0 binary: the ICT head of ``identity`` (None: generic),
     52 named morph targets and an animation on the session's own frame times."""
-    from capture.gltf import write_glb
+    from imusic.capture.gltf import write_glb
 
     times = (series.t - series.t[0]).astype(np.float32)
     if series.n_frames > 1 and not (np.diff(times) > 0).all():

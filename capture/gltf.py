@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, POSE_NAMES, head_rotation
+from imusic.hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, POSE_NAMES, head_rotation
 
 GLB_MAGIC = 0x46546C67          # "glTF"
 GLB_VERSION = 2
@@ -169,7 +169,7 @@ def write_glb(out: str | Path, t: np.ndarray, values: np.ndarray, found: np.ndar
               identity: int | None = None) -> GltfTake:
     """Write a take (times ``(N,)`` s, stream-order ``values (N, 61)``, ``found (N,)``) as a
     GLB of the ICT head of ``identity`` (None: the generic head)."""
-    from hardware.face import FaceModel
+    from imusic.hardware.face import FaceModel
 
     face = FaceModel.load()
     rest = face.rest_shape(identity)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from capture.orientation import normalise
+from imusic.capture.orientation import normalise
 
 RATE_HZ = 60.0
 G = 9.80665
@@ -203,8 +203,8 @@ def _read_sensor_dir(take: Path, sub: Path, ids: list[str], cfg: ReleaseConfig) 
 
 def read_take(path: str | Path, cfg: ReleaseConfig = ReleaseConfig()) -> ReleaseTake:
     """Read and check a take folder (see the module doc). Raises ReleaseError in one line."""
-    from capture.livelink_csv import LiveLinkCSVError, read_take as read_livelink
-    from hardware.rig import load_rig
+    from imusic.capture.livelink_csv import LiveLinkCSVError, read_take as read_livelink
+    from imusic.hardware.rig import load_rig
 
     path = Path(path)
     if not path.is_dir():
@@ -251,7 +251,7 @@ def imu_channels(sensors: list[str]) -> list[tuple[str, str, str]]:
     """(label, unit, type) of the imported IMU stream: per sensor the contract's raw
     ``acc``/``quat`` channels, then the calibrated ``linacc`` (gravity removed) and
     ``quat_ref`` (relative to the reference sensor), then ``device.seq`` (the frame index)."""
-    from firmware_bridge.streams import TYPES, UNITS, axes_of, channel_label
+    from imusic.firmware_bridge.streams import TYPES, UNITS, axes_of, channel_label
 
     out = []
     for s in sensors:
@@ -270,9 +270,9 @@ def import_take(path: str | Path, out: str | Path,
 
     import h5py
 
-    from capture.aligned import Aligned, write_aligned
-    from capture.session import SessionExistsError, SessionWriter, StreamSpec
-    from hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
+    from imusic.capture.aligned import Aligned, write_aligned
+    from imusic.capture.session import SessionExistsError, SessionWriter, StreamSpec
+    from imusic.hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
 
     out = Path(out)
     if out.exists():

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from firmware_bridge.streams import BLENDSHAPES_TYPE
-from hardware.vocabulary import STREAM_NAMES
+from imusic.firmware_bridge.streams import BLENDSHAPES_TYPE
+from imusic.hardware.vocabulary import STREAM_NAMES
 
 CURVE_SHAPES: tuple[str, ...] = ("jawOpen", "mouthSmileLeft", "mouthSmileRight",
                                  "eyeBlinkLeft", "eyeBlinkRight", "browInnerUp")

@@ -31,7 +31,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from hardware.vocabulary import N_STREAM_CHANNELS
+from imusic.hardware.vocabulary import N_STREAM_CHANNELS
 
 VERSION = 6
 """The Live Link Face packet version this module reads and writes."""

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from hardware.vocabulary import (
+from imusic.hardware.vocabulary import (
     LIVELINK_CSV_NAMES,
     LIVELINK_WIRE_NAMES,
     N_BLENDSHAPES,

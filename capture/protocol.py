@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardware.vocabulary import ARKIT_NAMES
+from imusic.hardware.vocabulary import ARKIT_NAMES
 
 KINDS = ("neutral", "tap", "expression", "speech", "rest")
 """What a step asks of the participant."""

@@ -39,11 +39,11 @@ from typing import Any, Callable, Protocol as TypingProtocol, Sequence
 
 import numpy as np
 
-from capture.live_curves import LiveCurves
-from capture.protocol import Protocol, Step, Take
-from capture.recorder import Recorder
-from capture.take_quality import QualityConfig, assess_take, config_dict
-from firmware_bridge.streams import MARKERS_TYPE
+from imusic.capture.live_curves import LiveCurves
+from imusic.capture.protocol import Protocol, Step, Take
+from imusic.capture.recorder import Recorder
+from imusic.capture.take_quality import QualityConfig, assess_take, config_dict
+from imusic.firmware_bridge.streams import MARKERS_TYPE
 
 MARKER_TYPE = MARKERS_TYPE
 QUALITY_FILE = "quality.json"
@@ -173,7 +173,7 @@ class ProtocolRunner:
                  on_update: Callable[[dict], None] | None = None) -> None:
         import pylsl
 
-        from firmware_bridge.streams import markers_info
+        from imusic.firmware_bridge.streams import markers_info
 
         self.protocol = protocol
         self.participant = participant

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from capture.protocol_session import take_file_name
+from imusic.capture.protocol_session import take_file_name
 
 DEFAULT_PORT = 22345
 _FIELD_RE = re.compile(r"\{(\w+):([^}]*)\}")

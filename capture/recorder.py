@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from capture.recorder_disk import (
+from imusic.capture.recorder_disk import (
     DiskFull,
     check_free_space,
     make_ballast,
@@ -47,8 +47,8 @@ from capture.recorder_disk import (
     size_text,
     stream_byte_rate,
 )
-from capture.recorder_disk import size_text as _size
-from capture.recorder_streams import (
+from imusic.capture.recorder_disk import size_text as _size
+from imusic.capture.recorder_streams import (
     DEFAULT_TYPES,
     Msg,
     PullLoop,
@@ -58,8 +58,8 @@ from capture.recorder_streams import (
     gap_threshold,
     resolve_streams,
 )
-from capture.session import SessionWriter, StreamSpec, describe_write_error
-from capture.session_h5 import hold_reserve_lock, reserve_path
+from imusic.capture.session import SessionWriter, StreamSpec, describe_write_error
+from imusic.capture.session_h5 import hold_reserve_lock, reserve_path
 
 __all__ = ["DEFAULT_TYPES", "DiskFull", "RecordLimits", "Recorder", "StreamStatus",
            "build_predicate", "find_gaps", "gap_threshold", "make_ballast", "saved_summary",

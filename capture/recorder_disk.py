@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capture.session import SessionReader, StreamSpec
+from imusic.capture.session import SessionReader, StreamSpec
 
 
 class DiskFull(Exception):

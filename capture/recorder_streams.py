@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from capture.session import StreamSpec
-from firmware_bridge import streams
-from firmware_bridge.streams import BLENDSHAPES_TYPE, IMU_TYPE, MARKERS_TYPE
+from imusic.capture.session import StreamSpec
+from imusic.firmware_bridge import streams
+from imusic.firmware_bridge.streams import BLENDSHAPES_TYPE, IMU_TYPE, MARKERS_TYPE
 
 if TYPE_CHECKING:
-    from capture.recorder import RecordLimits
+    from imusic.capture.recorder import RecordLimits
 
 DEFAULT_TYPES: tuple[str, ...] = (IMU_TYPE, BLENDSHAPES_TYPE, MARKERS_TYPE)
 INLET_BUFLEN_S = streams.INLETS["record"].max_buflen

@@ -43,8 +43,8 @@ The pieces (this module re-exports them; import from here):
 * ``capture.session_reader``: ``SessionReader``, ``StreamData``, ``Event``, ``open_session``.
 """
 
-from capture.session_chunks import WRITE_LIMITS, WriteLimits, chunk_rows
-from capture.session_h5 import (
+from imusic.capture.session_chunks import WRITE_LIMITS, WriteLimits, chunk_rows
+from imusic.capture.session_h5 import (
     READ_LIMITS,
     ReadLimits,
     damaged_global_heap,
@@ -52,8 +52,8 @@ from capture.session_h5 import (
     open_h5,
     reading,
 )
-from capture.session_reader import Event, SessionReader, StreamData, open_session
-from capture.session_schema import (
+from imusic.capture.session_reader import Event, SessionReader, StreamData, open_session
+from imusic.capture.session_schema import (
     EVENTS,
     HEALTH_FIELDS,
     LIBVER,
@@ -68,7 +68,7 @@ from capture.session_schema import (
     describe_write_error,
     stream_key,
 )
-from capture.session_writer import NO_RAW_NOTE, SessionWriter, mark_no_raw, write_stream
+from imusic.capture.session_writer import NO_RAW_NOTE, SessionWriter, mark_no_raw, write_stream
 
 __all__ = [
     "EVENTS", "HEALTH_FIELDS", "LIBVER", "MAX_CHANNELS", "NO_RAW_NOTE", "READ_LIMITS", "SCHEMA",

@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from capture.session import (
+from imusic.capture.session import (
     HEALTH_FIELDS,
     READ_LIMITS,
     SCHEMA,
@@ -200,7 +200,7 @@ def check_readable(h5: h5py.File, path: Path, limits: ReadLimits = READ_LIMITS) 
 
 
 def _check_aligned(r: SessionReader, rep: SessionReport) -> None:
-    from capture.aligned import read_aligned
+    from imusic.capture.aligned import read_aligned
 
     try:
         a = read_aligned(r.h5)
@@ -291,7 +291,7 @@ def check_session(path: str | Path, config: CheckConfig | None = None) -> Sessio
                 _check_aligned(r, rep)
             if r.has_calibration:
                 try:
-                    from capture.calibration import Calibration
+                    from imusic.capture.calibration import Calibration
                     c = Calibration.read(r.h5)
                     rep.calibration = {
                         "sites": len(c.sites), "reference": c.reference,

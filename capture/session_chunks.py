@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from capture.session_schema import StreamSpec
+    from imusic.capture.session_schema import StreamSpec
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 import h5py
 
-from capture.session_schema import DamagedSessionError, SessionError
+from imusic.capture.session_schema import DamagedSessionError, SessionError
 
 
 @dataclass(frozen=True)

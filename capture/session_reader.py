@@ -18,8 +18,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from capture.session_h5 import _damaged, is_live, open_h5, reading
-from capture.session_schema import (
+from imusic.capture.session_h5 import _damaged, is_live, open_h5, reading
+from imusic.capture.session_schema import (
     EVENTS,
     HEALTH_FIELDS,
     SCHEMA,
@@ -29,7 +29,7 @@ from capture.session_schema import (
     SessionError,
     StreamSpec,
 )
-from capture.session_schema import text_of as _s
+from imusic.capture.session_schema import text_of as _s
 
 
 @dataclass

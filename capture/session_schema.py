@@ -10,6 +10,7 @@ format bounds), the errors, ``StreamSpec`` (one LSL stream's info XML, parsed) a
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -214,8 +215,8 @@ def _utc_now() -> str:
 
 
 def _package_version() -> str:
+    """The installed imusic distribution's version (its metadata: nothing here imports the CLI)."""
     try:
-        from imusic import __version__
-        return __version__
-    except Exception:  # noqa: BLE001 - the file format does not depend on the CLI package
+        return importlib.metadata.version("imusic")
+    except importlib.metadata.PackageNotFoundError:
         return "unknown"

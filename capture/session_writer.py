@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from capture.session_chunks import WRITE_LIMITS, PendingRows, WriteLimits, chunk_rows
-from capture.session_schema import (
+from imusic.capture.session_chunks import WRITE_LIMITS, PendingRows, WriteLimits, chunk_rows
+from imusic.capture.session_schema import (
     _COMPRESSION,
     _STR,
     EVENTS,

@@ -58,17 +58,17 @@ from typing import Any, Iterable, Mapping
 import h5py
 import numpy as np
 
-from capture.aligned import Aligned, write_aligned
-from capture.calibration import Calibration, calibrate
-from capture.session import SessionReader, StreamData
-from capture.sync_clock import apply_clock_offsets, dejitter, segments
-from capture.sync_config import DEFAULT, SyncConfig
-from capture.sync_events import (blendshape_energy, detect_tap_blendshapes, detect_tap_imu,
+from imusic.capture.aligned import Aligned, write_aligned
+from imusic.capture.calibration import Calibration, calibrate
+from imusic.capture.session import SessionReader, StreamData
+from imusic.capture.sync_clock import apply_clock_offsets, dejitter, segments
+from imusic.capture.sync_config import DEFAULT, SyncConfig
+from imusic.capture.sync_events import (blendshape_energy, detect_tap_blendshapes, detect_tap_imu,
                                  estimate_lag, imu_energy, neutral_mask, tap_site)
-from capture.sync_resample import overlap_grid, resample_imu, resample_segments
-from capture.sync_streams import (ImuSeries, SyncError, blendshape_rows, device_taps,
+from imusic.capture.sync_resample import overlap_grid, resample_imu, resample_segments
+from imusic.capture.sync_streams import (ImuSeries, SyncError, blendshape_rows, device_taps,
                                   parse_imu, pick_streams, tap_markers)
-from hardware.vocabulary import N_BLENDSHAPES
+from imusic.hardware.vocabulary import N_BLENDSHAPES
 
 RATE_HZ = DEFAULT.rate_hz
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from capture.recorder import gap_threshold
-from capture.sync_config import DEFAULT, SyncConfig
+from imusic.capture.recorder import gap_threshold
+from imusic.capture.sync_config import DEFAULT, SyncConfig
 
 
 def apply_clock_offsets(ts: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from capture.calibration import CalibrationConfig
+from imusic.capture.calibration import CalibrationConfig
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import numpy as np
 from scipy.ndimage import median_filter
 from scipy.signal import butter, sosfiltfilt
 
-from capture.sync_clock import segments
-from capture.sync_config import DEFAULT, SyncConfig
-from capture.sync_resample import resample_segments
-from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, REGIONS
+from imusic.capture.sync_clock import segments
+from imusic.capture.sync_config import DEFAULT, SyncConfig
+from imusic.capture.sync_resample import resample_segments
+from imusic.hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, REGIONS
 
 MAD_SCALE = 1.4826
 """MAD to standard deviation for normally distributed data."""

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
-from capture.orientation import normalise
-from capture.sync_config import DEFAULT, SyncConfig
+from imusic.capture.orientation import normalise
+from imusic.capture.sync_config import DEFAULT, SyncConfig
 
 if TYPE_CHECKING:
-    from capture.sync_streams import ImuSeries
+    from imusic.capture.sync_streams import ImuSeries
 
 
 def overlap_grid(ta: np.ndarray, tb: np.ndarray, rate: float) -> np.ndarray:

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from capture.orientation import angular_rate, continuous, normalise
-from capture.session import SessionError, SessionReader, StreamData
-from capture.sync_clock import apply_clock_offsets, dejitter
-from capture.sync_config import DEFAULT, SyncConfig
-from firmware_bridge.streams import parse_label
-from hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
+from imusic.capture.orientation import angular_rate, continuous, normalise
+from imusic.capture.session import SessionError, SessionReader, StreamData
+from imusic.capture.sync_clock import apply_clock_offsets, dejitter
+from imusic.capture.sync_config import DEFAULT, SyncConfig
+from imusic.firmware_bridge.streams import parse_label
+from imusic.hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
 
 REFERENCE_HINTS = ("ref", "nasal", "nose", "temple")
 """Site-name parts that mark the rigid reference site when the stream's metadata names none."""

@@ -29,11 +29,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from capture.calibration import still_mask
-from capture.session import SessionError, SessionReader
-from capture.sync import (SyncError, blendshape_rows, neutral_mask, parse_imu, pick_streams,
+from imusic.capture.calibration import still_mask
+from imusic.capture.session import SessionError, SessionReader
+from imusic.capture.sync import (SyncError, blendshape_rows, neutral_mask, parse_imu, pick_streams,
                           sync_session)
-from hardware.vocabulary import N_BLENDSHAPES
+from imusic.hardware.vocabulary import N_BLENDSHAPES
 
 
 @dataclass

@@ -229,7 +229,7 @@ def _load(path: Path, synchronize: bool) -> tuple[list[dict], dict, list[str]]:
 
 def find_gaps(stamps: np.ndarray, srate: float, config: ImportConfig) -> list[tuple[float, float]]:
     """(start, end) of every step over the gap threshold in a regular stream's timestamps."""
-    from capture.recorder import gap_threshold
+    from imusic.capture.recorder import gap_threshold
 
     if srate <= 0 or len(stamps) < 2:
         return []
@@ -295,7 +295,7 @@ def import_xdf(source: str | Path, output: str | Path, *, subject: str = "",
     truncated file imports what can be read; the report says what was lost
     (``ImportReport.complete``, ``ImportedStream.lost``, ``ImportReport.problems``).
     """
-    from capture.session import SessionError
+    from imusic.capture.session import SessionError
 
     source, output = Path(source), Path(output)
     if not source.is_file():
@@ -327,7 +327,7 @@ def _write(path: Path, source: Path, plans: list[dict], header: dict, scan: XdfS
     """Write the session for ``plans`` to ``path`` and fill ``report``."""
     import h5py
 
-    from capture.session import SessionWriter, StreamSpec
+    from imusic.capture.session import SessionWriter, StreamSpec
 
     file_info = {k: v[0] if isinstance(v, list) and len(v) == 1 else v
                  for k, v in ((header or {}).get("info") or {}).items()}

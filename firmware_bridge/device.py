@@ -42,14 +42,14 @@ from typing import Callable
 import numpy as np
 import pylsl
 
-from firmware_bridge import protocol as P
-from firmware_bridge.clock import ClockMap
-from firmware_bridge.device_config import (DeviceError, Health, SessionConfig, SessionRig,
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.clock import ClockMap
+from imusic.firmware_bridge.device_config import (DeviceError, Health, SessionConfig, SessionRig,
                                            check_rig, named_rig)
-from firmware_bridge.device_parts import Backoff, CommandChannel, EventLog, RateMeter, WarmupHold
-from firmware_bridge.outlet import (EventOutlet, ImuOutlet, ImuStreamSpec, default_sites,
+from imusic.firmware_bridge.device_parts import Backoff, CommandChannel, EventLog, RateMeter, WarmupHold
+from imusic.firmware_bridge.outlet import (EventOutlet, ImuOutlet, ImuStreamSpec, default_sites,
                                     samples_to_rows)
-from firmware_bridge.transports.base import Transport, TransportError, TransportFactory
+from imusic.firmware_bridge.transports.base import Transport, TransportError, TransportFactory
 
 __all__ = ["DeviceError", "DeviceSession", "Health", "SessionConfig", "SessionRig"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 if TYPE_CHECKING:
-    from firmware_bridge.protocol import DeviceInfo
+    from imusic.firmware_bridge.protocol import DeviceInfo
 
-log = logging.getLogger("firmware_bridge.device")
+log = logging.getLogger("imusic.firmware_bridge.device")
 
 
 class DeviceError(RuntimeError):
@@ -177,7 +177,7 @@ def named_rig(info: "DeviceInfo") -> SessionRig | None:
     """The rig the device says it is wired as (``--rig auto``), or None (generic site names)
     when it is unknown or has another sensor count. Loading one takes a second or more."""
     try:
-        from hardware.rig import load_rig
+        from imusic.hardware.rig import load_rig
 
         rig = load_rig(info.rig_id)
     except Exception as err:  # unknown rig id, or hardware/ unavailable

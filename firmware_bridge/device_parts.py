@@ -26,8 +26,8 @@ import time
 from collections import deque
 from typing import Any
 
-from firmware_bridge import protocol as P
-from firmware_bridge.transports.base import Transport, TransportError
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.transports.base import Transport, TransportError
 
 
 class CommandChannel:

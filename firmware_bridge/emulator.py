@@ -4,7 +4,7 @@ peripheral, paced in real time, with fault injection. ``imusic emulate`` is its 
 
 In-process use (tests, the demo, ``imusic stream`` end-to-end tests)::
 
-    from firmware_bridge.emulator import Emulator, EmulatorConfig
+    from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
 
     cfg = EmulatorConfig(transport="serial", rig="imusic11", rate_hz=100, seconds=5, seed=1)
     async with Emulator(cfg) as emu:        # link up, DEVICE_INFO sent, streaming task running
@@ -64,16 +64,16 @@ from typing import Any
 
 import numpy as np
 
-from firmware_bridge import protocol as P
-from firmware_bridge.emulator_clock import BOOT_US, EmulatorClock, first_sample_us
-from firmware_bridge.emulator_config import (EmulatorConfig, EmulatorStats, check, device_serial,
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.emulator_clock import BOOT_US, EmulatorClock, first_sample_us
+from imusic.firmware_bridge.emulator_config import (EmulatorConfig, EmulatorStats, check, device_serial,
                                              flags)
-from firmware_bridge.emulator_faults import FaultSchedule
-from firmware_bridge.emulator_recorder import TruthRecorder
-from firmware_bridge.emulator_thread import ThreadedEmulator
-from firmware_bridge.emulator_transmit import Transmitter, device_info, make_link
-from firmware_bridge.emulator_truth import TruthLog
-from firmware_bridge.emulator_twin import CHUNK_SECONDS, TRUTH_FPS, TwinChunk, TwinSource
+from imusic.firmware_bridge.emulator_faults import FaultSchedule
+from imusic.firmware_bridge.emulator_recorder import TruthRecorder
+from imusic.firmware_bridge.emulator_thread import ThreadedEmulator
+from imusic.firmware_bridge.emulator_transmit import Transmitter, device_info, make_link
+from imusic.firmware_bridge.emulator_truth import TruthLog
+from imusic.firmware_bridge.emulator_twin import CHUNK_SECONDS, TRUTH_FPS, TwinChunk, TwinSource
 
 __all__ = ["BOOT_US", "CHUNK_SECONDS", "Emulator", "EmulatorConfig", "EmulatorStats",
            "ThreadedEmulator", "TruthLog", "ready_line"]
@@ -450,7 +450,7 @@ class Emulator:
             motion=str(motion) if isinstance(motion, (str, Path)) else "in-process Motion")
 
     def _blocks_sent(self) -> tuple[str, ...]:
-        from firmware_bridge.outlet import quantities
+        from imusic.firmware_bridge.outlet import quantities
 
         cfg = self.config
         return quantities(cfg.gyro, cfg.mag, cfg.report == "orientation")

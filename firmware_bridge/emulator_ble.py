@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
-from firmware_bridge.transports.ble import COMMANDS_UUID, FRAMES_UUID, SERVICE_UUID
+from imusic.firmware_bridge.transports.ble import COMMANDS_UUID, FRAMES_UUID, SERVICE_UUID
 
 log = logging.getLogger(__name__)
 

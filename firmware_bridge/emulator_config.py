@@ -12,8 +12,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from firmware_bridge import protocol as P
-from firmware_bridge.emulator_fusion import DeviceFusionConfig
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.emulator_fusion import DeviceFusionConfig
 
 REPORTS = ("raw", "orientation")
 """What a device reports: raw readings, or on-device orientation (quaternion) + acceleration."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from firmware_bridge.emulator_config import EmulatorConfig
+    from imusic.firmware_bridge.emulator_config import EmulatorConfig
 
 
 class FaultSchedule:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_bridge.protocol import QUAT_SCALE
+from imusic.firmware_bridge.protocol import QUAT_SCALE
 
 G = 9.80665
 """m/s² per g (imufusion takes acceleration in g and angular rate in deg/s)."""

@@ -272,7 +272,7 @@ class BleLink:
     once, so ``seconds`` is not used)."""
 
     def __init__(self, name: str, **peripheral_kwargs: Any) -> None:
-        from firmware_bridge.emulator_ble import BlePeripheral
+        from imusic.firmware_bridge.emulator_ble import BlePeripheral
 
         self.peripheral = BlePeripheral(name, **peripheral_kwargs)
         self.commands = self.peripheral.commands

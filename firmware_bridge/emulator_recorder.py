@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from firmware_bridge import protocol as P
-from firmware_bridge.emulator_truth import TruthLog, truth_outlet
-from firmware_bridge.emulator_twin import TwinChunk
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.emulator_truth import TruthLog, truth_outlet
+from imusic.firmware_bridge.emulator_twin import TwinChunk
 
 IN_LINK_MAX = 8192
 """Messages remembered as possibly still in the link (a pty holds at most 64 KiB pending plus

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from firmware_bridge import protocol as P
-from firmware_bridge.emulator_config import flags as layout
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.emulator_config import flags as layout
 
 if TYPE_CHECKING:
-    from firmware_bridge.emulator_clock import EmulatorClock
-    from firmware_bridge.emulator_config import EmulatorConfig, EmulatorStats
-    from firmware_bridge.emulator_faults import FaultSchedule
-    from firmware_bridge.emulator_recorder import TruthRecorder
-    from firmware_bridge.emulator_twin import TwinChunk, TwinSource
+    from imusic.firmware_bridge.emulator_clock import EmulatorClock
+    from imusic.firmware_bridge.emulator_config import EmulatorConfig, EmulatorStats
+    from imusic.firmware_bridge.emulator_faults import FaultSchedule
+    from imusic.firmware_bridge.emulator_recorder import TruthRecorder
+    from imusic.firmware_bridge.emulator_twin import TwinChunk, TwinSource
 
 FW_VERSION = (1, 0, 0)
 """Firmware version the emulator reports."""
@@ -37,7 +37,7 @@ FW_VERSION = (1, 0, 0)
 
 def make_link(cfg: "EmulatorConfig", name: str) -> Any:
     """The device side of the link ``cfg.transport`` names (emulator_links.py), not started."""
-    from firmware_bridge import emulator_links as links
+    from imusic.firmware_bridge import emulator_links as links
 
     if cfg.transport == "serial":
         return links.PtyLink()

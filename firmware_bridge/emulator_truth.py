@@ -68,7 +68,7 @@ def truth_outlet(name: str, source_id: str, fps: float, rig: str, serial: str, m
     ``desc/source`` = ``twin``, with the rig, device serial and motion it came from."""
     import pylsl
 
-    from firmware_bridge.streams import blendshapes_info
+    from imusic.firmware_bridge.streams import blendshapes_info
 
     info = blendshapes_info(name, "twin", source_id, rate_hz=fps,
                             extra={"rig": rig, "device_serial": serial, "motion": motion})

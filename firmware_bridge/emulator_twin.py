@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from firmware_bridge.emulator_clock import drift_factor, first_sample_us
-from hardware.motion import Motion, neutral_weight, procedural, with_neutral_start
+from imusic.firmware_bridge.emulator_clock import drift_factor, first_sample_us
+from imusic.hardware.motion import Motion, neutral_weight, procedural, with_neutral_start
 
 if TYPE_CHECKING:
-    from firmware_bridge.emulator_config import EmulatorConfig
+    from imusic.firmware_bridge.emulator_config import EmulatorConfig
 
 CHUNK_SECONDS = 30.0
 """Unbounded runs simulate the twin in chunks of this much motion, one chunk ahead, in a
@@ -66,7 +66,7 @@ class TwinSource:
     chunk: the turn-on bias stays, the noise sequence repeats per chunk."""
 
     def __init__(self, cfg: "EmulatorConfig", rate_hz: int) -> None:
-        from hardware.rig import load_rig
+        from imusic.hardware.rig import load_rig
 
         self.cfg = cfg
         self.rate = int(rate_hz)
@@ -80,7 +80,7 @@ class TwinSource:
             if not path.is_file():
                 raise FileNotFoundError(
                     f"--motion {cfg.motion}: no such Live Link Face CSV take (or say 'procedural')")
-            from capture.livelink_csv import read_take
+            from imusic.capture.livelink_csv import read_take
 
             self.take = read_take(path)
         self.n_done = 0          # instants produced so far
@@ -93,7 +93,7 @@ class TwinSource:
         self.ranges: dict[str, float] = {}
         self.fusion = None
         if cfg.report == "orientation":
-            from firmware_bridge.emulator_fusion import DeviceFusion
+            from imusic.firmware_bridge.emulator_fusion import DeviceFusion
 
             # the device fuses with the magnetometer only when it has one (--no-mag: 6-axis)
             self.fusion = DeviceFusion(self.rig.n_sites, self.rate, use_mag=cfg.mag,
@@ -122,8 +122,8 @@ class TwinSource:
 
     def next_chunk(self) -> TwinChunk | None:
         """The next slab of signals, or None when ``seconds`` are done."""
-        from hardware.physics import simulate
-        from hardware.sensors import DeviceClock, to_counts
+        from imusic.hardware.physics import simulate
+        from imusic.hardware.sensors import DeviceClock, to_counts
 
         cfg = self.cfg
         if cfg.seconds is not None:
@@ -176,7 +176,7 @@ class TwinSource:
                 if e.kind == "tap" and tau0 <= e.start < tau0 + span]
         quat = None
         if self.fusion is not None:
-            from firmware_bridge.emulator_fusion import to_counts as quat_counts
+            from imusic.firmware_bridge.emulator_fusion import to_counts as quat_counts
 
             si = {q: counts[q] * self.scales[q] for q in ("acc", "gyro", "mag")}
             quat = quat_counts(self.fusion.update(si["acc"], si["gyro"], si["mag"]))

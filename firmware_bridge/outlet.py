@@ -26,8 +26,8 @@ from types import TracebackType
 import numpy as np
 import pylsl
 
-from firmware_bridge.protocol import QUAT_SCALE, DeviceInfo, Samples
-from firmware_bridge.streams import (  # noqa: F401 - re-exported: the labels live in streams
+from imusic.firmware_bridge.protocol import QUAT_SCALE, DeviceInfo, Samples
+from imusic.firmware_bridge.streams import (  # noqa: F401 - re-exported: the labels live in streams
     AXES,
     EXTRA_CHANNELS,
     QUAT_AXES,

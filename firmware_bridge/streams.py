@@ -36,7 +36,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
+from imusic.hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
 
 IMU_TYPE = "IMU"
 BLENDSHAPES_TYPE = "Blendshapes"

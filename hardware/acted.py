@@ -24,8 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from hardware.motion import Motion, MotionEvent, _blink_profile, minimum_jerk
-from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES
+from imusic.hardware.motion import Motion, MotionEvent, _blink_profile, minimum_jerk
+from imusic.hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES
 
 _IDX = {n: i for i, n in enumerate(ARKIT_NAMES)}
 TWITCH = {"jawOpen": 0.25, "mouthShrugLower": 0.3, "mouthClose": 0.1}

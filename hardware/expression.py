@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hardware.face import FaceModel, SurfacePoint
-from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, REGIONS
+from imusic.hardware.face import FaceModel, SurfacePoint
+from imusic.hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, REGIONS
 
 JAW = ARKIT_NAMES.index("jawOpen")
 

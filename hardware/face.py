@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware.vocabulary import ICT_TO_ARKIT_INDEX, N_BLENDSHAPES
+from imusic.hardware.vocabulary import ICT_TO_ARKIT_INDEX, N_BLENDSHAPES
 
 DATA_PATH = Path(__file__).parent / "data" / "ict_facekit" / "ict_face.npz"
 """The packaged face model (centimetres in the file, metres in the API)."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES
+from imusic.hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES
 
 _IDX = {n: i for i, n in enumerate(ARKIT_NAMES)}
 

@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware.board import ComplianceConfig, comply, draw_coupling
-from hardware.expression import PersonConfig, TwinFace
-from hardware.face import FaceModel
-from hardware.magnetics import DisturbanceConfig, MagneticScene
-from hardware.motion import Motion
-from hardware.placement import patch_normals, skin_frames_at_rest, skin_patch
-from hardware.rig import Rig, load_rig
-from hardware.sensors import (
+from imusic.hardware.board import ComplianceConfig, comply, draw_coupling
+from imusic.hardware.expression import PersonConfig, TwinFace
+from imusic.hardware.face import FaceModel
+from imusic.hardware.magnetics import DisturbanceConfig, MagneticScene
+from imusic.hardware.motion import Motion
+from imusic.hardware.placement import patch_normals, skin_frames_at_rest, skin_patch
+from imusic.hardware.rig import Rig, load_rig
+from imusic.hardware.sensors import (
     STANDARD_GRAVITY,
     DeviceClock,
     ErrorModel,

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware.face import FaceModel, SurfacePoint
+from imusic.hardware.face import FaceModel, SurfacePoint
 
 TIE_TOLERANCE_M = 1e-9
 """Distances to the skin closer than this (a nanometre) are a tie in ``project_to_skin``."""

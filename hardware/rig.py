@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from hardware.face import N_LANDMARKS, N_TRIANGLES, N_VERTICES, SurfacePoint
+from imusic.hardware.face import N_LANDMARKS, N_TRIANGLES, N_VERTICES, SurfacePoint
 # re-exported for callers of the older rig module (viewer, tests); they live in these modules
-from hardware.mounting import euler_matrix, mounting_matrix  # noqa: F401
-from hardware.placement import (TIE_TOLERANCE_M, project_to_skin, resolve_anchor,  # noqa: F401
+from imusic.hardware.mounting import euler_matrix, mounting_matrix  # noqa: F401
+from imusic.hardware.placement import (TIE_TOLERANCE_M, project_to_skin, resolve_anchor,  # noqa: F401
                                 skin_frames_at_rest, skin_patch)
-from hardware.vocabulary import REGIONS
+from imusic.hardware.vocabulary import REGIONS
 
 __all__ = ["RIGS_DIR", "RIG_SCHEMA", "SITE_REGIONS", "QUANTITIES", "REPORTED_QUANTITIES",
            "RigError", "Site", "Rig", "available_rigs", "load_rig", "parse_rig",
@@ -263,7 +263,7 @@ def _quantities(spec: Any, where: str, path: Path | str) -> tuple[str, ...]:
 
 
 def _parse(data: Any, path: Path | str) -> Rig:
-    from hardware.sensors import load_parts
+    from imusic.hardware.sensors import load_parts
 
     if not isinstance(data, dict):
         raise _fail(path, "top level must be a JSON object")

@@ -30,12 +30,12 @@ from typing import Any, Callable
 import numpy as np
 import pylsl
 
-from capture.arkit_bridge import UdpSender
-from capture.livelink import LiveLinkPacket, frame_time_fields
-from firmware_bridge.device import DeviceError
-from firmware_bridge.streams import blendshapes_info, parse_label
-from model.headpose import HeadPose, HeadPoseConfig, HeadTrack
-from model.runtime import MissingChannels, Runtime, stream_values
+from imusic.capture.arkit_bridge import UdpSender
+from imusic.capture.livelink import LiveLinkPacket, frame_time_fields
+from imusic.firmware_bridge.device import DeviceError
+from imusic.firmware_bridge.streams import blendshapes_info, parse_label
+from imusic.model.headpose import HeadPose, HeadPoseConfig, HeadTrack
+from imusic.model.runtime import MissingChannels, Runtime, stream_values
 
 HEAD_POSE_IMU = ("reference IMU (model.headpose: orientation relative to the neutral pose "
                  "found in the first still seconds; zeros until then)")

@@ -46,8 +46,8 @@ import numpy as np
 import pylsl
 import torch
 
-from capture.arkit_bridge import LiveLinkReceiver
-from firmware_bridge.streams import BLENDSHAPES_TYPE, blendshapes_info, fusion_state_info, predicate
+from imusic.capture.arkit_bridge import LiveLinkReceiver
+from imusic.firmware_bridge.streams import BLENDSHAPES_TYPE, blendshapes_info, fusion_state_info, predicate
 from imusic.live_loop import HEAD_POSE_IMU, LiveLoop, LiveStats
 from imusic.sources import (
     FrameBuffer,
@@ -60,8 +60,8 @@ from imusic.sources import (
     pull_ready,
     read_frames,
 )
-from model.fusion import REGION_NAMES, FusionConfig, HybridFusion
-from model.runtime import Runtime, imu_labels, stream_values
+from imusic.model.fusion import REGION_NAMES, FusionConfig, HybridFusion
+from imusic.model.runtime import Runtime, imu_labels, stream_values
 
 _Queued = tuple[np.ndarray, np.ndarray, list[str], str, float]
 """A device session's samples for the model thread: rows, timestamps, channel labels, the

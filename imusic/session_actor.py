@@ -44,7 +44,7 @@ class EmulatedParticipant:
                  tag: str | None = None) -> None:
         import pylsl
 
-        from firmware_bridge.streams import blendshapes_info
+        from imusic.firmware_bridge.streams import blendshapes_info
 
         self.config = config or ActorConfig()
         self.seed = seed
@@ -67,10 +67,10 @@ class EmulatedParticipant:
 
     def begin(self, plan: list[tuple[float, float, str, dict]]) -> float:
         """Start acting ``plan``; returns the LSL time of the plan's time 0."""
-        from capture.livelink_csv import LiveLinkTake
-        from firmware_bridge.emulator import Emulator, EmulatorConfig
-        from hardware.acted import ActingConfig, act
-        from hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
+        from imusic.capture.livelink_csv import LiveLinkTake
+        from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
+        from imusic.hardware.acted import ActingConfig, act
+        from imusic.hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
 
         cfg = self.config
         lead = cfg.lead_in_s
@@ -107,9 +107,9 @@ class EmulatedParticipant:
     async def _amain(self, take: Any) -> None:
         import pylsl
 
-        from capture.arkit_bridge import replay_take
-        from firmware_bridge.device import DeviceSession, SessionConfig
-        from firmware_bridge.transports import link_factory
+        from imusic.capture.arkit_bridge import replay_take
+        from imusic.firmware_bridge.device import DeviceSession, SessionConfig
+        from imusic.firmware_bridge.transports import link_factory
 
         self.loop = asyncio.get_running_loop()
         self.stop = asyncio.Event()

@@ -137,8 +137,8 @@ def main() -> int:
     """The rendering child: a JSON job on stdin, one PNG per face; errors as one line."""
     job = json.loads(sys.stdin.read())
     try:
-        from viewer.display import ensure_display
-        from viewer.snapshot import parse_blendshapes, snapshot
+        from imusic.viewer.display import ensure_display
+        from imusic.viewer.snapshot import parse_blendshapes, snapshot
 
         out = Path(job["dir"])
         with ensure_display():

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from capture.live_curves import ShapesError, parse_shapes
+from imusic.capture.live_curves import ShapesError, parse_shapes
 
 from imusic.session_pages import EXPERIMENTER, INDEX, PARTICIPANT
 from imusic.session_state import clean

@@ -27,11 +27,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from firmware_bridge import streams
-from firmware_bridge.device import DeviceSession, SessionConfig
-from firmware_bridge.transports import link_factory
-from hardware.rig import load_rig
-from hardware.vocabulary import N_BLENDSHAPES
+from imusic.firmware_bridge import streams
+from imusic.firmware_bridge.device import DeviceSession, SessionConfig
+from imusic.firmware_bridge.transports import link_factory
+from imusic.hardware.rig import load_rig
+from imusic.hardware.vocabulary import N_BLENDSHAPES
 
 
 @dataclass
@@ -195,7 +195,7 @@ def is_calibration_marker(text: str) -> bool:
     text, or the start of a guided session's step named ``neutral`` (``imusic session``: every
     take starts with its neutral hold, capture/protocol.py)."""
     # protocol_session (the recorder, h5py) takes a second to import: only when a marker comes
-    from capture.protocol_session import parse_marker
+    from imusic.capture.protocol_session import parse_marker
 
     if text.strip().lower() in CALIBRATION_MARKERS:
         return True

@@ -1,7 +1,7 @@
 """Ablations of a trained checkpoint on its held-out data: DDIM step counts and the runtime's
 prefix carrying, scored as ``imusic eval`` scores (twin data is labelled as such).
 
-    python -m model.ablation --model CKPT --data DIR [--steps 1 2 4 8] [--every 2] [--out JSON]
+    python -m imusic.model.ablation --model CKPT --data DIR [--steps 1 2 4 8] [--every 2] [--out JSON]
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ def run(model: str, data: str, steps: list[int], every: int = 1,
         carries: list[int] | None = None) -> dict[str, Any]:
     """Metrics per held-out part for each step count (and carry length, at the default
     steps)."""
-    from model.checkpoint import load_model
-    from model.data import load_recordings, split_from_config
-    from model.evaluate import evaluate
+    from imusic.model.checkpoint import load_model
+    from imusic.model.data import load_recordings, split_from_config
+    from imusic.model.evaluate import evaluate
 
     tr = load_model(model)
     recs = load_recordings(data, tr.spec)
@@ -50,7 +50,7 @@ def run(model: str, data: str, steps: list[int], every: int = 1,
 
 def _mae(v: dict) -> str:
     """MAE x100 without gaze and tongue, then gaze, tongue and all 52 (model.evaluate.metrics)."""
-    from model.evaluate import SEEN_MAE
+    from imusic.model.evaluate import SEEN_MAE
 
     r = v["regions"]
     return (f"{v[SEEN_MAE]:.2f} (gaze {r['gaze']:.2f}, tongue {r['tongue']:.2f}, "

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from model.data import Normaliser, Recording
+from imusic.model.data import Normaliser, Recording
 
 RIDGE_OFFSETS = (-48, -32, -20, -12, -8, -4, -2, -1, 0, 1, 2, 4)
 """Frames, relative to the output frame, whose features the ridge model sees."""

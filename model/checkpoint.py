@@ -106,9 +106,9 @@ def _dict(d: dict[str, Any], key: str, where: str) -> dict[str, Any]:
 def check_config(config: dict[str, Any], where: str | Path = CONFIG) -> None:
     """Raise :class:`CheckpointError` (naming ``where``) unless ``config`` describes one
     consistent network that :class:`Trained` can build and run."""
-    from hardware.vocabulary import N_BLENDSHAPES
-    from model.features import FeatureSpec
-    from model.networks import NetConfig
+    from imusic.hardware.vocabulary import N_BLENDSHAPES
+    from imusic.model.features import FeatureSpec
+    from imusic.model.networks import NetConfig
 
     where = str(where)
     if not isinstance(config, dict):
@@ -210,11 +210,11 @@ class Trained:
 
     def __init__(self, tensors: dict[str, torch.Tensor], config: dict[str, Any],
                  path: Path | None = None) -> None:
-        from model.baselines import Ridge
-        from model.data import Normaliser
-        from model.diffusion import Schedule
-        from model.features import FeatureSpec
-        from model.networks import IMUSIC, NetConfig
+        from imusic.model.baselines import Ridge
+        from imusic.model.data import Normaliser
+        from imusic.model.diffusion import Schedule
+        from imusic.model.features import FeatureSpec
+        from imusic.model.networks import IMUSIC, NetConfig
 
         self.path = path
         self.config = config

@@ -24,8 +24,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from capture.aligned import Aligned, read_aligned
-from model.features import FeatureSpec, compute_features
+from imusic.capture.aligned import Aligned, read_aligned
+from imusic.model.features import FeatureSpec, compute_features
 
 CACHE_DIR = ".imusic-features"
 

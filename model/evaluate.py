@@ -26,11 +26,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from hardware.vocabulary import (ALL_KEY, ARKIT_NAMES, IMU_BLIND_REGIONS, REGION_INDEX, SEEN_KEY,
+from imusic.hardware.vocabulary import (ALL_KEY, ARKIT_NAMES, IMU_BLIND_REGIONS, REGION_INDEX, SEEN_KEY,
                                  SEEN_LABEL, region_summary)
-from model.checkpoint import Trained, load_model
-from model.data import Recording
-from model.sampling import StreamingSampler
+from imusic.model.checkpoint import Trained, load_model
+from imusic.model.data import Recording
+from imusic.model.sampling import StreamingSampler
 
 METHODS = ("mean_face", "ridge", "stage1", "imusic")
 

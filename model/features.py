@@ -30,8 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from capture.orientation import quat_multiply, quat_conjugate, quat_to_matrix
-from model.calibration import (CalibrationConfig, CalibrationState, StillDetector,
+from imusic.capture.orientation import quat_multiply, quat_conjugate, quat_to_matrix
+from imusic.model.calibration import (CalibrationConfig, CalibrationState, StillDetector,
                                relative)
 
 G = 9.80665  # m/s^2 per g: imufusion wants g and deg/s

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware.vocabulary import IMU_BLIND_REGIONS, N_BLENDSHAPES, REGION_INDEX
+from imusic.hardware.vocabulary import IMU_BLIND_REGIONS, N_BLENDSHAPES, REGION_INDEX
 
 REGION_NAMES: tuple[str, ...] = tuple(REGION_INDEX)
 """Region order of the per-region outputs (weights, confidence, reasons)."""

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from capture.orientation import quat_to_matrix
-from model.calibration import CalibrationConfig, StillDetector, implied_rates
-from model.features import FeatureExtractor, FeatureSpec
+from imusic.capture.orientation import quat_to_matrix
+from imusic.model.calibration import CalibrationConfig, StillDetector, implied_rates
+from imusic.model.features import FeatureExtractor, FeatureSpec
 
 EARTH_UP = np.array([0.0, 0.0, 1.0])
 """Up in the AHRS's earth frame (imufusion NWU; the device quaternions use the same)."""
@@ -253,9 +253,9 @@ def twin_error(seconds: float, seed: int = 0, use_magnetometer: bool = True,
     calibration."""
     from scipy.spatial.transform import Rotation
 
-    from hardware.motion import procedural, with_neutral_start
-    from hardware.physics import simulate
-    from hardware.rig import load_rig
+    from imusic.hardware.motion import procedural, with_neutral_start
+    from imusic.hardware.physics import simulate
+    from imusic.hardware.rig import load_rig
 
     r = load_rig(rig)
     cfg = config or HeadPoseConfig(use_magnetometer=use_magnetometer,

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from model.diffusion import Schedule
-from model.networks import IMUSIC
+from imusic.model.diffusion import Schedule
+from imusic.model.networks import IMUSIC
 
 if TYPE_CHECKING:
-    from model.train import TrainConfig
+    from imusic.model.train import TrainConfig
 
 
 class Stage1Loss(nn.Module):

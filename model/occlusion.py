@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from hardware.vocabulary import REGION_INDEX, region_summary
-from model.fusion import REGION_NAMES, FusionConfig, HybridFusion
+from imusic.hardware.vocabulary import REGION_INDEX, region_summary
+from imusic.model.fusion import REGION_NAMES, FusionConfig, HybridFusion
 
 MOUTH_REGIONS: tuple[str, ...] = ("mouth", "jaw", "cheeks_nose")
 """Regions a hand over the mouth hides."""
@@ -124,9 +124,9 @@ def twin_study(model: str | None = None, identities: tuple[int, ...] | None = No
     import tempfile
     from pathlib import Path
 
-    from model.data import load_recordings
-    from model.evaluate import load_for_eval, predict_all
-    from model.simulate import NEUTRAL_S, load_take, write_session
+    from imusic.model.data import load_recordings
+    from imusic.model.evaluate import load_for_eval, predict_all
+    from imusic.model.simulate import NEUTRAL_S, load_take, write_session
 
     tr = load_for_eval(model)
     held = tr.config.get("train", {})
@@ -155,8 +155,8 @@ def twin_study(model: str | None = None, identities: tuple[int, ...] | None = No
 
 def procedural_source(seconds: float, seed: int) -> Any:
     """A procedural motion source (``model.simulate.MotionSource``) of ``seconds``."""
-    from hardware.motion import procedural
-    from model.simulate import MotionSource
+    from imusic.hardware.motion import procedural
+    from imusic.model.simulate import MotionSource
 
     m = procedural(seconds, fps=60.0, seed=seed)
     return MotionSource("procedural", m.blendshapes, np.zeros((m.n_frames, 9)),

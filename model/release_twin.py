@@ -27,8 +27,8 @@ from typing import Callable
 
 import numpy as np
 
-from capture.imusic_release import (ARKIT_CSV, CALIB_DIR, G, IMU_COLUMNS, RAW_DIR, TWIN_MARKER)
-from capture.orientation import continuous, normalise, quat_conjugate, quat_multiply, \
+from imusic.capture.imusic_release import (ARKIT_CSV, CALIB_DIR, G, IMU_COLUMNS, RAW_DIR, TWIN_MARKER)
+from imusic.capture.orientation import continuous, normalise, quat_conjugate, quat_multiply, \
     quat_to_matrix
 
 TWIN_RIG = "imusic11"
@@ -89,10 +89,10 @@ def write_take_folder(session: Path, folder: Path, provenance: dict,
                       warmup_s: float = WARMUP_S, raw_out: Path | None = None) -> Path:
     """Turn one twin session file (raw IMU stream + aligned group) into a release take,
     leaving out its first ``warmup_s`` seconds (the fusion's convergence)."""
-    from capture.aligned import read_aligned
-    from capture.livelink_csv import write_take
-    from capture.session import SessionReader
-    from capture.sync import parse_imu
+    from imusic.capture.aligned import read_aligned
+    from imusic.capture.livelink_csv import write_take
+    from imusic.capture.session import SessionReader
+    from imusic.capture.sync import parse_imu
 
     with SessionReader(session) as r:
         imu = parse_imu(r.stream("imu"))
@@ -135,9 +135,9 @@ def _write_raw(path: Path, al, cut: int, name: str) -> None:
 
     import h5py
 
-    from capture.aligned import write_aligned
-    from capture.imusic_release import parse_take_name
-    from capture.session import SessionWriter
+    from imusic.capture.aligned import write_aligned
+    from imusic.capture.imusic_release import parse_take_name
+    from imusic.capture.session import SessionWriter
 
     subject, take = parse_take_name(name)
     attrs = {**al.attrs, "subject": subject, "take": take}
@@ -158,8 +158,8 @@ def make_release(out: str | Path, subjects: int = 2, takes: int = 2, seconds: fl
     """Write ``subjects`` x ``takes`` take folders ``out/data/participant_<i>_testcase_<j>``
     (subject i wears head shape i-1; every take is fresh procedural motion). Returns them.
     ``raw_sessions``: also write each take's raw twin signals (same frames) as a session there."""
-    from hardware.motion import procedural
-    from model.simulate import MotionSource, _seed, write_session
+    from imusic.hardware.motion import procedural
+    from imusic.model.simulate import MotionSource, _seed, write_session
 
     root = Path(out) / "data"
     root.mkdir(parents=True, exist_ok=True)

@@ -45,11 +45,11 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from hardware.vocabulary import BLENDSHAPE_RANGE, N_BLENDSHAPES, N_POSE
-from model.checkpoint import Trained, load_model
-from model.calibration import CalibrationState
-from model.features import FeatureExtractor
-from model.sampling import StreamingSampler
+from imusic.hardware.vocabulary import BLENDSHAPE_RANGE, N_BLENDSHAPES, N_POSE
+from imusic.model.checkpoint import Trained, load_model
+from imusic.model.calibration import CalibrationState
+from imusic.model.features import FeatureExtractor
+from imusic.model.sampling import StreamingSampler
 
 GAP_S = 0.1
 """A tick with no sample within this many seconds on either side is a gap (invalid frame)."""
@@ -94,7 +94,7 @@ class MissingChannels(KeyError):
 
 def axes_of(quantity: str) -> tuple[str, ...]:
     """The label axes of a quantity (``w x y z`` for quaternions, else ``x y z``)."""
-    from firmware_bridge.streams import axes_of as contract_axes
+    from imusic.firmware_bridge.streams import axes_of as contract_axes
 
     return contract_axes(quantity)
 
@@ -120,7 +120,7 @@ class ChannelLayout:
 
     def __init__(self, labels: Sequence[str], sites: Sequence[str],
                  orientation: str = "ahrs") -> None:
-        from firmware_bridge.streams import channel_label, parse_label
+        from imusic.firmware_bridge.streams import channel_label, parse_label
 
         pos = {label: i for i, label in enumerate(labels)}
         self.sites = list(sites)
@@ -380,7 +380,7 @@ def stream_values(blendshapes: np.ndarray, head: np.ndarray | None = None) -> li
 def imu_labels(info: Any) -> list[str]:
     """Channel labels of an IMU stream's full ``pylsl.StreamInfo`` (``streams.parse_imu``:
     ``StreamContractError``, a LookupError, when its channels are not the contract's)."""
-    from firmware_bridge.streams import parse_imu
+    from imusic.firmware_bridge.streams import parse_imu
 
     return list(parse_imu(info).labels)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from model.diffusion import Schedule, ddim_sample
-from model.networks import IMUSIC
+from imusic.model.diffusion import Schedule, ddim_sample
+from imusic.model.networks import IMUSIC
 
 
 class StreamingSampler:

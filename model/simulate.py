@@ -31,8 +31,8 @@ from typing import Callable, Sequence
 import h5py
 import numpy as np
 
-from capture.aligned import Aligned, write_aligned
-from hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
+from imusic.capture.aligned import Aligned, write_aligned
+from imusic.hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
 
 RATE_HZ = 60.0
 SESSION_T0 = 1000.0
@@ -94,7 +94,7 @@ def resample_take(t: np.ndarray, values: np.ndarray, found: np.ndarray,
 
 def load_take(path: str | Path) -> MotionSource:
     """A real Live Link Face CSV take at 60 Hz."""
-    from capture.livelink_csv import read_take
+    from imusic.capture.livelink_csv import read_take
 
     take = read_take(path)
     vals, valid = resample_take(take.t, np.asarray(take.values, np.float64), take.face_found)
@@ -158,7 +158,7 @@ class DeviceOutput:
 def imu_channels(sites: Sequence[str], output: DeviceOutput = DeviceOutput()
                  ) -> list[tuple[str, str, str]]:
     """(label, unit, type) of the IMU stream's channels, as the IMU LSL contract has them."""
-    from firmware_bridge.outlet import channel_table
+    from imusic.firmware_bridge.outlet import channel_table
 
     return channel_table(list(sites), has_mag=output.mag, has_quat=output.quat,
                          has_gyro=output.gyro)
@@ -168,8 +168,8 @@ def device_quaternions(sig: object, output: DeviceOutput, rate_hz: float) -> np.
     """(N, S, 4) what the emulated device's fusion sends for the twin signals ``sig``: the
     emulator's ``DeviceFusion`` on acc/gyro (and mag unless ``output.mag`` is off), rounded to
     the wire's Q14."""
-    from firmware_bridge.emulator_fusion import DeviceFusion, to_counts
-    from firmware_bridge.protocol import QUAT_SCALE
+    from imusic.firmware_bridge.emulator_fusion import DeviceFusion, to_counts
+    from imusic.firmware_bridge.protocol import QUAT_SCALE
 
     acc = np.asarray(sig.acc)  # type: ignore[attr-defined]
     fusion = DeviceFusion(acc.shape[1], rate_hz, use_mag=output.mag)
@@ -184,11 +184,11 @@ def write_session(path: Path, src: MotionSource, sl: slice, subject: str, identi
     """Simulate one session and write it (raw streams + ``aligned``) as a device sending
     ``output`` would have recorded it; ``neutral_s`` > 0 starts it with that long a still
     neutral face and still head (:func:`with_neutral_start`). Returns ``path``."""
-    from capture.orientation import continuous, normalise
-    from capture.session import SessionWriter, StreamSpec
-    from hardware.motion import Motion, procedural
-    from hardware.physics import simulate
-    from hardware.rig import load_rig
+    from imusic.capture.orientation import continuous, normalise
+    from imusic.capture.session import SessionWriter, StreamSpec
+    from imusic.hardware.motion import Motion, procedural
+    from imusic.hardware.physics import simulate
+    from imusic.hardware.rig import load_rig
 
     rig = load_rig(rig_name)
     bs, pose, valid, n_lead = with_neutral_start(src.blendshapes[sl], src.pose[sl],
@@ -289,7 +289,7 @@ def plan(subjects: int, minutes: float, takes: Sequence[MotionSource], use_proce
                          sseed))
         if use_procedural:
             sseed = _seed(seed, subject, "procedural")
-            from hardware.motion import procedural
+            from imusic.hardware.motion import procedural
             m = procedural(per, fps=RATE_HZ, seed=sseed)
             src = MotionSource("procedural", m.blendshapes, np.zeros((m.n_frames, 9)),
                                np.ones(m.n_frames, bool), procedural=True,

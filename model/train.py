@@ -36,14 +36,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from model import checkpoint as ckpt
-from model.baselines import mean_face
-from model.data import Normaliser, WindowDataset, load_recordings, split_from_config
-from model.diffusion import Schedule
-from model.features import FeatureSpec
-from model.losses import Stage1Loss, Stage2Loss
-from model.networks import IMUSIC, NetConfig
-from model.train_setup import (carve_validation, check_init, checkpoint_config, choose_holdouts,
+from imusic.model import checkpoint as ckpt
+from imusic.model.baselines import mean_face
+from imusic.model.data import Normaliser, WindowDataset, load_recordings, split_from_config
+from imusic.model.diffusion import Schedule
+from imusic.model.features import FeatureSpec
+from imusic.model.losses import Stage1Loss, Stage2Loss
+from imusic.model.networks import IMUSIC, NetConfig
+from imusic.model.train_setup import (carve_validation, check_init, checkpoint_config, choose_holdouts,
                                fit_baselines, infer_spec, load_optim, resumed_state,
                                save_checkpoint)
 
@@ -155,7 +155,7 @@ def quick_eval(net: IMUSIC, schedule: Schedule, ds: WindowDataset, cfg: TrainCon
                max_windows: int = 512) -> dict[str, float]:
     """Stage-1 and one-shot DDIM MAE x100 on the output frames of up to ``max_windows``
     held-out windows (fast; the full streaming evaluation is in model.evaluate)."""
-    from model.diffusion import ddim_sample
+    from imusic.model.diffusion import ddim_sample
 
     if len(ds) == 0:
         return {}
@@ -346,7 +346,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     if rank == 0:
         save(None)   # weights first, so evaluation can load the checkpoint
         if cfg.final_eval:
-            from model.evaluate import evaluate_parts, load_for_eval
+            from imusic.model.evaluate import evaluate_parts, load_for_eval
             trained = load_for_eval(out)
             metrics["eval"] = evaluate_parts(trained, parts.parts(), steps=cfg.sample_steps)
         save(None, metrics)

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from model import checkpoint as ckpt
-from model.baselines import RIDGE_OFFSETS, Ridge, mean_face
-from model.calibration import CalibrationConfig
-from model.data import Normaliser, Recording, Split, auto_holdouts
-from model.features import FeatureSpec
-from model.networks import IMUSIC, NetConfig
+from imusic.model import checkpoint as ckpt
+from imusic.model.baselines import RIDGE_OFFSETS, Ridge, mean_face
+from imusic.model.calibration import CalibrationConfig
+from imusic.model.data import Normaliser, Recording, Split, auto_holdouts
+from imusic.model.features import FeatureSpec
+from imusic.model.networks import IMUSIC, NetConfig
 
 if TYPE_CHECKING:
-    from model.train import TrainConfig
+    from imusic.model.train import TrainConfig
 
 
 def optim_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, torch.Tensor]:
@@ -116,8 +116,8 @@ def resumed_state(out: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], d
 def infer_spec(data: str | Path, cfg: TrainConfig) -> FeatureSpec:
     """The feature spec for the sessions under ``data``: their rig, their orientation source
     (unless ``cfg.orientation`` forces one), neutral-pose calibration when ``cfg.calibrate``."""
-    from capture.aligned import read_aligned
-    from model.data import orientation_of, session_files
+    from imusic.capture.aligned import read_aligned
+    from imusic.model.data import orientation_of, session_files
 
     al = read_aligned(session_files(data)[0])
     orient = orientation_of(al) if cfg.orientation == "auto" else cfg.orientation

@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import print_table, save  # noqa: E402
-from hardware.vocabulary import ALL_KEY, IMU_BLIND_REGIONS, SEEN_KEY, SEEN_LABEL  # noqa: E402
-from model.fusion import REGION_NAMES  # noqa: E402
+from imusic.hardware.vocabulary import ALL_KEY, IMU_BLIND_REGIONS, SEEN_KEY, SEEN_LABEL  # noqa: E402
+from imusic.model.fusion import REGION_NAMES  # noqa: E402
 
 FULL_TAKES = REPO.parent / "shared" / "data" / "arkit"
 """The whole real takes, where they sit beside the repository; a plain clone uses the short
@@ -41,10 +41,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
 
-    from model.evaluate import load_for_eval
-    from model.occlusion import heldout_identities, twin_study
+    from imusic.model.evaluate import load_for_eval
+    from imusic.model.occlusion import heldout_identities, twin_study
 
-    from capture.livelink_csv import shipped_takes
+    from imusic.capture.livelink_csv import shipped_takes
 
     all_takes = sorted(FULL_TAKES.rglob("*.csv")) or shipped_takes()
     held = load_for_eval(args.model).config.get("train", {})
@@ -52,7 +52,7 @@ def main() -> int:
     # the takes it never saw: its held-out takes, else its held-out performer's
     names = set(held.get("holdout_takes", []))
     if not names and held.get("holdout_performers"):
-        from model.simulate import performer_of
+        from imusic.model.simulate import performer_of
         names = {p.stem for p in all_takes if performer_of(p) in held["holdout_performers"]}
     takes = tuple(str(p) for p in all_takes if p.stem in names)
     print(f"held-out takes: {', '.join(takes) or 'none (procedural motion only)'}")

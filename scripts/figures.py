@@ -136,7 +136,7 @@ def _headpose(d: dict[str, Any]) -> str:
 
 
 def _hybrid(d: dict[str, Any]) -> str:
-    from hardware.vocabulary import SEEN_KEY, SEEN_LABEL
+    from imusic.hardware.vocabulary import SEEN_KEY, SEEN_LABEL
 
     r = d["results"]
     key = SEEN_KEY if SEEN_KEY in r["hybrid"] else "all"   # results from before the split

@@ -44,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from capture.livelink_csv import LiveLinkCSVError, read_take
-    from hardware.motion import Motion
-    from hardware.physics import simulate
-    from hardware.rig import load_rig
-    from hardware.vocabulary import ARKIT_NAMES
+    from imusic.capture.livelink_csv import LiveLinkCSVError, read_take
+    from imusic.hardware.motion import Motion
+    from imusic.hardware.physics import simulate
+    from imusic.hardware.rig import load_rig
+    from imusic.hardware.vocabulary import ARKIT_NAMES
 
     if not args.take.exists():
         print(f"take not found: {args.take} (pass --take PATH to a Live Link Face CSV)",

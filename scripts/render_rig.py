@@ -91,8 +91,8 @@ def render(rig_id: str, out_dir: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hardware.face import FaceModel
-    from hardware.rig import load_rig
+    from imusic.hardware.face import FaceModel
+    from imusic.hardware.rig import load_rig
 
     face = FaceModel.load()
     rig = load_rig(rig_id)
@@ -173,7 +173,7 @@ def render(rig_id: str, out_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: render one or every rig."""
-    from hardware.rig import available_rigs
+    from imusic.hardware.rig import available_rigs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rig", action="append", help="rig id or JSON path (default: every rig)")

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hardware.vocabulary import IMU_BLIND_REGIONS, REGION_INDEX  # noqa: E402
+from imusic.hardware.vocabulary import IMU_BLIND_REGIONS, REGION_INDEX  # noqa: E402
 
 VARIANTS = {
     "detrend 4 s (before)": dict(detrend_s=4.0),
@@ -45,12 +45,12 @@ def seen_mask() -> np.ndarray:
 
 def score(variant: dict, data: str, every: int) -> dict[str, dict[str, float]]:
     """Ridge and mean face MAE x100 (no gaze/tongue) per held-out set for one variant."""
-    from capture.aligned import read_aligned
-    from model.baselines import Ridge, mean_face
-    from model.calibration import CalibrationConfig
-    from model.data import Normaliser, auto_holdouts, load_recording, session_files, spec_of
-    from model.data import split
-    from model.evaluate import eval_mask
+    from imusic.capture.aligned import read_aligned
+    from imusic.model.baselines import Ridge, mean_face
+    from imusic.model.calibration import CalibrationConfig
+    from imusic.model.data import Normaliser, auto_holdouts, load_recording, session_files, spec_of
+    from imusic.model.data import split
+    from imusic.model.evaluate import eval_mask
 
     files = session_files(data)
     kw = {"detrend_s": variant["detrend_s"]}
@@ -93,7 +93,7 @@ def main() -> int:
             f"{k}: ridge {s['ridge']:.2f} (mean face {s['mean_face']:.2f})"
             for k, s in rows[name].items()) + f"   [{time.perf_counter() - t:.0f} s]",
             flush=True)
-    from model.evaluate import SEEN_MAE
+    from imusic.model.evaluate import SEEN_MAE
     for m in args.model:
         cfg = json.loads((Path(m) / "config.json").read_text())
         ev = cfg.get("metrics", {}).get("eval", {})

@@ -21,11 +21,11 @@ import json
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from hardware.face import N_IDENTITIES
-from hardware.motion import Motion
-from hardware.physics import TwinConfig, sensor_frames
-from hardware.rig import load_rig
-from hardware.vocabulary import ARKIT_NAMES
+from imusic.hardware.face import N_IDENTITIES
+from imusic.hardware.motion import Motion
+from imusic.hardware.physics import TwinConfig, sensor_frames
+from imusic.hardware.rig import load_rig
+from imusic.hardware.vocabulary import ARKIT_NAMES
 
 SHAPES = ("jawOpen", "mouthPucker", "mouthSmileLeft", "browInnerUp", "cheekPuff")
 

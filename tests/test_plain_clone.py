@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from capture.livelink_csv import SHIPPED_TAKES_DIR, read_take, shipped_takes
+from imusic.capture.livelink_csv import SHIPPED_TAKES_DIR, read_take, shipped_takes
 
 REPO = Path(__file__).resolve().parent.parent
 COPIED = ("imusic", "hardware", "firmware_bridge", "capture", "model", "viewer", "scripts",

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from viewer.face_view import CAMERAS, FaceWindow
-from viewer.player import Player
-from viewer.sources import Track, pair_frames
+from imusic.viewer.face_view import CAMERAS, FaceWindow
+from imusic.viewer.player import Player
+from imusic.viewer.sources import Track, pair_frames
 
 GLFW = {"space": 32, "right": 262, "left": 263, "down": 264, "up": 265, "page_up": 266,
         "page_down": 267, "home": 268, "end": 269}
@@ -146,7 +146,7 @@ def run_live(window: FaceWindow, sources: list[Any], on_frame: FrameCallback | N
     """Show the newest frame of each ``LslSource`` (one, or two side by side) until the window
     closes, Q, ``max_seconds``, ``max_frames`` new frames or ``until()`` is true; returns
     frames drawn."""
-    from viewer.live import wait_any_newer
+    from imusic.viewer.live import wait_any_newer
 
     quit_flag = [False]
     bind_common(window, quit_flag)
@@ -193,7 +193,7 @@ def compare(truth: np.ndarray, prediction: np.ndarray, rate_hz: float = 60.0,
     ``window.last_error_m`` (per-vertex error in metres).
     Window options: ``identity``, ``camera``, ``full_head``, ``error_scale_mm``, ...
     """
-    from viewer.display import ensure_display
+    from imusic.viewer.display import ensure_display
 
     a = Track.from_array(truth, rate_hz, "truth")
     b = Track.from_array(prediction, rate_hz, "prediction")

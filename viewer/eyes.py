@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hardware.vocabulary import N_BLENDSHAPES, POSE_NAMES, stream_index
+from imusic.hardware.vocabulary import N_BLENDSHAPES, POSE_NAMES, stream_index
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from hardware.face import FaceModel
-from viewer.colors import BACKGROUND, DEFAULT_ERROR_SCALE_MM, SKIN, error_colors, vertex_error
-from viewer.eyes import eye_rotation, gaze_angles
-from viewer.markers import MarkerSet, MarkerSite
-from viewer.pose import HeadTurn, head_matrix
+from imusic.hardware.face import FaceModel
+from imusic.viewer.colors import BACKGROUND, DEFAULT_ERROR_SCALE_MM, SKIN, error_colors, vertex_error
+from imusic.viewer.eyes import eye_rotation, gaze_angles
+from imusic.viewer.markers import MarkerSet, MarkerSite
+from imusic.viewer.pose import HeadTurn, head_matrix
 
 FACE_GROUPS: tuple[str, ...] = (
     "face", "head_neck", "eye_socket_left", "eye_socket_right", "eyeball_left", "eyeball_right",
@@ -298,7 +298,7 @@ class FaceWindow:
 
     def _quad(self, x: float, row: int, width_m: float) -> Any:
         """A text quad in front of the shoulders, ``row`` 0 lowest (status), 1 above it."""
-        from viewer.overlay import TextQuad
+        from imusic.viewer.overlay import TextQuad
 
         scene = self.slots[0].to_scene(self.slots[0].vertices)
         y = float(scene[:, 1].min()) + LABEL_ROW_M * (row + 0.5) + 0.003
@@ -330,8 +330,8 @@ class FaceWindow:
     def show_error_bar(self) -> None:
         """Show the labelled colour bar of the error colours (0 .. ``error_scale_mm``, the
         snapshot legend's image) above the right face; side by side only, once."""
-        from viewer.overlay import ImageQuad, TextStyle
-        from viewer.colors import error_bar_image
+        from imusic.viewer.overlay import ImageQuad, TextStyle
+        from imusic.viewer.colors import error_bar_image
 
         if len(self.slots) != 2:
             raise ValueError("the error colour bar belongs to two faces side by side")

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from firmware_bridge.streams import BLENDSHAPES_TYPE
-from hardware.vocabulary import N_BLENDSHAPES
+from imusic.firmware_bridge.streams import BLENDSHAPES_TYPE
+from imusic.hardware.vocabulary import N_BLENDSHAPES
 
 STREAM_TYPE = BLENDSHAPES_TYPE
 
@@ -65,7 +65,7 @@ class LatestFrame:
 def resolve_blendshapes(name: str | None = None, timeout_s: float = 5.0) -> Any:
     """The ``pylsl.StreamInfo`` of a Blendshapes stream: the one named (or with that
     source_id) ``name``, or the first one found. Raises ``StreamNotFound`` naming the fix."""
-    from firmware_bridge.streams import predicate, resolve
+    from imusic.firmware_bridge.streams import predicate, resolve
 
     found = resolve(predicate(STREAM_TYPE, name), 1, timeout_s)
     if not found:
@@ -110,7 +110,7 @@ class LslSource:
         return self
 
     def _run(self) -> None:
-        from firmware_bridge.streams import StreamContractError, open_inlet, parse_blendshapes
+        from imusic.firmware_bridge.streams import StreamContractError, open_inlet, parse_blendshapes
 
         try:
             # The "view" settings: a short buffer, the viewer only ever wants the newest sample.

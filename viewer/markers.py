@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from hardware.face import FaceModel, SurfacePoint
-from viewer.colors import REGION_COLORS
+from imusic.hardware.face import FaceModel, SurfacePoint
+from imusic.viewer.colors import REGION_COLORS
 
 BOX_MM = (7.0, 7.0, 2.0)
 """Marker box size (x, y, thickness along the skin normal), about a QMI8658 breakout."""
@@ -66,7 +66,7 @@ def sites_from_rig(face: FaceModel, rig: Any, identity: int | None = None) -> li
     the constant skin -> triangle rotation at rest is put in front of it and then carried
     along with the triangle as the face moves.
     """
-    from hardware.rig import skin_frames_at_rest
+    from imusic.hardware.rig import skin_frames_at_rest
 
     reference = getattr(rig, "reference", None)
     points = [_as_point(face, site.anchor) for site in rig.sites]

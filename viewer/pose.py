@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hardware.face import FaceModel
-from hardware.vocabulary import HEAD_ANGLES, head_rotation
+from imusic.hardware.face import FaceModel
+from imusic.hardware.vocabulary import HEAD_ANGLES, head_rotation
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from viewer.colors import ERROR_COLORMAP, error_bar_image
+from imusic.viewer.colors import ERROR_COLORMAP, error_bar_image
 
 
 def parse_blendshapes(text: str) -> np.ndarray:
@@ -15,7 +15,7 @@ def parse_blendshapes(text: str) -> np.ndarray:
 
     Raises ``ValueError`` naming an unknown blendshape and listing the valid spelling.
     """
-    from hardware.vocabulary import ARKIT_NAMES
+    from imusic.hardware.vocabulary import ARKIT_NAMES
 
     w = np.zeros(len(ARKIT_NAMES), np.float32)
     for item in filter(None, (s.strip() for s in text.split(","))):
@@ -49,8 +49,8 @@ def snapshot(path: Path | str | None, weights: np.ndarray, second: np.ndarray | 
     Starts a private Xvfb when ``DISPLAY`` is unset (``viewer.display.ensure_display``).
     Window options as for ``FaceWindow`` (identity, camera, full_head, markers, ...).
     """
-    from viewer.display import ensure_display
-    from viewer.face_view import FaceWindow
+    from imusic.viewer.display import ensure_display
+    from imusic.viewer.face_view import FaceWindow
 
     n_faces = 1 if second is None else 2
     with ensure_display(), FaceWindow(n_faces=n_faces, **window_options) as win:

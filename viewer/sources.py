@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.vocabulary import N_BLENDSHAPES, N_POSE, N_STREAM_CHANNELS
+from imusic.hardware.vocabulary import N_BLENDSHAPES, N_POSE, N_STREAM_CHANNELS
 
 DEFAULT_RATE_HZ = 60.0
 
@@ -84,8 +84,8 @@ def _source_error(path: Path, err: Exception) -> SourceError:
 
 
 def _from_session(path: Path) -> Track:
-    from capture.aligned import GROUP, read_aligned
-    from capture.session import SessionError, SessionReader, open_h5, reading
+    from imusic.capture.aligned import GROUP, read_aligned
+    from imusic.capture.session import SessionError, SessionReader, open_h5, reading
 
     try:
         with open_h5(path) as h5, reading(path, "the root group"):
@@ -114,7 +114,7 @@ def _from_session(path: Path) -> Track:
 def _from_h5(path: Path, rate_hz: float) -> Track:
     import h5py
 
-    from capture.session import SessionError, open_h5, reading
+    from imusic.capture.session import SessionError, open_h5, reading
 
     found, is_session = None, False
     try:
@@ -156,7 +156,7 @@ def load_track(path: str | Path, rate_hz: float = DEFAULT_RATE_HZ) -> Track:
     if suffix in (".h5", ".hdf5"):
         return _from_h5(path, rate_hz)
     if suffix == ".csv":
-        from capture.livelink_csv import read_take
+        from imusic.capture.livelink_csv import read_take
 
         take = read_take(path)
         return Track(path.name, float(take.fps), take.t, take.values)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from firmware_bridge.transports.base import (Transport, TransportClosed, TransportError,
+from imusic.firmware_bridge.transports.base import (Transport, TransportClosed, TransportError,
                                              TransportFactory)
 
 __all__ = ["Transport", "TransportClosed", "TransportError", "TransportFactory", "link_factory"]
@@ -17,16 +17,16 @@ def link_factory(serial: str | None = None, baud: int = 921600, ble: str | None 
     persistent socket for the whole session. Raises ImportError when the BLE stack (bleak)
     cannot be imported."""
     if serial:
-        from firmware_bridge.transports.serial import SerialTransport
+        from imusic.firmware_bridge.transports.serial import SerialTransport
 
         return lambda: SerialTransport(serial, baud)
     if ble:
-        from firmware_bridge.transports.ble import BleTransport
+        from imusic.firmware_bridge.transports.ble import BleTransport
 
         return lambda: BleTransport(ble)
     if udp is None:
         raise ValueError("name a link: a serial port, a BLE address or a UDP port")
-    from firmware_bridge.transports.udp import UdpTransport
+    from imusic.firmware_bridge.transports.udp import UdpTransport
 
     link = UdpTransport(udp, udp_host, allow=allow)
     return lambda: link

@@ -29,7 +29,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from firmware_bridge.transports.base import Transport, TransportClosed, TransportError
+from imusic.firmware_bridge.transports.base import Transport, TransportClosed, TransportError
 
 SERVICE_UUID = "5e3a0001-6c1d-4b8e-9f27-1a6d2c9b7e40"
 """The imusic wearable's primary GATT service (advertised in the advertising data)."""
@@ -65,7 +65,7 @@ def _backend_kwargs(hci: str | None) -> dict[str, Any]:
     spec = hci if hci is not None else os.environ.get(HCI_ENV) or None
     if spec is None:
         return {}
-    from firmware_bridge.transports import ble_bumble
+    from imusic.firmware_bridge.transports import ble_bumble
 
     return {"backend": ble_bumble.BumbleBleakClient, "hci": spec}
 
@@ -79,7 +79,7 @@ async def scan(timeout: float = 3.0, *, name: str | None = None, any_device: boo
 
     kwargs = _backend_kwargs(hci)
     if kwargs:
-        from firmware_bridge.transports import ble_bumble
+        from imusic.firmware_bridge.transports import ble_bumble
 
         kwargs["backend"] = ble_bumble.BumbleBleakScanner
     service_filter = None if (name or any_device) else [SERVICE_UUID]

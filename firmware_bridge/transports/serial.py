@@ -22,7 +22,7 @@ import os
 import serial
 import serial_asyncio_fast
 
-from firmware_bridge.transports.base import Transport, TransportClosed, TransportError
+from imusic.firmware_bridge.transports.base import Transport, TransportClosed, TransportError
 
 DEFAULT_BAUD = 921_600
 READ_SIZE = 4096

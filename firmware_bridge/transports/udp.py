@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Iterable
 
-from firmware_bridge.transports.base import Transport, TransportClosed, TransportError
+from imusic.firmware_bridge.transports.base import Transport, TransportClosed, TransportError
 
 DEFAULT_PORT = 9000
 """The host port wearables send to unless configured otherwise."""

@@ -49,8 +49,8 @@ def allow_error(args: argparse.Namespace, command: str, needs_udp: bool = True) 
         return None
     if needs_udp and getattr(args, "udp", None) is None:
         return f"imusic {command}: --allow goes with --udp PORT"
-    from firmware_bridge.transports.base import TransportError
-    from firmware_bridge.transports.udp import resolve_hosts
+    from imusic.firmware_bridge.transports.base import TransportError
+    from imusic.firmware_bridge.transports.udp import resolve_hosts
 
     try:
         resolve_hosts(args.allow)

@@ -66,7 +66,7 @@ async def _listen(args: argparse.Namespace) -> int:
     import contextlib
     import sys
 
-    from capture.arkit_bridge import (
+    from imusic.capture.arkit_bridge import (
         DEFAULT_LATENCY_S,
         NO_PACKETS_WARNING_S,
         LiveLinkReceiver,
@@ -111,9 +111,9 @@ async def _listen(args: argparse.Namespace) -> int:
 async def _replay(args: argparse.Namespace) -> int:
     import sys
 
-    from capture.arkit_bridge import ReplayStats, parse_host_port, replay_take
-    from firmware_bridge.streams import blendshapes_info
-    from capture.livelink_csv import LiveLinkCSVError, read_take
+    from imusic.capture.arkit_bridge import ReplayStats, parse_host_port, replay_take
+    from imusic.firmware_bridge.streams import blendshapes_info
+    from imusic.capture.livelink_csv import LiveLinkCSVError, read_take
     from imusic.runner import Runner
 
     try:

@@ -72,7 +72,7 @@ class DemoScore:
         frames."""
         import numpy as np
 
-        from hardware.vocabulary import region_summary
+        from imusic.hardware.vocabulary import region_summary
 
         if not self.frames:
             return {}
@@ -107,8 +107,8 @@ async def _main(args: argparse.Namespace) -> int:
     import threading
     import uuid
 
-    from firmware_bridge.emulator import Emulator, EmulatorConfig
-    from hardware.vocabulary import ALL_KEY, IMU_BLIND_REGIONS, SEEN_KEY, SEEN_LABEL
+    from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
+    from imusic.hardware.vocabulary import ALL_KEY, IMU_BLIND_REGIONS, SEEN_KEY, SEEN_LABEL
     from imusic.pipelines import LivePipeline
     from imusic.runner import Runner
     from imusic.sources import FrameBuffer, LinkOptions
@@ -154,7 +154,7 @@ async def _main(args: argparse.Namespace) -> int:
     reader.start()
     viewer = None
     if not headless:
-        from viewer.launch import launch_view
+        from imusic.viewer.launch import launch_view
 
         say("opening the viewer: twin ground truth (left) and IMU prediction (right, coloured "
             "by error); close it or press Ctrl-C to stop")
@@ -206,7 +206,7 @@ async def _main(args: argparse.Namespace) -> int:
             json.dump(summary, f, indent=1, default=str)
     if args.snapshot:
         if score.frames:
-            from viewer.snapshot import snapshot
+            from imusic.viewer.snapshot import snapshot
 
             gt, pred = score.last
             try:

@@ -95,7 +95,7 @@ def _open_pty_indexes() -> set[int] | None:
 async def ble_devices(timeout: float) -> tuple[list[dict], str | None]:
     """BLE wearables advertising the service, or ([], why not) when BLE is unavailable."""
     try:
-        from firmware_bridge.transports.ble import scan
+        from imusic.firmware_bridge.transports.ble import scan
     except Exception as err:  # bleak missing, or the module not importable here
         return [], f"BLE support is not available ({err})"
     try:
@@ -113,9 +113,9 @@ async def udp_devices(port: int, host: str, seconds: float,
     import contextlib
     import time
 
-    from firmware_bridge import protocol as P
-    from firmware_bridge.transports.base import TransportError
-    from firmware_bridge.transports.udp import UdpTransport
+    from imusic.firmware_bridge import protocol as P
+    from imusic.firmware_bridge.transports.base import TransportError
+    from imusic.firmware_bridge.transports.udp import UdpTransport
 
     link = UdpTransport(port, host, allow=allow)
     try:

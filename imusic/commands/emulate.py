@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from firmware_bridge.emulator import Emulator, EmulatorConfig, ready_line
+    from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig, ready_line
 
     cfg = EmulatorConfig(
         transport=args.transport, rig=args.rig, motion=args.motion, rate_hz=args.rate,
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                  "udp": lambda: f"UDP {info['local']} -> {info['target']}",
                  "ble": lambda: (f"BLE peripheral {info['address']} '{info['name']}'; hosts: "
                                  f"IMUSIC_BLE_HCI={info['hci']}")}[cfg.transport]()
-        from firmware_bridge.outlet import quantities
+        from imusic.firmware_bridge.outlet import quantities
 
         sends = "+".join(quantities(emu.info.has_gyro, emu.info.has_mag, emu.info.has_quat))
         print(f"{emu.name}: rig {cfg.rig}, {emu.info.sensor_count} sensors at {emu.rate_hz} Hz "

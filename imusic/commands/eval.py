@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from model.data import load_recordings, split_from_config
-    from model.evaluate import evaluate, plot, save_json, table
-    from model.checkpoint import load_model
+    from imusic.model.data import load_recordings, split_from_config
+    from imusic.model.evaluate import evaluate, plot, save_json, table
+    from imusic.model.checkpoint import load_model
 
     try:
         tr = load_model(args.model)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     """Export; exit 2 with a message naming the file on bad input."""
     import sys
 
-    from capture.export import ExportError, export_session
+    from imusic.capture.export import ExportError, export_session
 
     try:
         out, series = export_session(args.session, args.format, args.output,

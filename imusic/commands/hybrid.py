@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def state_line(pipe) -> str:
     """Which source each region is on right now."""
-    from model.fusion import REGION_NAMES
+    from imusic.model.fusion import REGION_NAMES
 
     fuser = pipe.fuser
     parts = []
@@ -56,7 +56,7 @@ async def _main(args: argparse.Namespace) -> int:
         return 2
     viewer = None
     if args.view:
-        from viewer.launch import launch_view
+        from imusic.viewer.launch import launch_view
 
         viewer = launch_view(["--lsl", args.name])
     print("imusic hybrid: ARKit from "

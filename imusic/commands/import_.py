@@ -28,8 +28,8 @@ def _import_release(src, out, takes) -> int:
     import sys
     from pathlib import Path
 
-    from capture.imusic_release import ReleaseError, import_take
-    from capture.session import SessionError
+    from imusic.capture.imusic_release import ReleaseError, import_take
+    from imusic.capture.session import SessionError
 
     src = Path(src)
     single = len(takes) == 1 and takes[0] == src
@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from capture.imusic_release import find_takes
-    from capture.session import SessionError
-    from capture.xdf import XdfImportError, import_xdf
+    from imusic.capture.imusic_release import find_takes
+    from imusic.capture.session import SessionError
+    from imusic.capture.xdf import XdfImportError, import_xdf
 
     src = Path(args.recording)
     if src.is_dir():

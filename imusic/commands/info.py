@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    from capture.session_check import check_session, format_report
+    from imusic.capture.session_check import check_session, format_report
     from imusic.commands._json import dumps
 
     rep = check_session(args.session)

@@ -40,8 +40,8 @@ def status_line(pipe, elapsed: float) -> str:
 async def _main(args: argparse.Namespace) -> int:
     import sys
 
-    from capture.arkit_bridge import parse_host_port
-    from capture.session import mark_no_raw
+    from imusic.capture.arkit_bridge import parse_host_port
+    from imusic.capture.session import mark_no_raw
     from imusic.pipelines import LivePipeline
     from imusic.runner import Runner
 
@@ -64,8 +64,8 @@ async def _main(args: argparse.Namespace) -> int:
         return 2
     recorder = viewer = None
     if args.record:
-        from capture.recorder import Recorder
-        from capture.session import SessionError
+        from imusic.capture.recorder import Recorder
+        from imusic.capture.session import SessionError
 
         names = [args.name, f"{args.name}-imu-events"] + ([] if args.no_raw else [f"{args.name}-imu"])
         types = ("Blendshapes", "Markers") if args.no_raw else ("IMU", "Blendshapes", "Markers")
@@ -75,7 +75,7 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"imusic live: cannot record to {args.record}: {err}", file=sys.stderr)
             return 2
     if args.view:
-        from viewer.launch import launch_view
+        from imusic.viewer.launch import launch_view
 
         viewer = launch_view(["--lsl", args.name])
     print(f"imusic live: {link.describe()} -> model ({pipe.runtime.steps} DDIM steps) -> LSL "

@@ -49,8 +49,8 @@ async def _record(args: argparse.Namespace) -> int:
     import contextlib
     import sys
 
-    from capture.recorder import DiskFull, RecordLimits, Recorder
-    from capture.session import SessionError
+    from imusic.capture.recorder import DiskFull, RecordLimits, Recorder
+    from imusic.capture.session import SessionError
     from imusic.runner import Runner
 
     if not args.output:
@@ -126,9 +126,9 @@ async def _serve_rcs(args: argparse.Namespace) -> int:
     """Serve LabRecorder's remote control commands until Ctrl-C / SIGTERM."""
     import sys
 
-    from capture.rcs import RcsError, RcsServer
-    from capture.recorder import Recorder
-    from capture.session import SessionError
+    from imusic.capture.rcs import RcsError, RcsServer
+    from imusic.capture.recorder import Recorder
+    from imusic.capture.session import SessionError
     from imusic.runner import Runner
 
     types = [t.strip() for t in args.types.split(",") if t.strip()]

@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the protocol; exit 3 if a required stream never appeared."""
     import sys
 
-    from capture.protocol import ProtocolError, load_protocol
-    from capture.protocol_session import ProtocolRunner, RunnerConfig, StreamsMissing
+    from imusic.capture.protocol import ProtocolError, load_protocol
+    from imusic.capture.protocol_session import ProtocolRunner, RunnerConfig, StreamsMissing
 
     try:
         protocol = load_protocol(args.protocol)

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from model.simulate import DeviceOutput
+    from imusic.model.simulate import DeviceOutput
 
 HELP = "make paired twin sessions (synthetic IMU from real Live Link Face takes + procedural motion)"
 EXAMPLE = "imusic simulate -o data/twin --subjects 20 --minutes 2 --procedural --seed 0"
@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from capture.livelink_csv import LiveLinkCSVError, shipped_takes
-    from model.simulate import DeviceOutput, existing_sessions
+    from imusic.capture.livelink_csv import LiveLinkCSVError, shipped_takes
+    from imusic.model.simulate import DeviceOutput, existing_sessions
 
     if args.motion is None:
         takes = shipped_takes()
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 def imu_quantities(output: DeviceOutput) -> tuple[str, ...]:
     """The quantities the sessions' IMU stream carries per site."""
-    from firmware_bridge.outlet import quantities
+    from imusic.firmware_bridge.outlet import quantities
 
     return quantities(output.gyro, output.mag, output.quat)
 
@@ -116,7 +116,7 @@ def _simulate(args: argparse.Namespace, takes: list, procedural: bool,
 
     from rich.progress import Progress
 
-    from model.simulate import simulate_dataset
+    from imusic.model.simulate import simulate_dataset
 
     bar = Progress(transient=False)
     task = bar.add_task("simulating", total=None)
@@ -142,7 +142,7 @@ def _release(args: argparse.Namespace, t0: float) -> int:
     import sys
     import time
 
-    from model.release_twin import make_release
+    from imusic.model.release_twin import make_release
 
     if args.motion or args.rig != "imusic11" or args.takes < 1:
         print("imusic simulate: --layout imusic-release simulates procedural motion on the "

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _factory(args: argparse.Namespace):
     """A callable making a fresh transport for the chosen link."""
-    from firmware_bridge.transports import link_factory
+    from imusic.firmware_bridge.transports import link_factory
 
     try:
         return link_factory(serial=args.serial, baud=args.baud, ble=args.ble, udp=args.udp,
@@ -90,7 +90,7 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
     import json
     import sys
 
-    from firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
+    from imusic.firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
     from imusic.commands._link import allow_error
     from imusic.runner import Runner
 
@@ -100,7 +100,7 @@ async def stream(args: argparse.Namespace, stop=None) -> int:
         return 2
     rig = args.rig
     if rig and rig != "auto":
-        from hardware.rig import RigError, load_rig
+        from imusic.hardware.rig import RigError, load_rig
 
         try:
             rig = load_rig(rig)
@@ -146,9 +146,9 @@ async def stream_all(args: argparse.Namespace, rig, stop=None) -> int:
     import json
     import sys
 
-    from firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
-    from firmware_bridge.transports.base import TransportError
-    from firmware_bridge.transports.udp import UdpHub
+    from imusic.firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
+    from imusic.firmware_bridge.transports.base import TransportError
+    from imusic.firmware_bridge.transports.udp import UdpHub
     from imusic.runner import Runner
 
     hub = UdpHub(args.udp, args.udp_host, allow=args.allow)

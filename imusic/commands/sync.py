@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     """Synchronise and print what was found."""
     import sys
 
-    from capture.session import SessionError
-    from capture.sync import SyncConfig, describe, sync_session
+    from imusic.capture.session import SessionError
+    from imusic.capture.sync import SyncConfig, describe, sync_session
     from imusic.commands._json import dumps
 
     try:

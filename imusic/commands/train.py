@@ -89,7 +89,7 @@ def _resumed_settings(cfg, args: argparse.Namespace, given: set[str]):
     import json
     from pathlib import Path
 
-    from model import checkpoint as ckpt
+    from imusic.model import checkpoint as ckpt
 
     path = Path(args.out) / ckpt.CONFIG
     if not path.is_file():
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
-    from model.train import TrainConfig, TrainingInterrupted, train
+    from imusic.model.train import TrainConfig, TrainingInterrupted, train
 
     try:
         flags = dict(stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if "eval" in m:
         from rich.console import Console
 
-        from model.evaluate import table
+        from imusic.model.evaluate import table
         console = Console() if Console().is_terminal else Console(width=150)
         for part, res in m["eval"].items():
             console.print(table(res, f"{part} (MAE ×100)"))

@@ -66,13 +66,13 @@ def _size(text: str | None) -> dict:
 
 def _markers(args: argparse.Namespace, rig_hint: str | None) -> list:
     """Marker sites for --rig (auto: the session's rig, else the first shipped rig)."""
-    from hardware.face import FaceModel
-    from viewer.markers import sites_from_rig
+    from imusic.hardware.face import FaceModel
+    from imusic.viewer.markers import sites_from_rig
 
     if args.rig == "none":
         return []
     try:
-        from hardware.rig import RigError, available_rigs, load_rig
+        from imusic.hardware.rig import RigError, available_rigs, load_rig
     except ImportError:
         return []
     name = args.rig
@@ -95,13 +95,13 @@ def run(args: argparse.Namespace) -> int:
     """Open the viewer (or write a snapshot)."""
     import numpy as np
 
-    from viewer.app import LIVE_KEYS, REPLAY_KEYS, keys_help, run_live, run_replay
-    from viewer.display import DisplayError, ensure_display
-    from viewer.face_view import WindowError
-    from viewer.live import LslSource, StreamNotFound, resolve_blendshapes
-    from viewer.player import Player
-    from viewer.snapshot import parse_blendshapes, snapshot
-    from viewer.sources import SourceError
+    from imusic.viewer.app import LIVE_KEYS, REPLAY_KEYS, keys_help, run_live, run_replay
+    from imusic.viewer.display import DisplayError, ensure_display
+    from imusic.viewer.face_view import WindowError
+    from imusic.viewer.live import LslSource, StreamNotFound, resolve_blendshapes
+    from imusic.viewer.player import Player
+    from imusic.viewer.snapshot import parse_blendshapes, snapshot
+    from imusic.viewer.sources import SourceError
 
     if args.identity is not None and not 0 <= args.identity <= 19:
         print("imusic view: --identity must be 0..19", file=sys.stderr)
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
 
         with ensure_display():
-            from viewer.face_view import LIVE_TRIANGLES, FaceWindow  # heavy import kept late
+            from imusic.viewer.face_view import LIVE_TRIANGLES, FaceWindow  # heavy import kept late
 
             options["live_triangles"] = None if args.full_detail else LIVE_TRIANGLES[n_faces]
 
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             if track is None:
                 weights = extra if extra is not None else np.zeros(52, np.float32)
-                from viewer.sources import Track
+                from imusic.viewer.sources import Track
 
                 track = Track.from_array(weights[None], 60.0, "pose")
             player = Player(track.n_frames, track.rate_hz, speed=args.speed,
@@ -190,8 +190,8 @@ def _track(path: str, rate_hz: float):
     """``viewer.sources.load_track``, with a file that is not what its name says (a CSV that
     is not a Live Link Face take, a binary file, a .npy of pickled objects) as a SourceError
     naming the file."""
-    from capture.livelink_csv import LiveLinkCSVError
-    from viewer.sources import SourceError, load_track
+    from imusic.capture.livelink_csv import LiveLinkCSVError
+    from imusic.viewer.sources import SourceError, load_track
 
     try:
         return load_track(path, rate_hz)
@@ -205,7 +205,7 @@ def _track(path: str, rate_hz: float):
 
 def _session_rig(path: str) -> str | None:
     """The rig id written in a session's aligned group, if any."""
-    from capture.session import SessionError, open_h5, reading
+    from imusic.capture.session import SessionError, open_h5, reading
 
     try:
         with open_h5(path) as h5, reading(path, "the aligned group"):
@@ -220,7 +220,7 @@ def _snapshot_frames(track, second, frame, extra):
     """The weights to render for --snapshot (frame of SOURCE [+ --blendshapes])."""
     import numpy as np
 
-    from viewer.sources import pair_frames
+    from imusic.viewer.sources import pair_frames
 
     if track is None:
         a = extra if extra is not None else np.zeros(52, np.float32)

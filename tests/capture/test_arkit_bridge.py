@@ -16,7 +16,7 @@ import numpy as np
 import pylsl
 import pytest
 
-from capture.arkit_bridge import (
+from imusic.capture.arkit_bridge import (
     FrameClock,
     LiveLinkReceiver,
     ReplayStats,
@@ -24,9 +24,9 @@ from capture.arkit_bridge import (
     parse_host_port,
     replay_take,
 )
-from capture.livelink import LiveLinkPacket, build_packet, parse_packet, read_llv_recording
-from capture.livelink_csv import LiveLinkTake, read_take, write_take
-from hardware.vocabulary import STREAM_NAMES
+from imusic.capture.livelink import LiveLinkPacket, build_packet, parse_packet, read_llv_recording
+from imusic.capture.livelink_csv import LiveLinkTake, read_take, write_take
+from imusic.hardware.vocabulary import STREAM_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -279,7 +279,7 @@ def test_cli_replay_bad_file_names_it(tmp_path):
 
 
 def test_cli_listen_without_packets_says_to_choose_the_arkit_mode():
-    from capture.arkit_bridge import NO_PACKETS_WARNING_S
+    from imusic.capture.arkit_bridge import NO_PACKETS_WARNING_S
 
     proc = _imusic("--listen", "0", "--host", "127.0.0.1", "--quiet",
                    "--seconds", str(NO_PACKETS_WARNING_S + 3))

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from capture.calibration import Calibration, calibrate, gyro_bias, still_mask
+from imusic.capture.calibration import Calibration, calibrate, gyro_bias, still_mask
 
 RATE = 100.0
 

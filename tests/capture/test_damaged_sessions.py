@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from session_damage import (
+from .session_damage import (
     COMMANDS,
     judge,
     make_session,
@@ -21,8 +21,8 @@ from session_damage import (
     readable,
     run,
 )
-from capture.session import DamagedSessionError, SessionReader, damaged_global_heap, open_h5
-from capture.session_check import check_session
+from imusic.capture.session import DamagedSessionError, SessionReader, damaged_global_heap, open_h5
+from imusic.capture.session_check import check_session
 
 N_MUTATIONS = 12
 TIMEOUT_S = 120.0     # far above a clean error (seconds, a short train ~5 s quiet); a hang is hours
@@ -105,7 +105,7 @@ def test_info_reads_the_data(original, tmp_path):
 
 
 def test_json_has_no_nan(original, tmp_path):
-    from session_damage import env
+    from .session_damage import env
     import subprocess
     import sys
 

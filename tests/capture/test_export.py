@@ -13,17 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.aligned import Aligned, write_aligned
-from capture.export import (
+from imusic.capture.aligned import Aligned, write_aligned
+from imusic.capture.export import (
     ExportError,
     au_header,
     export_session,
     fill_gaps,
     load_blendshapes,
 )
-from capture.livelink_csv import read_take
-from capture.session import SessionWriter, StreamSpec, write_stream
-from hardware.vocabulary import STREAM_NAMES, stream_index
+from imusic.capture.livelink_csv import read_take
+from imusic.capture.session import SessionWriter, StreamSpec, write_stream
+from imusic.hardware.vocabulary import STREAM_NAMES, stream_index
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -147,7 +147,7 @@ def test_au_csv_any_weights_parse_as_openface(tmp_path_factory, weights, lost):
     values[:, :52] = weights
     found = ~np.array(lost[:n])
     values[~found] = np.nan
-    from capture.export import BlendshapeSeries, write_au_csv
+    from imusic.capture.export import BlendshapeSeries, write_au_csv
     out = tmp_path_factory.mktemp("au") / "x.au.csv"
     series = BlendshapeSeries(t=np.arange(n) / 30.0, values=values, face_found=found,
                               origin="test", path=out)

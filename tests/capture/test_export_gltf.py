@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.export import ExportError, export_session
-from capture.gltf import build_glb, hold_lost
-from capture.livelink_csv import read_take
-from hardware.face import FaceModel
-from hardware.vocabulary import ARKIT_NAMES, stream_index
-from test_export import _aligned_session, _stream_session
+from imusic.capture.export import ExportError, export_session
+from imusic.capture.gltf import build_glb, hold_lost
+from imusic.capture.livelink_csv import read_take
+from imusic.hardware.face import FaceModel
+from imusic.hardware.vocabulary import ARKIT_NAMES, stream_index
+from .test_export import _aligned_session, _stream_session
 
 REPO = Path(__file__).resolve().parents[2]
 

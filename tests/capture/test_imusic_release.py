@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.imusic_release import (IMU_COLUMNS, ReleaseError, find_takes, parse_imu_csv,
+from imusic.capture.imusic_release import (IMU_COLUMNS, ReleaseError, find_takes, parse_imu_csv,
                                     parse_take_name, read_take)
-from model.release_twin import make_release
+from imusic.model.release_twin import make_release
 
 HEADER = ",".join(IMU_COLUMNS)
 

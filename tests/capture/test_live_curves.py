@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from capture.live_curves import (CURVE_SHAPES, CurvesConfig, LiveCurves, ShapesError,
+from imusic.capture.live_curves import (CURVE_SHAPES, CurvesConfig, LiveCurves, ShapesError,
                                  parse_shapes)
-from capture.session import StreamSpec
-from hardware.vocabulary import STREAM_NAMES
+from imusic.capture.session import StreamSpec
+from imusic.hardware.vocabulary import STREAM_NAMES
 
 
 def _spec(name: str = "phone", typ: str = "Blendshapes") -> StreamSpec:
@@ -80,7 +80,7 @@ def test_parse_shapes_fuzz(text: str) -> None:
 def test_the_recorder_feeds_what_it_writes(tmp_path) -> None:
     import pylsl
 
-    from capture.recorder import Recorder
+    from imusic.capture.recorder import Recorder
 
     name = f"curves-{uuid.uuid4().hex[:8]}"
     info = pylsl.StreamInfo(name, "Blendshapes", len(STREAM_NAMES), 60.0, pylsl.cf_float32, name)
@@ -109,8 +109,8 @@ def test_the_recorder_feeds_what_it_writes(tmp_path) -> None:
 def test_a_failing_on_data_never_stops_recording(tmp_path) -> None:
     import pylsl
 
-    from capture.recorder import Recorder
-    from capture.session import SessionReader
+    from imusic.capture.recorder import Recorder
+    from imusic.capture.session import SessionReader
 
     name = f"curves-{uuid.uuid4().hex[:8]}"
     outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "Blendshapes", 2, 60.0,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.livelink_csv import (
+from imusic.capture.livelink_csv import (
     LiveLinkCSVError,
     format_timecode,
     parse_take,
@@ -18,7 +18,7 @@ from capture.livelink_csv import (
     read_take,
     write_take,
 )
-from hardware.vocabulary import LIVELINK_CSV_NAMES, STREAM_NAMES, stream_index
+from imusic.hardware.vocabulary import LIVELINK_CSV_NAMES, STREAM_NAMES, stream_index
 
 # (file, data rows, face-lost rows) as stated in shared/data/arkit/PROVENANCE.md
 REAL_TAKES = [

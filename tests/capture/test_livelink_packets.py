@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.livelink import (
+from imusic.capture.livelink import (
     LiveLinkPacket,
     LiveLinkPacketError,
     UnsupportedVersionError,
@@ -21,7 +21,7 @@ from capture.livelink import (
     parse_packet,
     read_llv_recording,
 )
-from hardware.vocabulary import LIVELINK_WIRE_NAMES
+from imusic.hardware.vocabulary import LIVELINK_WIRE_NAMES
 
 
 def read_llv_json(path: Path) -> list[dict]:

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from capture.protocol import parse_protocol
-from capture.protocol_session import (ProtocolRunner, parse_marker, read_protocol_steps,
+from imusic.capture.protocol import parse_protocol
+from imusic.capture.protocol_session import (ProtocolRunner, parse_marker, read_protocol_steps,
                                       take_file_name)
-from capture.session import SessionReader
+from imusic.capture.session import SessionReader
 
 THREE_STEPS = """
 name = "t3"
@@ -120,7 +120,7 @@ def test_redo_is_one_call_and_makes_the_next_run(tmp_path) -> None:
 def test_saturation_leaves_out_the_chin_tap_but_not_other_samples() -> None:
     import numpy as np
 
-    from capture.take_quality import QualityConfig, saturated_sites
+    from imusic.capture.take_quality import QualityConfig, saturated_sites
 
     t = np.arange(0, 10, 0.01)
     acc = np.zeros((len(t), 2, 3))
@@ -139,8 +139,8 @@ def test_acted_speech_moves_the_jaw_smoothly_enough_for_the_accelerometers() -> 
     import numpy as np
     from scipy.interpolate import CubicSpline
 
-    from hardware.acted import act
-    from hardware.vocabulary import ARKIT_NAMES
+    from imusic.hardware.acted import act
+    from imusic.hardware.vocabulary import ARKIT_NAMES
 
     j = ARKIT_NAMES.index("jawOpen")
     for seed in range(4):

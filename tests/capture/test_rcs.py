@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.rcs import RcsError, RcsState
-from capture.session import SessionReader
+from imusic.capture.rcs import RcsError, RcsState
+from imusic.capture.session import SessionReader
 
 ROOT = Path(__file__).resolve().parents[2]
 

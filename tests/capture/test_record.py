@@ -16,8 +16,8 @@ import numpy as np
 import pylsl
 import pytest
 
-from capture.recorder import Recorder, find_gaps
-from capture.session import SessionReader
+from imusic.capture.recorder import Recorder, find_gaps
+from imusic.capture.session import SessionReader
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)

@@ -17,10 +17,10 @@ import h5py
 import numpy as np
 import pylsl
 import pytest
-from test_record import REPO
+from .test_record import REPO
 
-from capture.session import SessionReader, SessionWriter, StreamSpec, stream_key
-from capture.session_check import check_session
+from imusic.capture.session import SessionReader, SessionWriter, StreamSpec, stream_key
+from imusic.capture.session_check import check_session
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -18,11 +18,11 @@ import numpy as np
 import pylsl
 import pytest
 
-from capture.aligned import read_aligned
-from capture.arkit_bridge import blendshapes_info, replay_take
-from capture.livelink_csv import read_take
-from capture.session import SessionReader
-from firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.capture.aligned import read_aligned
+from imusic.capture.arkit_bridge import blendshapes_info, replay_take
+from imusic.capture.livelink_csv import read_take
+from imusic.capture.session import SessionReader
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
 from imusic.commands import stream as stream_cmd
 
 pytestmark = pytest.mark.timeout(180)

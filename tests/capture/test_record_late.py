@@ -15,10 +15,10 @@ import time
 import numpy as np
 import pylsl
 import pytest
-from test_record import Pusher, wait_until
-from test_record_stop import _recorded, _start
+from .test_record import Pusher, wait_until
+from .test_record_stop import _recorded, _start
 
-from capture.session import SessionReader, stream_key
+from imusic.capture.session import SessionReader, stream_key
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -67,7 +67,7 @@ def test_after_the_fast_window_the_continuous_resolver_finds_a_new_stream(tmp_pa
                                                                           unique_name):
     """Past ``resolve_fast_s`` the recorder stops its one-shot resolves (their CPU) and reads
     liblsl's continuous resolver: a stream that appears then is still found and recorded."""
-    from capture.recorder import RecordLimits, Recorder
+    from imusic.capture.recorder import RecordLimits, Recorder
 
     first = Pusher(f"{unique_name}-first", rate=100.0)
     first.start()

@@ -10,13 +10,13 @@ import json
 import numpy as np
 import pylsl
 import pytest
-from test_record import wait_until
+from .test_record import wait_until
 
-from capture.recorder import Recorder
-from capture.session import SessionReader, SessionWriter, StreamSpec, stream_key
-from capture.session_check import check_session
-from firmware_bridge import protocol as P
-from firmware_bridge.outlet import EventOutlet, ImuStreamSpec
+from imusic.capture.recorder import Recorder
+from imusic.capture.session import SessionReader, SessionWriter, StreamSpec, stream_key
+from imusic.capture.session_check import check_session
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.outlet import EventOutlet, ImuStreamSpec
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,9 +15,9 @@ import time
 import numpy as np
 import pylsl
 import pytest
-from test_record import REPO, Pusher, rows_on_disk, wait_until
+from .test_record import REPO, Pusher, rows_on_disk, wait_until
 
-from capture.session import SessionReader, stream_key
+from imusic.capture.session import SessionReader, stream_key
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capture.protocol import (ProtocolError, load_protocol, parse_protocol, protocol_from_dict,
+from imusic.capture.protocol import (ProtocolError, load_protocol, parse_protocol, protocol_from_dict,
                               shipped_protocols)
 
 GOOD = {"name": "t3", "take": [{"task": "mini", "step": [

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.session import (HEALTH_FIELDS, SCHEMA, SessionError, SessionReader, SessionWriter,
+from imusic.capture.session import (HEALTH_FIELDS, SCHEMA, SessionError, SessionReader, SessionWriter,
                              StreamSpec, stream_key)
 
 
@@ -121,7 +121,7 @@ def test_killed_writer_leaves_a_readable_file(tmp_path):
     path = tmp_path / "killed.h5"
     code = textwrap.dedent(f"""
         import sys, time, numpy as np
-        from capture.session import SessionWriter, StreamSpec
+        from imusic.capture.session import SessionWriter, StreamSpec
         w = SessionWriter({str(path)!r})
         k = w.add_stream(StreamSpec("imu", "IMU", 4, 1000.0, "double64"))
         i = 0

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capture.session import SessionWriter, StreamSpec
-from capture.session_check import CheckConfig, check_session, format_report
+from imusic.capture.session import SessionWriter, StreamSpec
+from imusic.capture.session_check import CheckConfig, check_session, format_report
 
 
 def small_session(path, n=500, rate=100.0):

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from capture.session import SessionWriter, StreamSpec
+from imusic.capture.session import SessionWriter, StreamSpec
 
 
 def _h5dump() -> str:
@@ -64,8 +64,8 @@ def test_h5dump_reads_a_session(tmp_path):
 def test_h5dump_reads_a_twin_session_after_sync(tmp_path):
     """The groups added after recording (``imusic simulate``'s and ``imusic sync``'s aligned
     and calibration groups, opened in append mode) keep the file readable by HDF5 1.10."""
-    from capture.sync import sync_session
-    from model.simulate import simulate_dataset
+    from imusic.capture.sync import sync_session
+    from imusic.model.simulate import simulate_dataset
 
     (path,) = simulate_dataset(tmp_path / "twin", subjects=1, minutes=0.2, use_procedural=True,
                                seed=3)

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from capture.session import STREAMS, SessionReader, SessionWriter, StreamSpec, chunk_rows
+from imusic.capture.session import STREAMS, SessionReader, SessionWriter, StreamSpec, chunk_rows
 
 MAX_OVERHEAD = 1.15            # file bytes / chunk bytes allowed after a clean close
 FIXED_BYTES = 96 << 10         # headers, info XML, events: a small session's fixed part

@@ -26,16 +26,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capture.session import READ_LIMITS, SessionWriter, StreamSpec, is_live, open_h5
-from capture.session_check import check_session, format_report
-from capture.session_h5 import write_flagged
+from imusic.capture.session import READ_LIMITS, SessionWriter, StreamSpec, is_live, open_h5
+from imusic.capture.session_check import check_session, format_report
+from imusic.capture.session_h5 import write_flagged
 
 REPO = Path(__file__).resolve().parents[2]
 
 WRITER = r"""
 import sys
 import numpy as np
-from capture.session import SessionWriter, StreamSpec
+from imusic.capture.session import SessionWriter, StreamSpec
 
 w = SessionWriter(sys.argv[1])
 key = w.add_stream(StreamSpec("imu", "IMU", 3, 100.0))
@@ -167,8 +167,8 @@ def test_a_killed_writer_is_not_waited_for(tmp_path):
 
 
 def test_a_recording_is_live_until_it_stops_or_its_recorder_dies(tmp_path, unique_name):
-    from capture.recorder import Recorder
-    from capture.session_h5 import reserve_path
+    from imusic.capture.recorder import Recorder
+    from imusic.capture.session_h5 import reserve_path
 
     path = tmp_path / "rec.h5"
     rec = Recorder(path, names=[unique_name]).start()

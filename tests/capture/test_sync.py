@@ -8,15 +8,15 @@ import sys
 
 import numpy as np
 import pytest
-from twin_session import (TAP_TIME, blendshape_stream_info, imu_stream_info, twin_take)
+from .twin_session import (TAP_TIME, blendshape_stream_info, imu_stream_info, twin_take)
 
-from capture.aligned import read_aligned
-from capture.livelink_csv import read_take
-from capture.session import SessionReader, SessionWriter, StreamSpec
-from capture.sync import (SyncError, apply_clock_offsets, dejitter, parse_imu,
+from imusic.capture.aligned import read_aligned
+from imusic.capture.livelink_csv import read_take
+from imusic.capture.session import SessionReader, SessionWriter, StreamSpec
+from imusic.capture.sync import (SyncError, apply_clock_offsets, dejitter, parse_imu,
                           resample_segments, segments, sync_session)
-from hardware.motion import Motion
-from hardware.physics import simulate
+from imusic.hardware.motion import Motion
+from imusic.hardware.physics import simulate
 
 FRAME = 1 / 60
 

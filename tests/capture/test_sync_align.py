@@ -20,16 +20,16 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from capture import calibration, protocol_session, sync_config
-from capture.aligned import read_aligned
-from capture.calibration import CalibrationConfig
-from capture.protocol_session import RunnerConfig
-from capture.session import SessionReader, SessionWriter, StreamData, StreamSpec
-from capture.session_check import CheckConfig
-from capture.sync import SyncConfig, SyncError, align, sync_session
-from capture.sync_clock import dejitter, segments
-from capture.sync_config import threshold_names
-from hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, STREAM_NAMES
+from imusic.capture import calibration, protocol_session, sync_config
+from imusic.capture.aligned import read_aligned
+from imusic.capture.calibration import CalibrationConfig
+from imusic.capture.protocol_session import RunnerConfig
+from imusic.capture.session import SessionReader, SessionWriter, StreamData, StreamSpec
+from imusic.capture.session_check import CheckConfig
+from imusic.capture.sync import SyncConfig, SyncError, align, sync_session
+from imusic.capture.sync_clock import dejitter, segments
+from imusic.capture.sync_config import threshold_names
+from imusic.hardware.vocabulary import ARKIT_NAMES, N_BLENDSHAPES, STREAM_NAMES
 
 SITES = ("ref", "mentalis")
 JAW = ARKIT_NAMES.index("jawOpen")

@@ -13,10 +13,10 @@ import json
 
 import numpy as np
 import pytest
-from twin_session import blendshape_stream_info, imu_stream_info, twin_take
+from .twin_session import blendshape_stream_info, imu_stream_info, twin_take
 
-from capture.session import SessionWriter, StreamSpec
-from capture.sync import sync_session
+from imusic.capture.session import SessionWriter, StreamSpec
+from imusic.capture.sync import sync_session
 
 BASE = 5000.0
 NAN = float("nan")

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capture.session import SessionError, SessionReader
-from capture.session_check import check_session
-from capture.xdf import ImportConfig, XdfImportError, import_xdf, scan_xdf
-from xdf_writer import write_xdf
+from imusic.capture.session import SessionError, SessionReader
+from imusic.capture.session_check import check_session
+from imusic.capture.xdf import ImportConfig, XdfImportError, import_xdf, scan_xdf
+from .xdf_writer import write_xdf
 
 REPO = Path(__file__).resolve().parents[2]
 N = 1230

@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-from capture.session import SessionError, SessionReader
-from capture.xdf import XdfImportError, import_xdf
-from xdf_writer import write_xdf
+from imusic.capture.session import SessionError, SessionReader
+from imusic.capture.xdf import XdfImportError, import_xdf
+from .xdf_writer import write_xdf
 
 REPO = Path(__file__).resolve().parents[2]
 

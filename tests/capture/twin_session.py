@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pylsl
 
-from firmware_bridge.streams import blendshapes_info, channel_label
-from hardware.motion import Motion, procedural
-from hardware.physics import simulate
-from hardware.rig import load_rig
-from hardware.vocabulary import ARKIT_NAMES, STREAM_NAMES
+from imusic.firmware_bridge.streams import blendshapes_info, channel_label
+from imusic.hardware.motion import Motion, procedural
+from imusic.hardware.physics import simulate
+from imusic.hardware.rig import load_rig
+from imusic.hardware.vocabulary import ARKIT_NAMES, STREAM_NAMES
 
 TAP_TIME = 1.5          # s into the take
 TAP_PEAK = 60.0

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware_bridge.emulator_fusion import DeviceFusion
-from firmware_bridge.emulator_fusion import to_counts as quat_counts
+from imusic.firmware_bridge.emulator_fusion import DeviceFusion
+from imusic.firmware_bridge.emulator_fusion import to_counts as quat_counts
 
 RATE = 100
 
@@ -21,10 +21,10 @@ def twin():
     up direction in its own frame."""
     from scipy.spatial.transform import Rotation, RotationSpline
 
-    from hardware.motion import procedural
-    from hardware.physics import sensor_frames, simulate
-    from hardware.rig import load_rig
-    from hardware.sensors import ErrorModel
+    from imusic.hardware.motion import procedural
+    from imusic.hardware.physics import sensor_frames, simulate
+    from imusic.hardware.rig import load_rig
+    from imusic.hardware.sensors import ErrorModel
 
     rig = load_rig("imusic6")
     motion = procedural(20.0, seed=4)

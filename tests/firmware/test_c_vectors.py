@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge import protocol as p
-from test_c_codec import c_decode, to_json
+from imusic.firmware_bridge import protocol as p
+from .test_c_codec import c_decode, to_json
 
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "hardware" / "PROTOCOL.md"
 DEV = 0x55667788

@@ -12,9 +12,9 @@ import tty
 import numpy as np
 import pylsl
 
-from firmware_bridge import protocol as P
-from firmware_bridge.device import DeviceSession, SessionConfig
-from firmware_bridge.transports.serial import SerialTransport
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.device import DeviceSession, SessionConfig
+from imusic.firmware_bridge.transports.serial import SerialTransport
 
 
 def sim_counts(seq: np.ndarray, sensors: int) -> np.ndarray:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge.transports import ble, udp
-from hardware.rig import available_rigs, load_rig
+from imusic.firmware_bridge.transports import ble, udp
+from imusic.hardware.rig import available_rigs, load_rig
 
 MAIN = Path(__file__).resolve().parents[2] / "hardware" / "firmware" / "esp32s3" / "main"
 

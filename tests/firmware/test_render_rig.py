@@ -32,8 +32,8 @@ def test_render_marks_every_site_in_its_region_colour(tmp_path):
 
 
 def test_front_view_puts_the_subjects_left_on_the_viewers_right():
-    from hardware.face import FaceModel
-    from hardware.rig import load_rig
+    from imusic.hardware.face import FaceModel
+    from imusic.hardware.rig import load_rig
 
     mod = _load()
     rig = load_rig("imusic11")

@@ -15,12 +15,12 @@ from bleak.exc import BleakError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge import protocol as P
-from firmware_bridge.emulator import Emulator, EmulatorConfig
-from firmware_bridge.transports.base import TransportClosed, TransportError
-from firmware_bridge.transports.ble import (COMMANDS_UUID, FRAMES_UUID, SERVICE_UUID,
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.transports.base import TransportClosed, TransportError
+from imusic.firmware_bridge.transports.ble import (COMMANDS_UUID, FRAMES_UUID, SERVICE_UUID,
                                             BleTransport, scan)
-from firmware_bridge.transports.ble_bumble import BumbleBleakClient
+from imusic.firmware_bridge.transports.ble_bumble import BumbleBleakClient
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -138,7 +138,7 @@ async def test_connecting_to_an_absent_device_fails_clearly() -> None:
 async def test_device_session_over_ble_reconnects_after_a_dropped_link() -> None:
     """The core's DeviceSession (what ``imusic stream --ble`` runs) on the BLE transport:
     handshake, samples, the link drop noticed, a reconnect, samples again."""
-    from firmware_bridge.device import DeviceSession, SessionConfig
+    from imusic.firmware_bridge.device import DeviceSession, SessionConfig
 
     cfg = EmulatorConfig(transport="ble", rate_hz=100, seconds=30, seed=26,
                          disconnect_every=1.0)
@@ -239,7 +239,7 @@ def test_notifications_cut_anywhere_reach_the_decoder_whole(
 
 
 async def test_a_stalled_reader_does_not_grow_memory_without_bound() -> None:
-    from firmware_bridge.transports.ble import QUEUE_LIMIT
+    from imusic.firmware_bridge.transports.ble import QUEUE_LIMIT
 
     link = BleTransport("C0:FF:EE:00:00:01", hci="tcp-client:127.0.0.1:1")
     for k in range(QUEUE_LIMIT + 100):

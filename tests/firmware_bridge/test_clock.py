@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware_bridge.clock import ClockMap, DeviceTimeUnwrapper, envelope_fit, lower_hull
+from imusic.firmware_bridge.clock import ClockMap, DeviceTimeUnwrapper, envelope_fit, lower_hull
 
 
 def _run(cm: ClockMap, seconds: float, delay, drift: float = 100e-6, rate: int = 100, k: int = 4,

@@ -15,9 +15,9 @@ from cobs import cobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge import protocol as P
-from firmware_bridge.device import DeviceSession, SessionConfig
-from firmware_bridge.outlet import samples_to_rows
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.device import DeviceSession, SessionConfig
+from imusic.firmware_bridge.outlet import samples_to_rows
 
 DEV = 0x0A0B0C0D
 u64 = st.integers(0, 2**64 - 1)

@@ -15,10 +15,10 @@ import numpy as np
 import pylsl
 import pytest
 
-from firmware_bridge import protocol as P
-from firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
-from firmware_bridge.transports.serial import SerialTransport
-from firmware_bridge.transports.udp import UdpTransport
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
+from imusic.firmware_bridge.transports.serial import SerialTransport
+from imusic.firmware_bridge.transports.udp import UdpTransport
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_bridge import protocol as P
-from firmware_bridge.device import DeviceSession, SessionConfig
-from firmware_bridge.device_parts import Backoff, CommandChannel, RateMeter, WarmupHold
-from firmware_bridge.emulator import Emulator, EmulatorConfig
-from firmware_bridge.transports.base import TransportError
-from firmware_bridge.transports.serial import SerialTransport
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.device import DeviceSession, SessionConfig
+from imusic.firmware_bridge.device_parts import Backoff, CommandChannel, RateMeter, WarmupHold
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.transports.base import TransportError
+from imusic.firmware_bridge.transports.serial import SerialTransport
 
 pytestmark = pytest.mark.timeout(60)
 

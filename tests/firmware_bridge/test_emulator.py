@@ -17,9 +17,9 @@ import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge import protocol as P
-from firmware_bridge.emulator import BOOT_US, Emulator, EmulatorConfig
-from firmware_bridge.emulator_links import UDP_MAX_DATAGRAM, _pack_frames
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.emulator import BOOT_US, Emulator, EmulatorConfig
+from imusic.firmware_bridge.emulator_links import UDP_MAX_DATAGRAM, _pack_frames
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)
@@ -89,9 +89,9 @@ async def _poll_until_done(host: SerialHost, emu: Emulator, timeout: float) -> b
 
 def _twin_reference(rate: int, seconds: float, seed: int):
     """The twin's signals computed directly (not through the emulator) for comparison."""
-    from hardware.motion import procedural
-    from hardware.physics import simulate
-    from hardware.sensors import DeviceClock
+    from imusic.hardware.motion import procedural
+    from imusic.hardware.physics import simulate
+    from imusic.hardware.sensors import DeviceClock
 
     motion = procedural(seconds, fps=60.0, seed=seed)
     return simulate(motion, "imusic11", rate_hz=rate, seed=seed, errors=False,
@@ -328,7 +328,7 @@ async def test_publish_truth_lsl_stream(unique_name: str) -> None:
 
 async def test_motion_from_a_real_live_link_face_take(shared_data: Path) -> None:
     take = sorted((shared_data / "arkit").rglob("*.csv"))[0]
-    from capture.livelink_csv import read_take
+    from imusic.capture.livelink_csv import read_take
 
     real = read_take(take)
     sock = _udp_host()
@@ -409,7 +409,7 @@ def test_udp_packing_never_cuts_a_frame(bodies: list[bytes], limit: int) -> None
 
 async def test_unbounded_run_is_simulated_in_chunks_with_continuous_seq_and_clock(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import firmware_bridge.emulator_twin as emulator_twin
+    import imusic.firmware_bridge.emulator_twin as emulator_twin
 
     monkeypatch.setattr(emulator_twin, "CHUNK_SECONDS", 0.4)
     sock = _udp_host()
@@ -436,7 +436,7 @@ async def test_unbounded_run_is_simulated_in_chunks_with_continuous_seq_and_cloc
 
 
 async def test_a_tap_in_the_motion_becomes_an_event_at_its_device_time() -> None:
-    from hardware.motion import Motion, MotionEvent
+    from imusic.hardware.motion import Motion, MotionEvent
 
     motion = Motion.still(1.5)
     motion.events.append(MotionEvent("tap", 0.5, 0.52))
@@ -477,7 +477,7 @@ def test_run_in_thread_for_synchronous_callers() -> None:
 def test_chunk_seams_match_a_simulation_of_the_whole_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """A long run is simulated a chunk at a time; across the seams the signals must equal one
     simulation of the whole motion (within one count), and the sample grid must run on."""
-    import firmware_bridge.emulator_twin as emulator_twin
+    import imusic.firmware_bridge.emulator_twin as emulator_twin
 
     monkeypatch.setattr(emulator_twin, "CHUNK_SECONDS", 0.5)
     src = emulator_twin.TwinSource(EmulatorConfig(seconds=1.6, seed=3, errors=False,
@@ -502,7 +502,7 @@ def test_chunk_seams_match_a_simulation_of_the_whole_run(monkeypatch: pytest.Mon
 def test_a_run_starts_with_a_still_neutral_face_as_a_take_does(seconds) -> None:
     """``EmulatorConfig.neutral_s``: the face is neutral and the head still for the first
     seconds of a procedural run, bounded or not (the model calibrates there), then moves."""
-    import firmware_bridge.emulator_twin as emulator_twin
+    import imusic.firmware_bridge.emulator_twin as emulator_twin
 
     cfg = EmulatorConfig(seconds=seconds, seed=7, errors=False, rate_hz=100)
     src = emulator_twin.TwinSource(cfg, 100)

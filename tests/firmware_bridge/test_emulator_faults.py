@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import serial
 
-from firmware_bridge import protocol as P
-from firmware_bridge.emulator import BOOT_US, Emulator, EmulatorConfig
-from test_emulator import SerialHost, _drain, _recv_all, _udp_host
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.emulator import BOOT_US, Emulator, EmulatorConfig
+from .test_emulator import SerialHost, _drain, _recv_all, _udp_host
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge.emulator_clock import BOOT_US, EmulatorClock, drift_factor, first_sample_us
-from firmware_bridge.emulator_config import EmulatorConfig
-from firmware_bridge.emulator_faults import FaultSchedule
+from imusic.firmware_bridge.emulator_clock import BOOT_US, EmulatorClock, drift_factor, first_sample_us
+from imusic.firmware_bridge.emulator_config import EmulatorConfig
+from imusic.firmware_bridge.emulator_faults import FaultSchedule
 
 drifts = st.floats(-2000, 2000)
 bases = st.floats(0, 2.0 ** 40)
@@ -171,22 +171,22 @@ def test_no_emulator_piece_imports_the_emulator_back() -> None:
     import ast
     from pathlib import Path
 
-    import firmware_bridge
+    import imusic.firmware_bridge as firmware_bridge
 
     root = Path(firmware_bridge.__file__).parent
     for path in sorted(root.glob("emulator_*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([node.module] if isinstance(node, ast.ImportFrom) else
                      [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            assert "firmware_bridge.emulator" not in names, path.name
-            if isinstance(node, ast.ImportFrom) and node.module == "firmware_bridge":
+            assert "imusic.firmware_bridge.emulator" not in names, path.name
+            if isinstance(node, ast.ImportFrom) and node.module == "imusic.firmware_bridge":
                 assert "emulator" not in [a.name for a in node.names], path.name
 
 
 # ---- ThreadedEmulator -----------------------------------------------------------------------
 
 def test_threaded_start_up_error_reaches_the_caller_and_the_thread_ends(tmp_path) -> None:
-    from firmware_bridge.emulator import Emulator
+    from imusic.firmware_bridge.emulator import Emulator
 
     cfg = EmulatorConfig(transport="serial", motion=str(tmp_path / "none.csv"))
     threaded = Emulator.run_in_thread(cfg)
@@ -200,11 +200,11 @@ def test_threaded_start_up_error_reaches_the_caller_and_the_thread_ends(tmp_path
 async def test_a_new_rate_restarts_the_motion_and_its_taps() -> None:
     """SET_RATE then START simulates the twin afresh (the motion from its start): its taps
     are sent again. The tap index used to carry over, so the new run's first taps were lost."""
-    from hardware.motion import Motion, MotionEvent
-    from test_emulator import SerialHost
+    from imusic.hardware.motion import Motion, MotionEvent
+    from .test_emulator import SerialHost
 
-    from firmware_bridge import protocol as P
-    from firmware_bridge.emulator import Emulator
+    from imusic.firmware_bridge import protocol as P
+    from imusic.firmware_bridge.emulator import Emulator
 
     motion = Motion.still(1.5)
     motion.events.append(MotionEvent("tap", 0.3, 0.32))

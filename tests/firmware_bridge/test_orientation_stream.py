@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge import protocol as P
-from firmware_bridge.emulator import Emulator, EmulatorConfig
-from firmware_bridge.transports.ble import HCI_ENV
-from test_stream_emulator import _stream_with, unique_serial
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.transports.ble import HCI_ENV
+from .test_stream_emulator import _stream_with, unique_serial
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
 
@@ -124,9 +124,9 @@ async def test_orientation_device_streams_its_quaternions_on_every_transport(
 
 async def test_record_keeps_an_orientation_stream_labels_and_values(tmp_path: Path,
                                                                     unique_name: str) -> None:
-    from capture.session import SessionReader
+    from imusic.capture.session import SessionReader
     from imusic.commands import stream as stream_cmd
-    from test_stream_emulator import _args, Inlet
+    from .test_stream_emulator import _args, Inlet
 
     path = tmp_path / "orientation.h5"
     cfg = EmulatorConfig(serial=unique_serial(unique_name), transport="serial", rig=RIG,

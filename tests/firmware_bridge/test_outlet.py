@@ -9,8 +9,8 @@ import numpy as np
 import pylsl
 import pytest
 
-from firmware_bridge import protocol as P
-from firmware_bridge.outlet import (EventOutlet, ImuOutlet, ImuStreamSpec, channel_table,
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.outlet import (EventOutlet, ImuOutlet, ImuStreamSpec, channel_table,
                                     make_stream_info, samples_to_rows)
 
 

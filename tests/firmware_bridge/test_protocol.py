@@ -13,7 +13,7 @@ from cobs import cobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge import protocol as P
+from imusic.firmware_bridge import protocol as P
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge import protocol as P
+from imusic.firmware_bridge import protocol as P
 
 MSGS = [P.CmdStart(), P.CmdSetRate(100), P.Status(1, 3700, 50, 2000), P.Event(9, 2),
         P.Ack(0x80, 0)]

@@ -13,10 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from firmware_bridge.device import DeviceSession, SessionConfig
-from firmware_bridge.emulator import Emulator, EmulatorConfig
-from firmware_bridge.transports.serial import SerialTransport
-from test_stream_emulator import Inlet, _check_values, unique_serial
+from imusic.firmware_bridge.device import DeviceSession, SessionConfig
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.transports.serial import SerialTransport
+from .test_stream_emulator import Inlet, _check_values, unique_serial
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 

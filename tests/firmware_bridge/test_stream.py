@@ -16,9 +16,9 @@ import numpy as np
 import pylsl
 import pytest
 
-from firmware_bridge import protocol as P
+from imusic.firmware_bridge import protocol as P
 from imusic.commands import stream as stream_cmd
-from test_device import ACC, GYRO, PtyLink, ScriptedDevice, counts
+from .test_device import ACC, GYRO, PtyLink, ScriptedDevice, counts
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(90)

@@ -12,10 +12,10 @@ import socket
 import numpy as np
 import pytest
 
-from firmware_bridge.emulator import Emulator, EmulatorConfig
-from firmware_bridge.transports.ble import HCI_ENV
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.transports.ble import HCI_ENV
 from imusic.commands import devices as devices_cmd
-from test_stream_emulator import Inlet, _args, _check_values, unique_serial
+from .test_stream_emulator import Inlet, _args, _check_values, unique_serial
 from imusic.commands import stream as stream_cmd
 
 pytestmark = [pytest.mark.timeout(120)]

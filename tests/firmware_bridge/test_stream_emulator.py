@@ -14,7 +14,7 @@ import numpy as np
 import pylsl
 import pytest
 
-from firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
 from imusic.commands import stream as stream_cmd
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -123,7 +123,7 @@ async def test_serial_twin_values_loss_and_drift(unique_name: str) -> None:
     window = (log.seq >= seq[0]) & (log.seq <= seq[-1])
     assert np.array_equal(np.sort(seq), log.seq[window & log.sent])   # every sent one, only those
     assert (log.lost & window).sum() > 0                              # and loss was injected
-    from hardware.rig import load_rig
+    from imusic.hardware.rig import load_rig
 
     rig = load_rig("imusic11")
     ch = inlet.info.desc().child("channels").child("channel")
@@ -153,8 +153,8 @@ async def test_timestamps_100ppm_drift_8ms_send_jitter(unique_name: str) -> None
     (the least delay any frame had: pty, event loop and reader wake-up), which no receiver can
     see from arrival times; both numbers are printed. The session is driven directly (with an
     LSL outlet and a plain inlet) so that the test can see frame arrivals."""
-    from firmware_bridge.device import DeviceSession, SessionConfig
-    from firmware_bridge.transports.serial import SerialTransport
+    from imusic.firmware_bridge.device import DeviceSession, SessionConfig
+    from imusic.firmware_bridge.transports.serial import SerialTransport
 
     cfg = EmulatorConfig(
         serial=unique_serial(unique_name), transport="serial", rig="imusic6", rate_hz=100,

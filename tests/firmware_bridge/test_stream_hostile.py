@@ -18,10 +18,10 @@ import numpy as np
 import pylsl
 import pytest
 
-from firmware_bridge import protocol as P
-from firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
 from imusic.commands import stream as stream_cmd
-from test_stream_emulator import Inlet, _args, unique_serial
+from .test_stream_emulator import Inlet, _args, unique_serial
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge import streams as S
-from hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
+from imusic.firmware_bridge import streams as S
+from imusic.hardware.vocabulary import N_BLENDSHAPES, STREAM_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("hardware", "firmware_bridge", "capture", "model", "viewer", "imusic")
@@ -107,7 +107,7 @@ def test_markers_round_trip(unique_name: str) -> None:
 
 
 def test_fusion_state_round_trip(unique_name: str) -> None:
-    from model.fusion import REGION_NAMES
+    from imusic.model.fusion import REGION_NAMES
 
     info = S.fusion_state_info(unique_name, f"{unique_name}-sid", REGION_NAMES)
     k = len(REGION_NAMES)
@@ -121,7 +121,7 @@ def test_fusion_state_round_trip(unique_name: str) -> None:
 
 def test_publishers_use_the_builders(unique_name: str) -> None:
     """The emulator's truth and the hybrid's state parse as their contracts say."""
-    from firmware_bridge.emulator_truth import truth_outlet
+    from imusic.firmware_bridge.emulator_truth import truth_outlet
 
     out = truth_outlet(unique_name, f"{unique_name}-sid", 60.0, "imusic11", "00ff", "procedural")
     lay = S.parse_blendshapes(out.get_info())
@@ -311,7 +311,7 @@ def _shuffled_blendshapes(name: str):
 
 
 def test_viewer_reads_blendshapes_by_label(unique_name: str) -> None:
-    from viewer.live import LslSource, resolve_blendshapes
+    from imusic.viewer.live import LslSource, resolve_blendshapes
 
     outlet, row = _shuffled_blendshapes(unique_name)
     with LslSource(resolve_blendshapes(unique_name, DEADLINE_S)) as src:

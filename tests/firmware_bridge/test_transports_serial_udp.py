@@ -10,10 +10,10 @@ import tty
 
 import pytest
 
-from firmware_bridge import protocol as P
-from firmware_bridge.transports.base import TransportClosed, TransportError
-from firmware_bridge.transports.serial import SerialTransport
-from firmware_bridge.transports.udp import MAX_DATAGRAM, UdpTransport
+from imusic.firmware_bridge import protocol as P
+from imusic.firmware_bridge.transports.base import TransportClosed, TransportError
+from imusic.firmware_bridge.transports.serial import SerialTransport
+from imusic.firmware_bridge.transports.udp import MAX_DATAGRAM, UdpTransport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -118,7 +118,7 @@ async def test_udp_busy_port_is_a_clear_error_and_close_ends_reads() -> None:
 
 
 async def test_udp_hub_routes_frames_by_device_id() -> None:
-    from firmware_bridge.transports.udp import UdpHub
+    from imusic.firmware_bridge.transports.udp import UdpHub
 
     async with UdpHub(0, "127.0.0.1") as hub:
         addr = hub.link.address

@@ -18,9 +18,9 @@ import numpy as np
 import pylsl
 import pytest
 
-from firmware_bridge.device import DeviceSession, SessionConfig
-from firmware_bridge.emulator import Emulator, EmulatorConfig
-from firmware_bridge.transports.udp import UdpTransport
+from imusic.firmware_bridge.device import DeviceSession, SessionConfig
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.transports.udp import UdpTransport
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware.motion import procedural
-from hardware.physics import simulate
-from hardware.rig import REPORTED_QUANTITIES, RigError, available_rigs, load_rig, parse_rig
+from imusic.hardware.motion import procedural
+from imusic.hardware.physics import simulate
+from imusic.hardware.rig import REPORTED_QUANTITIES, RigError, available_rigs, load_rig, parse_rig
 
 RELEASE_IDS = ["000", "001", "002", "005", "006", "007", "010", "013", "017", "018", "020"]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from hardware.motion import EXPRESSIONS, Motion, envelope, minimum_jerk, procedural
-from hardware.vocabulary import ARKIT_NAMES
+from imusic.hardware.motion import EXPRESSIONS, Motion, envelope, minimum_jerk, procedural
+from imusic.hardware.vocabulary import ARKIT_NAMES
 
 IDX = {n: i for i, n in enumerate(ARKIT_NAMES)}
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from hardware.face import FaceModel
-from hardware.motion import Motion, minimum_jerk
-from hardware.physics import (PATCH_RADIUS_M, MagneticField, TwinConfig, ideal_signals, sensor_frames,
+from imusic.hardware.face import FaceModel
+from imusic.hardware.motion import Motion, minimum_jerk
+from imusic.hardware.physics import (PATCH_RADIUS_M, MagneticField, TwinConfig, ideal_signals, sensor_frames,
                               simulate)
-from hardware.rig import load_rig, parse_rig, skin_patch
-from hardware.sensors import STANDARD_GRAVITY, ErrorModel, part_spec
-from hardware.vocabulary import ARKIT_NAMES
+from imusic.hardware.rig import load_rig, parse_rig, skin_patch
+from imusic.hardware.sensors import STANDARD_GRAVITY, ErrorModel, part_spec
+from imusic.hardware.vocabulary import ARKIT_NAMES
 
 G = STANDARD_GRAVITY
 IDEAL = TwinConfig.ideal()
@@ -188,7 +188,7 @@ def test_noise_matches_the_configured_density(rig):
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(rig):
-    from hardware.motion import procedural
+    from imusic.hardware.motion import procedural
 
     motion = procedural(5.0, fps=60, seed=2)
     a = simulate(motion, rig, rate_hz=100, seed=5)
@@ -236,7 +236,7 @@ def test_mounting_rotation_turns_the_reading(rig, rest):
 def json_of(name: str) -> dict:
     import json
 
-    from hardware.rig import RIGS_DIR
+    from imusic.hardware.rig import RIGS_DIR
 
     return json.loads((RIGS_DIR / f"{name}.json").read_text())
 
@@ -260,7 +260,7 @@ def test_identity_changes_the_geometry_not_the_physics(rig):
 
 
 def test_real_take_simulates(shared_data, rig):
-    from capture.livelink_csv import read_take
+    from imusic.capture.livelink_csv import read_take
 
     take = read_take(shared_data / "arkit" / "alexdjulin_llf" / "S88-001.csv")
     keep = take.t < 20.0

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from hardware.board import ComplianceConfig, low_pass
-from hardware.expression import TwinFace, mandible_motion
-from hardware.face import FaceModel
-from hardware.magnetics import DisturbanceConfig, MagneticScene, dipole_field
-from hardware.motion import Motion, minimum_jerk
-from hardware.physics import PATCH_RADIUS_M, MagneticField, TwinConfig, sensor_frames, simulate
-from hardware.placement import patch_normals, skin_frames_at_rest, skin_patch
-from hardware.rig import load_rig
-from hardware.vocabulary import ARKIT_NAMES
+from imusic.hardware.board import ComplianceConfig, low_pass
+from imusic.hardware.expression import TwinFace, mandible_motion
+from imusic.hardware.face import FaceModel
+from imusic.hardware.magnetics import DisturbanceConfig, MagneticScene, dipole_field
+from imusic.hardware.motion import Motion, minimum_jerk
+from imusic.hardware.physics import PATCH_RADIUS_M, MagneticField, TwinConfig, sensor_frames, simulate
+from imusic.hardware.placement import patch_normals, skin_frames_at_rest, skin_patch
+from imusic.hardware.rig import load_rig
+from imusic.hardware.vocabulary import ARKIT_NAMES
 
 GEOMETRY = TwinConfig(compliance=False, magnetic_disturbance=False)
 """The new face deformation alone."""
@@ -224,7 +224,7 @@ def test_a_passing_source_peaks_when_closest_and_chunks_see_the_same_passes():
 
 
 def test_the_full_twin_is_deterministic_and_ideal_is_the_old_twin(rig):
-    from hardware.motion import procedural
+    from imusic.hardware.motion import procedural
 
     m = procedural(3.0, fps=60, seed=5)
     a = simulate(m, rig, rate_hz=100, identity=4, seed=8)

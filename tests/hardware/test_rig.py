@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hardware.face import FaceModel
-from hardware.rig import (TIE_TOLERANCE_M, RIGS_DIR, RigError, available_rigs, load_rig, parse_rig,
+from imusic.hardware.face import FaceModel
+from imusic.hardware.rig import (TIE_TOLERANCE_M, RIGS_DIR, RigError, available_rigs, load_rig, parse_rig,
                           project_to_skin, skin_patch)
 
 PAPER_MUSCLES = {"frontalis", "corrugator supercilii / procerus", "orbicularis oculi",
@@ -255,7 +255,7 @@ def test_a_rig_with_sites_off_the_face_model_loads_and_only_the_twin_refuses_it(
 def test_euler_mountings_are_scipys_rotations(seq, ang):
     from scipy.spatial.transform import Rotation
 
-    from hardware.rig import euler_matrix
+    from imusic.hardware.rig import euler_matrix
     np.testing.assert_allclose(euler_matrix(seq, ang),
                                Rotation.from_euler(seq, ang, degrees=True).as_matrix(), atol=1e-12)
 

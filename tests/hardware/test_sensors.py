@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hardware.sensors import (
+from imusic.hardware.sensors import (
     DeviceClock,
     ErrorModel,
     corrupt,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hardware import vocabulary as v
+from imusic.hardware import vocabulary as v
 
 
 def test_counts_and_uniqueness():

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
 
 
 @pytest.fixture

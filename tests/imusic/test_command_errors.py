@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from model import checkpoint as ckpt
+from imusic.model import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,7 +68,7 @@ def test_view_of_a_binary_file(files, name):
 
 def test_info_into_a_closed_pipe_exits_quietly(tmp_path):
     """`imusic info FILE | head` where head has gone: no traceback, the SIGPIPE status."""
-    from model.simulate import simulate_dataset
+    from imusic.model.simulate import simulate_dataset
 
     session = simulate_dataset(tmp_path / "s", 1, 0.05, [], True, "imusic6", seed=3)[0]
     read, write = os.pipe()

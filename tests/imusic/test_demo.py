@@ -8,7 +8,7 @@ import matplotlib.image
 import numpy as np
 
 from imusic.cli import main
-from model.fusion import REGION_NAMES
+from imusic.model.fusion import REGION_NAMES
 
 
 def test_demo_headless_prints_a_summary_and_saves_a_snapshot(tmp_path, capsys):

@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pylsl
 
-from capture.arkit_bridge import UdpSender
-from capture.livelink import LiveLinkPacket, frame_time_fields
+from imusic.capture.arkit_bridge import UdpSender
+from imusic.capture.livelink import LiveLinkPacket, frame_time_fields
 from imusic.cli import main
-from model.fusion import REGION_NAMES
+from imusic.model.fusion import REGION_NAMES
 
 
 def _free_port() -> int:

@@ -9,10 +9,10 @@ import h5py
 import numpy as np
 import pylsl
 
-from capture.livelink import parse_packet
-from hardware.vocabulary import N_STREAM_CHANNELS
+from imusic.capture.livelink import parse_packet
+from imusic.hardware.vocabulary import N_STREAM_CHANNELS
 from imusic.cli import main
-from model.checkpoint import load_model
+from imusic.model.checkpoint import load_model
 
 
 def truth_at(log, t: np.ndarray) -> np.ndarray:
@@ -27,7 +27,7 @@ def offline_predictions(log, t: np.ndarray, model=None) -> np.ndarray:
     sent them, and no gyro/mag when it did not), at the LSL times ``t`` that a live run
     published (linearly interpolated between its frames), as imusic publishes them: through
     ``stream_values``, which clips to [0, 1]."""
-    from model.runtime import Runtime, stream_values
+    from imusic.model.runtime import Runtime, stream_values
 
     rt = Runtime.from_checkpoint(model)
     times = np.asarray(log.t)

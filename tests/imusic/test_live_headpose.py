@@ -9,12 +9,12 @@ import threading
 import numpy as np
 import pylsl
 
-from capture.livelink import parse_packet
-from firmware_bridge.emulator import Emulator, EmulatorConfig
-from hardware.motion import procedural, with_neutral_start
+from imusic.capture.livelink import parse_packet
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.hardware.motion import procedural, with_neutral_start
 from imusic.cli import main
 from imusic.live_loop import HEAD_POSE_IMU
-from test_live import _collect
+from .test_live import _collect
 
 
 def test_live_head_pose_follows_the_twins_head(unique_name, livelink_catcher):

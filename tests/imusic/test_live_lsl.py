@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pylsl
 
-from firmware_bridge.outlet import channel_table
+from imusic.firmware_bridge.outlet import channel_table
 from imusic.pipelines import LivePipeline
 from imusic.sources import LinkOptions, ReadOptions, open_inlet, pull_ready
 

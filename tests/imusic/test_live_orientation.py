@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
 from imusic.cli import main
-from test_live import _collect, _run_cli
+from .test_live import _collect, _run_cli
 
 pytestmark = pytest.mark.timeout(150)
 

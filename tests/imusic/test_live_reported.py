@@ -15,11 +15,11 @@ import pylsl
 import pytest
 import torch
 
-from capture.aligned import read_aligned
-from firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.capture.aligned import read_aligned
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
 from imusic.cli import main
-from model.simulate import DeviceOutput, simulate_dataset
-from test_live import _collect, _run_cli, offline_predictions, truth_at
+from imusic.model.simulate import DeviceOutput, simulate_dataset
+from .test_live import _collect, _run_cli, offline_predictions, truth_at
 
 pytestmark = pytest.mark.timeout(200)
 
@@ -40,7 +40,7 @@ LIVE_S = 10
 def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(sessions folder, checkpoint): imusic11 twin sessions as the paper's device records
     them, and a tiny checkpoint trained on them (features from the reported orientation)."""
-    from model.train import TrainConfig, train
+    from imusic.model.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("reported")
     data = root / "sessions"
@@ -63,8 +63,8 @@ def _paper_device(unique_name: str, seconds: float = 40.0):
 def test_runtime_features_are_the_training_features(reported):
     # Samples on the 60 Hz grid: the runtime's streaming features are the ones training
     # computed from the same session, bit for bit (same extractor, implied rate included).
-    from model.data import load_recording
-    from model.runtime import Runtime
+    from imusic.model.data import load_recording
+    from imusic.model.runtime import Runtime
 
     data, ckpt = reported
     path = sorted(data.glob("*.h5"))[0]
@@ -85,7 +85,7 @@ def test_runtime_features_are_the_training_features(reported):
 
 def _device_rows(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A session's IMU stream as recorded: (rows, timestamps, labels) at the device rate."""
-    from capture.session import SessionReader
+    from imusic.capture.session import SessionReader
 
     with SessionReader(path) as reader:
         data = reader.stream(reader.keys_of_type("IMU")[0])
@@ -106,7 +106,7 @@ def _streamed_features(rt, rows: np.ndarray, ts: np.ndarray, labels: list[str]) 
 def test_device_rows_by_label_and_either_quaternion_sign(reported):
     # The session's own 100 Hz acc+quat rows, channels found by label: features are finite,
     # move, and do not change when a device sends q and -q (the same rotation) in turn.
-    from model.runtime import Runtime
+    from imusic.model.runtime import Runtime
 
     data, ckpt = reported
     rows, ts, labels = _device_rows(sorted(data.glob("*.h5"))[1])

@@ -13,8 +13,8 @@ import pylsl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from capture.protocol_session import marker_text
-from firmware_bridge.streams import markers_info
+from imusic.capture.protocol_session import marker_text
+from imusic.firmware_bridge.streams import markers_info
 from imusic.sources import MarkerWatch, is_calibration_marker
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from capture.live_curves import CURVE_SHAPES, CurvesConfig
+from imusic.capture.live_curves import CURVE_SHAPES, CurvesConfig
 from imusic.session_state import clean
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,8 +231,8 @@ def test_web_post_bad_body_unknown_redo_and_unknown_curve_are_refused(tmp_path) 
 
     from imusic.session_web import SessionWeb
 
-    from capture.protocol import parse_protocol
-    from capture.protocol_session import ProtocolRunner
+    from imusic.capture.protocol import parse_protocol
+    from imusic.capture.protocol_session import ProtocolRunner
     from imusic.session_state import ScreenState
 
     runner = ProtocolRunner(parse_protocol(PROTOCOL, "web3"), "w02", tmp_path)

@@ -8,7 +8,7 @@ import asyncio
 import socket
 import time
 
-from firmware_bridge.emulator import Emulator, EmulatorConfig
+from imusic.firmware_bridge.emulator import Emulator, EmulatorConfig
 from imusic.commands import stream as stream_cmd
 
 

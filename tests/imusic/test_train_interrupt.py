@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from model import checkpoint as ckpt
+from imusic.model import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

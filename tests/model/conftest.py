@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from imu_synth import toy_session  # noqa: E402
+from .imu_synth import toy_session  # noqa: E402
 
 TINY = dict(stage1_steps=120, stage2_steps=120, d_model=32, n_heads=4, enc_layers=1,
             den_layers=1, past=24, lookahead=2, batch_size=16, eval_every=60, carry_max=6,
@@ -35,7 +35,7 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ckpt(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint trained by model.train on the toy data (a few seconds)."""
-    from model.train import TrainConfig, train
+    from imusic.model.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     torch.manual_seed(0)

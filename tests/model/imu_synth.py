@@ -51,7 +51,7 @@ def toy_session(path, subject: str, take: str, seconds: float = 20.0, seed: int 
     face and head (the neutral-pose calibration's window), as a take should."""
     import h5py
 
-    from capture.aligned import Aligned, write_aligned
+    from imusic.capture.aligned import Aligned, write_aligned
 
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)

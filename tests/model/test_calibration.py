@@ -4,9 +4,9 @@ head's rotation or with a constant mounting of a sensor on the skin."""
 
 import numpy as np
 
-from imu_synth import head_rotvec, signals
-from model.calibration import CalibrationConfig, StillDetector
-from model.features import FeatureSpec, compute_features
+from .imu_synth import head_rotvec, signals
+from imusic.model.calibration import CalibrationConfig, StillDetector
+from imusic.model.features import FeatureSpec, compute_features
 
 RATE = 60.0
 CAL = CalibrationConfig(window_s=2.0, still_gyro_std=0.03, passes=3, max_wait_s=0.0)
@@ -97,7 +97,7 @@ def test_features_do_not_move_with_the_head_or_a_constant_mounting():
 
 def test_recalibrate_starts_over():
     """recalibrate() forgets the neutral pose; the next still window sets a new one."""
-    from model.features import FeatureExtractor
+    from imusic.model.features import FeatureExtractor
 
     n, still = 600, int(STILL_S * RATE)
     head, skin = _motion(n, still)

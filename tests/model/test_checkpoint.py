@@ -6,8 +6,8 @@ import pickle
 import pytest
 import torch
 
-from model import checkpoint as ckpt
-from model.networks import IMUSIC, NetConfig
+from imusic.model import checkpoint as ckpt
+from imusic.model.networks import IMUSIC, NetConfig
 
 
 def test_round_trip_without_pickle(tmp_path, monkeypatch):

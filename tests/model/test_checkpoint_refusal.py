@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model import checkpoint as ckpt
-from model.checkpoint import CheckpointError, Trained, check_config, load_model
+from imusic.model import checkpoint as ckpt
+from imusic.model.checkpoint import CheckpointError, Trained, check_config, load_model
 
 BUNDLED = ckpt.default_checkpoint()
 TENSORS, CONFIG = ckpt.load(BUNDLED)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from model.diffusion import Schedule, ddim_sample
+from imusic.model.diffusion import Schedule, ddim_sample
 
 
 @pytest.mark.parametrize("kind", ["cosine", "linear"])

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from imu_synth import head_rotvec, signals
-from model.features import FeatureExtractor, FeatureSpec, compute_features, quat_to_matrix
+from .imu_synth import head_rotvec, signals
+from imusic.model.features import FeatureExtractor, FeatureSpec, compute_features, quat_to_matrix
 
 RATE = 60.0
 
@@ -42,9 +42,9 @@ def test_pure_head_rotation_cancels_analytic():
 def test_pure_head_rotation_cancels_on_the_twin():
     """Same face motion, two head motions, the twin's physics (ideal sensors): relative
     orientation and angular velocity agree within a small fraction of their range."""
-    from hardware.motion import Motion, procedural
-    from hardware.physics import simulate
-    from hardware.rig import load_rig
+    from imusic.hardware.motion import Motion, procedural
+    from imusic.hardware.physics import simulate
+    from imusic.hardware.rig import load_rig
 
     rig = load_rig("imusic6")
     face = procedural(12.0, fps=RATE, seed=3)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 
-from hardware.vocabulary import IMU_BLIND_REGIONS, REGION_INDEX
-from model.fusion import REGION_NAMES, FusionConfig, HybridFusion
-from model.occlusion import evaluate_hybrid, hold_last, run_hybrid, simulate_occlusions
+from imusic.hardware.vocabulary import IMU_BLIND_REGIONS, REGION_INDEX
+from imusic.model.fusion import REGION_NAMES, FusionConfig, HybridFusion
+from imusic.model.occlusion import evaluate_hybrid, hold_last, run_hybrid, simulate_occlusions
 
 RATE = 60.0
 MOUTH = REGION_NAMES.index("mouth")

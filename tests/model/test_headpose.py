@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from model.headpose import HeadPose, HeadPoseConfig, twin_error
+from imusic.model.headpose import HeadPose, HeadPoseConfig, twin_error
 
 
 def test_twin_take_error_is_bounded_with_and_without_magnetometer():

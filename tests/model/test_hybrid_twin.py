@@ -5,9 +5,9 @@ Where nothing covers the face (brows, eyes, gaze, tongue) only the short whole-f
 the two, and the hybrid ties the hold: within ``TIE`` of it (gaze and tongue are camera-only:
 ARKit held through a loss)."""
 
-from hardware.vocabulary import SEEN_KEY
-from model.fusion import REGION_NAMES
-from model.occlusion import MOUTH_REGIONS, twin_study
+from imusic.hardware.vocabulary import SEEN_KEY
+from imusic.model.fusion import REGION_NAMES
+from imusic.model.occlusion import MOUTH_REGIONS, twin_study
 
 TIE = 0.01
 """Relative margin within which the hybrid and the hold are a tie (1 %)."""

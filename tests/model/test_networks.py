@@ -2,7 +2,7 @@
 
 import torch
 
-from model.networks import IMUSIC, NetConfig, timestep_embedding
+from imusic.model.networks import IMUSIC, NetConfig, timestep_embedding
 
 
 def test_shapes():

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from model.features import relative_features
-from model.runtime import ChannelLayout
-from model.simulate import resample_take
+from imusic.model.features import relative_features
+from imusic.model.runtime import ChannelLayout
+from imusic.model.simulate import resample_take
 
 seeds = st.integers(0, 2**31 - 1)
 
@@ -85,7 +85,7 @@ def test_channel_layout_takes_what_the_features_need(seed, n_sites, orientation,
     source needs (gyro for the AHRS, quat for reported orientation) are required at every site
     (else MissingChannels names the quantity and exactly the sites that lack it); optional
     ones come through per site, NaN where a site lacks them, None where all do."""
-    from model.runtime import MissingChannels
+    from imusic.model.runtime import MissingChannels
 
     rng = np.random.default_rng(seed)
     sites = [f"site{i}" for i in range(n_sites)]

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hardware.vocabulary import N_BLENDSHAPES, N_STREAM_CHANNELS
-from model.runtime import stream_values
+from imusic.hardware.vocabulary import N_BLENDSHAPES, N_STREAM_CHANNELS
+from imusic.model.runtime import stream_values
 
 
 @settings(max_examples=200, deadline=None)

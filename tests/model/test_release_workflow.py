@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capture.aligned import read_aligned
-from model.release_twin import make_release
+from imusic.capture.aligned import read_aligned
+from imusic.model.release_twin import make_release
 
 TINY = {"stage1_steps": 40, "stage2_steps": 20, "d_model": 32, "n_heads": 4, "enc_layers": 1,
         "den_layers": 1, "past": 24, "lookahead": 2, "batch_size": 16, "carry_max": 4,

@@ -4,12 +4,12 @@
 import numpy as np
 import pytest
 
-from model.runtime import ChannelLayout, Runtime
+from imusic.model.runtime import ChannelLayout, Runtime
 
 
 def _raw(path, rate=100.0):
     """Raw-rate signals from a toy aligned session (re-interpolated to ``rate``)."""
-    from capture.aligned import read_aligned
+    from imusic.capture.aligned import read_aligned
 
     al = read_aligned(path)
     t = np.arange(al.t[0], al.t[-1], 1.0 / rate)
@@ -58,11 +58,11 @@ def _jitter(x):
 def test_prefix_carrying_and_fixed_noise_reduce_jitter():
     """With the bundled checkpoint on a fresh twin session: fixed noise + carried prefix (the
     runtime's way) trembles much less than drawing new noise every frame with no prefix."""
-    from hardware.motion import procedural
-    from hardware.physics import simulate
-    from model.checkpoint import load_model
-    from model.evaluate import predict_imusic
-    from model.features import compute_features
+    from imusic.hardware.motion import procedural
+    from imusic.hardware.physics import simulate
+    from imusic.model.checkpoint import load_model
+    from imusic.model.evaluate import predict_imusic
+    from imusic.model.features import compute_features
 
     tr = load_model(None)
     sig = simulate(procedural(8.0, fps=60, seed=21), tr.config["rig"]["id"], rate_hz=60.0,

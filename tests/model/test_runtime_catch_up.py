@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from model.runtime import Runtime
+from imusic.model.runtime import Runtime
 
 
 def _still_face(n: int, sites: int, rate: float = 100.0, t0: float = 0.0):

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from capture.aligned import read_aligned
-from model.simulate import NEUTRAL_S, RAMP_S, load_take, resample_take
+from imusic.capture.aligned import read_aligned
+from imusic.model.simulate import NEUTRAL_S, RAMP_S, load_take, resample_take
 
 
 def _digest(path):
@@ -55,7 +55,7 @@ def test_simulate_command_makes_paired_deterministic_sessions(shared_data, tmp_p
 
 
 def test_other_seed_gives_other_data(shared_data, tmp_path):
-    from model.simulate import simulate_dataset
+    from imusic.model.simulate import simulate_dataset
 
     a = simulate_dataset(tmp_path / "a", 1, 0.1, [], True, "imusic6", seed=1)
     b = simulate_dataset(tmp_path / "b", 1, 0.1, [], True, "imusic6", seed=2)
@@ -93,9 +93,9 @@ def test_missing_take_is_named(tmp_path, capsys):
 def test_simulate_as_an_orientation_device(tmp_path, capsys):
     # --report orientation: what the emulator's on-device fusion would have sent (acc + Q14
     # quaternions, no gyro/mag blocks with --no-gyro --no-mag); the same twin otherwise
-    from capture.session import SessionReader
+    from imusic.capture.session import SessionReader
     from imusic.cli import main
-    from model.data import orientation_of
+    from imusic.model.data import orientation_of
 
     base = ["simulate", "--subjects", "1", "--minutes", "0.1", "--motion", "none", "--seed", "5"]
     assert main(base + ["-o", str(tmp_path / "raw")]) == 0

@@ -3,7 +3,7 @@ that wears a held-out head shape again (id16-1) is held out with it."""
 
 import numpy as np
 
-from model.data import Recording, auto_holdouts, split
+from imusic.model.data import Recording, auto_holdouts, split
 
 
 def _rec(subject, identity, take, performer, motion="livelink-face-take", n=100):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
-from model.baselines import Ridge, windowed
-from model.data import Normaliser, WindowDataset, load_recordings, split
-from model.train import TrainConfig, train
+from .conftest import TINY
+from imusic.model.baselines import Ridge, windowed
+from imusic.model.data import Normaliser, WindowDataset, load_recordings, split
+from imusic.model.train import TrainConfig, train
 
 
 def test_training_reduces_the_loss(tiny_ckpt):
@@ -25,8 +25,8 @@ def test_training_reduces_the_loss(tiny_ckpt):
 
 def test_loss_goes_down_step_by_step(toy_data):
     """The stage-1 loss on a fixed batch drops with training (a direct check)."""
-    from model.networks import IMUSIC, NetConfig
-    from model.train import Stage1Loss
+    from imusic.model.networks import IMUSIC, NetConfig
+    from imusic.model.train import Stage1Loss
 
     recs = load_recordings(toy_data)
     norm = Normaliser.fit(recs)
@@ -194,8 +194,8 @@ def test_untrained_stage1_is_the_mean_face(toy_data, tmp_path):
     """With no training step at all the stage-1 regressor scores exactly the mean face (its
     head starts there); PyTorch's default init started it at about 0.6 per blendshape, and a
     short run scored 3x worse than the mean face."""
-    from conftest import TINY
-    from model.train import TrainConfig, train
+    from .conftest import TINY
+    from imusic.model.train import TrainConfig, train
 
     cfg = train(toy_data, tmp_path / "zero", TrainConfig(**{**TINY, "stage1_steps": 0,
                                                           "stage2_steps": 0}),

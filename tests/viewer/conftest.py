@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from viewer.display import virtual_display
+from imusic.viewer.display import virtual_display
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,13 +29,13 @@ def xvfb_display() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def face():
     """The packaged face model (loaded once)."""
-    from hardware.face import FaceModel
+    from imusic.hardware.face import FaceModel
 
     return FaceModel.load()
 
 
 def _weights(**values: float) -> np.ndarray:
-    from hardware.vocabulary import ARKIT_NAMES
+    from imusic.hardware.vocabulary import ARKIT_NAMES
 
     w = np.zeros(52, np.float32)
     for name, v in values.items():

@@ -12,13 +12,13 @@ import numpy as np
 import pylsl
 import pytest
 
-from hardware.vocabulary import ARKIT_NAMES
-from viewer.app import GLFW, bind_common, bind_player, run_live
-from viewer.display import DisplayError, ensure_display
-from viewer.face_view import FaceWindow
-from viewer.launch import launch_view
-from viewer.live import LslSource, resolve_blendshapes
-from viewer.player import Player
+from imusic.hardware.vocabulary import ARKIT_NAMES
+from imusic.viewer.app import GLFW, bind_common, bind_player, run_live
+from imusic.viewer.display import DisplayError, ensure_display
+from imusic.viewer.face_view import FaceWindow
+from imusic.viewer.launch import launch_view
+from imusic.viewer.live import LslSource, resolve_blendshapes
+from imusic.viewer.player import Player
 
 
 def test_ensure_display_starts_xvfb_when_unset(monkeypatch):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pylsl
 
-from viewer.app import run_live
-from viewer.colors import error_colors
-from viewer.face_view import FaceWindow
-from viewer.live import LslSource, resolve_blendshapes
-from viewer.colors import error_bar_image
+from imusic.viewer.app import run_live
+from imusic.viewer.colors import error_colors
+from imusic.viewer.face_view import FaceWindow
+from imusic.viewer.live import LslSource, resolve_blendshapes
+from imusic.viewer.colors import error_bar_image
 
 
 def _near(image: np.ndarray, rgb01: np.ndarray, tol: int = 12) -> np.ndarray:
@@ -28,7 +28,7 @@ def test_error_bar_image_runs_from_no_error_to_the_scale():
 
 
 def test_live_side_by_side_shows_the_error_bar(unique_name):
-    from capture.arkit_bridge import blendshapes_info
+    from imusic.capture.arkit_bridge import blendshapes_info
 
     outlets = [pylsl.StreamOutlet(blendshapes_info(f"{unique_name}-{k}", "twin",
                                                    f"{unique_name}-{k}")) for k in "ab"]

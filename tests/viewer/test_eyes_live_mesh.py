@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
-from hardware.vocabulary import N_BLENDSHAPES, POSE_NAMES, stream_index
-from viewer.eyes import eye_rotation, gaze_angles
-from viewer.face_view import EYEBALLS, LIVE_TRIANGLES, FaceSlot, FaceWindow, MeshSelection
+from imusic.hardware.vocabulary import N_BLENDSHAPES, POSE_NAMES, stream_index
+from imusic.viewer.eyes import eye_rotation, gaze_angles
+from imusic.viewer.face_view import EYEBALLS, LIVE_TRIANGLES, FaceSlot, FaceWindow, MeshSelection
 
 
 def _eye_front(slot: FaceSlot, face, verts: np.ndarray, group: str) -> np.ndarray:
@@ -21,7 +21,7 @@ def _eye_front(slot: FaceSlot, face, verts: np.ndarray, group: str) -> np.ndarra
 
 
 def test_gaze_from_pose_channels_matches_gaze_from_blendshapes_on_a_real_take(shared_data):
-    from capture.livelink_csv import read_take
+    from imusic.capture.livelink_csv import read_take
 
     take = read_take(shared_data / "arkit" / "alexdjulin_llf" / "S88-001.csv")
     rows = np.flatnonzero(take.face_found)[::25]

@@ -7,14 +7,14 @@ import numpy as np
 import pylsl
 import pytest
 
-from hardware.vocabulary import N_BLENDSHAPES, POSE_NAMES
-from viewer.app import run_live, run_replay
-from viewer.face_view import FaceWindow
-from viewer.live import LslSource, resolve_blendshapes
-from viewer.markers import MarkerSite
-from viewer.player import Player
-from viewer.pose import NeckPivotConfig, neck_pivot
-from viewer.sources import Track
+from imusic.hardware.vocabulary import N_BLENDSHAPES, POSE_NAMES
+from imusic.viewer.app import run_live, run_replay
+from imusic.viewer.face_view import FaceWindow
+from imusic.viewer.live import LslSource, resolve_blendshapes
+from imusic.viewer.markers import MarkerSite
+from imusic.viewer.player import Player
+from imusic.viewer.pose import NeckPivotConfig, neck_pivot
+from imusic.viewer.sources import Track
 
 YAW = N_BLENDSHAPES + POSE_NAMES.index("headYaw")
 PITCH = N_BLENDSHAPES + POSE_NAMES.index("headPitch")
@@ -126,7 +126,7 @@ def test_replay_turns_the_head_by_the_tracks_pose(face):
 
 
 def test_live_stream_turns_the_head(face, unique_name):
-    from capture.arkit_bridge import blendshapes_info
+    from imusic.capture.arkit_bridge import blendshapes_info
 
     outlet = pylsl.StreamOutlet(blendshapes_info(f"{unique_name}-bs", "twin",
                                                  f"{unique_name}-bs"))
@@ -148,7 +148,7 @@ def test_a_replay_snapshot_takes_the_frame_with_its_head_pose():
     """``imusic view TAKE --snapshot --frame N`` renders the pose channels too (it once took only
     the 52 weights, so a turned head came out straight)."""
     from imusic.commands.view import _snapshot_frames
-    from viewer.sources import Track
+    from imusic.viewer.sources import Track
 
     track = Track.from_array(np.zeros((3, 52), np.float32))
     track.pose[1, 0] = 0.3                                   # head yaw at frame 1

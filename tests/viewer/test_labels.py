@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pylsl
 
-from viewer.app import run_live
-from viewer.face_view import FaceWindow
-from viewer.live import LslSource, resolve_blendshapes
+from imusic.viewer.app import run_live
+from imusic.viewer.face_view import FaceWindow
+from imusic.viewer.live import LslSource, resolve_blendshapes
 
 
 def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -37,7 +37,7 @@ def test_labels_and_status_appear_and_change(face):
 
 
 def test_run_live_labels_each_face_with_source_and_stream(unique_name):
-    from capture.arkit_bridge import blendshapes_info
+    from imusic.capture.arkit_bridge import blendshapes_info
 
     outlet = pylsl.StreamOutlet(blendshapes_info(f"{unique_name}-bs", "twin",
                                                  f"{unique_name}-bs"))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from viewer.player import SPEEDS, Player
+from imusic.viewer.player import SPEEDS, Player
 
 
 def test_plays_at_rate_and_speed():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.face_view import FaceWindow, MeshSelection
-from viewer.markers import MarkerSite
+from imusic.viewer.face_view import FaceWindow, MeshSelection
+from imusic.viewer.markers import MarkerSite
 
 MOUTH = slice(48, 68)      # Multi-PIE 68 landmark ranges
 BROWS = slice(17, 27)
@@ -122,8 +122,8 @@ def test_identity_changes_the_shape(face, weights):
 
 
 def test_rig_markers_use_the_rig_skin_frames(face, weights):
-    from hardware.rig import available_rigs, load_rig, skin_frames_at_rest
-    from viewer.markers import sites_from_rig
+    from imusic.hardware.rig import available_rigs, load_rig, skin_frames_at_rest
+    from imusic.viewer.markers import sites_from_rig
 
     rig = load_rig(available_rigs()[0])
     sites = sites_from_rig(face, rig)

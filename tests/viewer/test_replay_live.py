@@ -8,13 +8,13 @@ import numpy as np
 import pylsl
 import pytest
 
-from hardware.vocabulary import ARKIT_NAMES, STREAM_NAMES
+from imusic.hardware.vocabulary import ARKIT_NAMES, STREAM_NAMES
 from imusic.cli import main
-from viewer.app import run_live, run_replay
-from viewer.face_view import FaceWindow
-from viewer.live import LatestFrame, LslSource, StreamNotFound, resolve_blendshapes
-from viewer.player import Player
-from viewer.sources import Track, load_track
+from imusic.viewer.app import run_live, run_replay
+from imusic.viewer.face_view import FaceWindow
+from imusic.viewer.live import LatestFrame, LslSource, StreamNotFound, resolve_blendshapes
+from imusic.viewer.player import Player
+from imusic.viewer.sources import Track, load_track
 
 JAW = ARKIT_NAMES.index("jawOpen")
 
@@ -128,7 +128,7 @@ def test_missing_stream_is_a_clear_error(unique_name):
 def test_cli_snapshot_of_a_session_frame(tmp_path, capsys):
     import h5py
 
-    from capture.aligned import Aligned, write_aligned
+    from imusic.capture.aligned import Aligned, write_aligned
 
     n = 5
     b = np.zeros((n, 52), np.float32)
@@ -207,7 +207,7 @@ def test_live_skips_to_the_newest_frame_instead_of_lagging(face, unique_name):
 
 
 def test_compare_hook_for_models():
-    from viewer.app import compare
+    from imusic.viewer.app import compare
 
     n = 30
     truth = np.zeros((n, 52), np.float32)

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from capture.aligned import Aligned, write_aligned
-from capture.session import SessionWriter, StreamSpec
-from hardware.vocabulary import ARKIT_NAMES, STREAM_NAMES
-from viewer.colors import error_colors, vertex_error
-from viewer.snapshot import parse_blendshapes
-from viewer.sources import SourceError, Track, load_track, pair_frames
+from imusic.capture.aligned import Aligned, write_aligned
+from imusic.capture.session import SessionWriter, StreamSpec
+from imusic.hardware.vocabulary import ARKIT_NAMES, STREAM_NAMES
+from imusic.viewer.colors import error_colors, vertex_error
+from imusic.viewer.snapshot import parse_blendshapes
+from imusic.viewer.sources import SourceError, Track, load_track, pair_frames
 
 
 def ramp(n: int) -> np.ndarray:
