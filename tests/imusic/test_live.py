@@ -10,6 +10,7 @@ import numpy as np
 import pylsl
 
 from imusic.capture.livelink import parse_packet
+from imusic.firmware_bridge.emulator_config import EmulatorConfig
 from imusic.hardware.vocabulary import N_STREAM_CHANNELS
 from imusic.cli import main
 from imusic.model.checkpoint import load_model
@@ -73,8 +74,10 @@ def _collect(inlet: pylsl.StreamInlet, until: threading.Thread) -> tuple[np.ndar
 
 
 def evaluated_mae_x100() -> float:
-    """The bundled model's MAE x100 on held-out subjects, as its config records it."""
-    return float(load_model(None).config["metrics"]["eval"]["heldout_subjects"]["imusic"]["mae"])
+    """The bundled model's evaluated MAE x100 on the set that is like the emulator's wearer:
+    procedural motion, which is the held-out performer where the checkpoint has one."""
+    ev = load_model(None).config["metrics"]["eval"]
+    return float(ev.get("heldout_performer", ev["heldout_subjects"])["imusic"]["mae"])
 
 
 def test_live_predictions_follow_the_emulator_and_livelink_packets_parse(emulator, unique_name,
@@ -103,7 +106,8 @@ def test_live_predictions_follow_the_emulator_and_livelink_packets_parse(emulato
     # latter is for one 10 s wearer against a held-out average (per-wearer errors spread).
     log = emulator.emulator.truth()
     truth = truth_at(log, ts)
-    keep = ts > ts[0] + 2.0          # after the filters settle
+    # after the neutral start the model calibrates on, and the filters settle
+    keep = ts > ts[0] + EmulatorConfig().neutral_s + 1.0
     live_mae = float(np.abs(rows[keep, :52] - truth[keep]).mean() * 100)
     offline_mae = _offline_mae(log, ts[keep], truth[keep])
     assert live_mae <= offline_mae + 1.0, (live_mae, offline_mae)

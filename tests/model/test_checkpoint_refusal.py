@@ -18,6 +18,9 @@ from imusic.model.checkpoint import CheckpointError, Trained, check_config, load
 
 BUNDLED = ckpt.default_checkpoint()
 TENSORS, CONFIG = ckpt.load(BUNDLED)
+N_FEATURES = len(CONFIG["norm"]["mean"])
+"""Feature channels of the bundled checkpoint (so many per face site, the reference has none)."""
+N_FACE_SITES = len(CONFIG["features"]["sites"]) - 1
 
 
 def _copy(tmp_path: Path, config: dict | None = None) -> Path:
@@ -61,9 +64,10 @@ def test_garbage_config_is_named(tmp_path):
     ({"net__window": -5}, "window must be an integer >= 1"),
     ({"past": -5}, "past must be an integer >= 1"),
     ({"past": 40}, "does not match the network's window"),
-    ({"norm__mean": CONFIG["norm"]["mean"][:-1]}, "norm.mean has 197 entries"),
-    ({"norm__std": CONFIG["norm"]["std"] + [1.0]}, "norm.std has 199 entries"),
-    ({"features__sites": CONFIG["features"]["sites"][1:]}, "give 180 feature channels"),
+    ({"norm__mean": CONFIG["norm"]["mean"][:-1]}, f"norm.mean has {N_FEATURES - 1} entries"),
+    ({"norm__std": CONFIG["norm"]["std"] + [1.0]}, f"norm.std has {N_FEATURES + 1} entries"),
+    ({"features__sites": CONFIG["features"]["sites"][1:]},
+     f"give {N_FEATURES - N_FEATURES // N_FACE_SITES} feature channels"),
     ({"features__sites": ["cheek"] + CONFIG["features"]["sites"][1:]}, "rig.sites"),
     ({"net__d_model": 32}, "does not match"),
     ({"net__n_out": 61}, "n_out is 61"),
