@@ -16,6 +16,8 @@ import pytest
 from imusic.model import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parents[2]
+N_FEATURES = len(ckpt.load(ckpt.default_checkpoint())[1]["norm"]["mean"])
+"""Feature channels of the bundled checkpoint."""
 
 
 def imusic(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -103,7 +105,7 @@ def _checkpoint(tmp_path: Path, weights: bytes | None = None, **changes) -> Path
 @pytest.mark.parametrize("tamper, fragment", [
     (dict(weights=b"\x00\x13" * 2000), "not a readable safetensors file"),
     (dict(net__window=-52), "window must be an integer >= 1"),
-    (dict(norm__mean=lambda v: v[:-2]), "norm.mean has 196 entries"),
+    (dict(norm__mean=lambda v: v[:-2]), f"norm.mean has {N_FEATURES - 2} entries"),
     (dict(features__sites=lambda v: v[:-2] + v[-1:]), "feature channels"),
     (dict(rig__sites=lambda v: ["chin"] + v[1:]), "rig.sites"),
 ], ids=["garbage-weights", "negative-window", "norm-length", "site-count", "site-names"])

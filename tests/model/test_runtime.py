@@ -56,21 +56,29 @@ def _jitter(x):
 
 
 def test_prefix_carrying_and_fixed_noise_reduce_jitter():
-    """With the bundled checkpoint on a fresh twin session: fixed noise + carried prefix (the
-    runtime's way) trembles much less than drawing new noise every frame with no prefix."""
-    from imusic.hardware.motion import procedural
+    """With the bundled checkpoint on a fresh twin session the runtime's way (fixed noise +
+    carried prefix) trembles much less than the stage-1 regressor alone, and never more than
+    drawing new noise every frame with no prefix. (With the calibrated checkpoint the
+    denoiser's output hardly depends on the noise, so fixed noise is no longer where the
+    steadiness comes from: the two differ by under 1 %; the earlier detrended checkpoint
+    trembled 30 % more with fresh noise.)"""
+    from imusic.hardware.motion import procedural, with_neutral_start
     from imusic.hardware.physics import simulate
     from imusic.model.checkpoint import load_model
-    from imusic.model.evaluate import predict_imusic
+    from imusic.model.evaluate import predict_imusic, predict_stage1
     from imusic.model.features import compute_features
 
     tr = load_model(None)
-    sig = simulate(procedural(8.0, fps=60, seed=21), tr.config["rig"]["id"], rate_hz=60.0,
-                   identity=9, seed=21)
+    neutral_s = 3.0   # a take starts still and neutral: the calibrated model needs it
+    sig = simulate(with_neutral_start(procedural(11.0, fps=60, seed=21), neutral_s),
+                   tr.config["rig"]["id"], rate_hz=60.0, identity=9, seed=21)
     f = tr.norm(compute_features(tr.spec, sig.acc, sig.gyro, sig.mag))
-    steady = predict_imusic(tr, [f], steps=4)[0][tr.past + 60:]
-    independent = predict_imusic(tr, [f], steps=4, carry=0, fixed_noise=False)[0][tr.past + 60:]
-    assert _jitter(steady) < 0.7 * _jitter(independent)
+    moving = int((neutral_s + 1.0) * 60) + tr.past     # calibrated, moving, a full window
+    steady = predict_imusic(tr, [f], steps=4)[0][moving:]
+    independent = predict_imusic(tr, [f], steps=4, carry=0, fixed_noise=False)[0][moving:]
+    stage1 = predict_stage1(tr, f)[moving:]
+    assert _jitter(steady) < 0.7 * _jitter(stage1)
+    assert _jitter(steady) <= 1.01 * _jitter(independent)
 
 
 def test_channel_layout_by_label():
