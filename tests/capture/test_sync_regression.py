@@ -1,7 +1,8 @@
 """Sync's output before and after the split of capture/sync.py (issue 15 item 5).
 
 ``EXPECTED`` was computed by the code before the split (capture/sync.py as one 684-line module,
-run on these seeded sessions); the split code must give the same numbers. The split was
+run on these seeded sessions, through the twin as it was then: ``TwinConfig.ideal()``); the
+split code must give the same numbers. The split was
 checked byte-identical (SHA-256 of every aligned array) on this machine; here the numbers are
 compared with a tolerance far below any real change (1e-9 relative), so that another BLAS or
 libm does not fail the test.
@@ -17,6 +18,7 @@ from .twin_session import blendshape_stream_info, imu_stream_info, twin_take
 
 from imusic.capture.session import SessionWriter, StreamSpec
 from imusic.capture.sync import sync_session
+from imusic.hardware.physics import TwinConfig
 
 BASE = 5000.0
 NAN = float("nan")
@@ -45,7 +47,7 @@ def write_session(path, take, lag, *, imu_offset=0.0, face_found=None, imu_keep=
 
 
 def _take():
-    return twin_take(30.0, imu_rate=100.0, seed=3)
+    return twin_take(30.0, imu_rate=100.0, seed=3, twin=TwinConfig.ideal())
 
 
 def lagged(path):
@@ -62,7 +64,7 @@ def gaps(path):
 
 
 def marker(path):
-    return write_session(path, twin_take(12.0, imu_rate=100.0, seed=5, tap=False), 0.05,
+    return write_session(path, twin_take(12.0, imu_rate=100.0, seed=5, tap=False, twin=TwinConfig.ideal()), 0.05,
                          imu_jitter=0.001,
                          markers=[({"event": "health"}, 0.5), ({"event": "tap"}, 1.25)])
 

@@ -13,7 +13,7 @@ import pylsl
 
 from imusic.firmware_bridge.streams import blendshapes_info, channel_label
 from imusic.hardware.motion import Motion, procedural
-from imusic.hardware.physics import simulate
+from imusic.hardware.physics import TwinConfig, simulate
 from imusic.hardware.rig import load_rig
 from imusic.hardware.vocabulary import ARKIT_NAMES, STREAM_NAMES
 
@@ -38,8 +38,9 @@ class TwinTake:
 
 
 def twin_take(seconds: float = 30.0, imu_rate: float = 100.0, seed: int = 3,
-              rig: str = "imusic11", tap: bool = True) -> TwinTake:
-    """A procedural face take through the twin, with a tap on the mentalis sensor."""
+              rig: str = "imusic11", tap: bool = True, twin: TwinConfig | None = None) -> TwinTake:
+    """A procedural face take through the twin, with a tap on the mentalis sensor (``twin``:
+    the twin's realism terms, default all on)."""
     motion = procedural(seconds, fps=60.0, seed=seed)
     b = motion.blendshapes.copy()
     t = motion.t
@@ -55,7 +56,7 @@ def twin_take(seconds: float = 30.0, imu_rate: float = 100.0, seed: int = 3,
             b[:, j] = np.clip(b[:, j] + amp * bump, 0, 1)
     m = Motion(fps=60.0, blendshapes=b, head_rotvec=rv, head_position=pos, t=t)
     r = load_rig(rig)
-    sig = simulate(m, r, rate_hz=imu_rate, seed=seed)
+    sig = simulate(m, r, rate_hz=imu_rate, seed=seed, twin=twin or TwinConfig())
     acc = sig.acc.copy()
     if tap:
         k = r.site_names.index("mentalis")
