@@ -2,7 +2,7 @@
 
 How the pieces fit. ``Recorder`` (here) owns the threads and the one queue they share:
 
-* the resolver (``capture.recorder_streams.resolve_streams``) finds streams, also late ones,
+* the resolver (``capture.recorder_streams.find_streams``) finds streams, also late ones,
   and starts a ``StreamThread`` for each, which opens its inlet, hands it to the pull loop
   and then measures the stream's clock offset every ``offset_interval``;
 * the pull loop (``PullLoop``, one thread for all streams) pulls every inlet every
@@ -56,7 +56,7 @@ from imusic.capture.recorder_streams import (
     build_predicate,
     find_gaps,
     gap_threshold,
-    resolve_streams,
+    find_streams,
 )
 from imusic.capture.session import SessionWriter, StreamSpec, describe_write_error
 from imusic.capture.session_h5 import hold_reserve_lock, reserve_path
@@ -260,7 +260,7 @@ class Recorder:
 
     # ---------------------------------------------------------------- threads
     def _resolve_loop(self) -> None:
-        resolve_streams(build_predicate(self.types, self.names), self.limits, self._stop,
+        find_streams(build_predicate(self.types, self.names), self.limits, self._stop,
                         self._found, self._report)
 
     def _found(self, info: Any, ident: str) -> bool:

@@ -3,7 +3,7 @@
 Part of the recorder (``capture/recorder.py`` says how the pieces fit). Everything here talks to
 LSL and puts ``Msg`` values on the recorder's queue; nothing here touches the file.
 
-* ``resolve_streams`` (the resolver thread) finds streams, including ones that join late:
+* ``find_streams`` (the resolver thread) finds streams, including ones that join late:
   one-shot resolves in a loop for ``RecordLimits.resolve_fast_s`` after the start and after
   each new stream (a new stream found in about ``resolve_wait_s``), then liblsl's continuous
   resolver (a tenth of the CPU; finds a stream in about a second).
@@ -244,7 +244,7 @@ def stream_ident(info: Any) -> str:
     return f"{info.name()}|{info.source_id()}" if info.source_id() else info.uid()
 
 
-def resolve_streams(pred: str, limits: "RecordLimits", stop: threading.Event,
+def find_streams(pred: str, limits: "RecordLimits", stop: threading.Event,
                     found: Callable[[Any, str], bool], report: Callable[[str], None]) -> None:
     """Find streams matching ``pred`` until ``stop``; ``found(info, ident)`` for each stream
     (returns True if it was new).

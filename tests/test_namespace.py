@@ -7,6 +7,7 @@ beside their script does not shadow any part of imusic.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PARTS = ("hardware", "firmware_bridge", "capture", "model", "viewer")
 SCANNED = (*PARTS, "imusic", "tests", "benchmarks", "scripts")
+CODE_IMPORT = re.compile(r"(?:^|\n)\s*(?:from|import) ([\w.]+)")
+"""An import statement inside a string (the code a test runs with ``python -c``)."""
 
 
 def _top_level_imports(path: Path) -> list[str]:
@@ -25,6 +28,8 @@ def _top_level_imports(path: Path) -> list[str]:
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):   # code for -c
+            names = [m[1] for m in CODE_IMPORT.finditer(node.value)]
         bad += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names
                 if n.split(".")[0] in PARTS]
     return bad
@@ -41,8 +46,9 @@ def test_a_users_own_model_and_capture_do_not_shadow_imusic(tmp_path):
     (tmp_path / "model.py").write_text("WHOSE = 'user'\n")
     (tmp_path / "capture").mkdir()
     (tmp_path / "capture" / "__init__.py").write_text("WHOSE = 'user'\n")
-    code = ("import model, capture, imusic.model.features as f, imusic.capture.session as s;"
-            "print(model.WHOSE, capture.WHOSE, f.__name__, s.__name__)")
+    code = ("import importlib; mine = [importlib.import_module(n) for n in ('model', 'capture')];"
+            "import imusic.model.features as f, imusic.capture.session as s;"
+            "print(mine[0].WHOSE, mine[1].WHOSE, f.__name__, s.__name__)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr

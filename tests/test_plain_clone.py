@@ -70,7 +70,7 @@ def test_shipped_takes_are_unchanged_excerpts_of_the_originals(shared_data: Path
 
 def test_pyproject_ships_the_takes():
     text = (REPO / "pyproject.toml").read_text()
-    assert re.search(r'hardware = \[[^]]*"data/\*\*/\*"', text)
+    assert re.search(r'"imusic.hardware" = \[[^]]*"data/\*\*/\*"', text)
 
 
 def test_simulate_defaults_to_the_shipped_takes(clone, tmp_path):

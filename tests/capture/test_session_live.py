@@ -185,7 +185,7 @@ def test_a_recording_is_live_until_it_stops_or_its_recorder_dies(tmp_path, uniqu
     # A killed recorder leaves its reserve file, unlocked: not live, even just after.
     reserve_path(path).write_bytes(b"x")
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import numpy as np\n"
-            "from capture.session import SessionWriter, StreamSpec\n"
+            "from imusic.capture.session import SessionWriter, StreamSpec\n"
             f"w = SessionWriter({str(tmp_path / 'k.h5')!r})\n"
             "w.add_stream(StreamSpec('a', 'IMU', 1, 10.0)); w.flush()\n"
             "print('ok', flush=True); sys.stdin.readline()")

@@ -224,8 +224,8 @@ def test_reading_a_rig_loads_neither_the_face_mesh_nor_scipy():
     code = (
         "import sys, time\n"
         "t = time.perf_counter()\n"
-        "from hardware.face import FaceModel\n"
-        "from hardware.rig import available_rigs, load_rig\n"
+        "from imusic.hardware.face import FaceModel\n"
+        "from imusic.hardware.rig import available_rigs, load_rig\n"
         "rigs = [load_rig(n) for n in available_rigs()]\n"
         "[r.to_dict() for r in rigs], available_rigs(twin=True)\n"
         "print(FaceModel.load.cache_info().currsize, 'scipy' in sys.modules)\n"

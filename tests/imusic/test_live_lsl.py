@@ -81,8 +81,9 @@ def test_live_from_an_imu_lsl_stream(unique_name):
     assert info.desc().child_value("source") == "imusic-model"
     s = pipe.stats.summary()
     assert s["frames"] >= 60 * 4, s
-    added = s["motion_to_output_p50_ms"] - s["compute_p50_ms"]
-    assert added < 12.0, s
+    # How soon a frame follows its sample is a benchmark's (benchmarks/bench_live.py), not a
+    # unit test's: a loaded machine moves it. The mechanism that made --lsl late (pylsl's
+    # pull_chunk holding every chunk for its whole timeout) is checked below without a clock.
 
 
 def test_pull_ready_returns_a_sample_as_it_arrives(unique_name):

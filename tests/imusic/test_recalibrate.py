@@ -87,15 +87,17 @@ def test_live_recalibrates_when_a_neutral_marker_comes(emulator, unique_name):
     outlet = pylsl.StreamOutlet(markers_info(f"{unique_name}-markers", f"{unique_name}-m"))
     try:
         first = lines.wait("neutral pose calibrated", 60.0)
+        # (another run's "neutral" marker may come too: it reads every Markers stream, as it
+        # should; so wait for the line that names this test's stream)
         asked = None
         deadline = time.monotonic() + 20.0
         while asked is None:   # the watch finds the new stream within its rescan
             outlet.push_sample(["neutral"])
             try:
-                asked = lines.wait("recalibrating the neutral pose", 1.0, after=first)
+                asked = lines.wait(f"on '{unique_name}-markers'", 1.0, after=first)
             except AssertionError:
                 assert time.monotonic() < deadline, "the marker never reached imusic live"
-        assert f"{unique_name}-markers" in lines.lines[asked]
+        assert "recalibrating the neutral pose" in lines.lines[asked]
         lines.wait("neutral pose calibrated", 30.0, after=asked)
     finally:
         proc.terminate()
