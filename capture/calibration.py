@@ -1,7 +1,9 @@
 """Per-session IMU calibration: gyro bias and each sensor's orientation relative to the reference.
 
 Pure functions on arrays (``acc``/``gyro``/``mag`` of shape (N, S, 3), sensor frames, SI units)
-plus ``Calibration.write``/``read`` for the session's ``/calibration`` group.
+plus ``Calibration.write``/``read`` for the session's ``/calibration`` group, which also holds
+the model's neutral-pose calibration (``Calibration.neutral``, capture/neutral.py: computed by
+the model's own rule from ``/aligned``, not by the functions here).
 
 Thresholds are the fields of ``CalibrationConfig`` (each with its doc and default);
 capture/sync.py passes the ones of its ``SyncConfig``.
@@ -27,6 +29,8 @@ import h5py
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 from scipy.spatial.transform import Rotation
+
+from imusic.capture.neutral import NeutralRecord, read_neutral, write_neutral
 
 GROUP = "calibration"
 MISSING = 1e3
@@ -137,6 +141,9 @@ class Calibration:
     still_segment: list[float] = field(default_factory=lambda: [np.nan, np.nan])
     neutral_segment: list[float] = field(default_factory=lambda: [np.nan, np.nan])
     still_fraction: float = 0.0
+    neutral: NeutralRecord | None = None
+    """The model's neutral-pose calibration (``/calibration/neutral``, capture/neutral.py);
+    None for a session synced before it was stored."""
 
     def write(self, h5: h5py.File) -> None:
         """Write (replace) ``/calibration`` in an open, writable session file."""
@@ -151,10 +158,13 @@ class Calibration:
         g.create_dataset("gyro_bias", data=np.asarray(self.gyro_bias, np.float64))
         g.create_dataset("relative_rotation", data=np.asarray(self.relative_rotation, np.float64))
         g.create_dataset("gravity_ref", data=np.asarray(self.gravity_ref, np.float64))
+        if self.neutral is not None:
+            write_neutral(g, self.neutral)
 
     @classmethod
     def read(cls, h5: h5py.File) -> "Calibration":
-        """Read ``/calibration`` (KeyError if the session has none)."""
+        """Read ``/calibration`` (KeyError if the session has none; ``NeutralError``, one line,
+        if its ``neutral`` subgroup is malformed)."""
         g = h5[GROUP]
         return cls(
             sites=json.loads(g.attrs["sites"]), reference=str(g.attrs["reference"]),
@@ -163,6 +173,7 @@ class Calibration:
             still_segment=json.loads(g.attrs["still_segment"]),
             neutral_segment=json.loads(g.attrs["neutral_segment"]),
             still_fraction=float(g.attrs["still_fraction"]),
+            neutral=read_neutral(g, h5.filename),
         )
 
 

@@ -290,13 +290,20 @@ def check_session(path: str | Path, config: CheckConfig | None = None) -> Sessio
             if r.has_aligned:
                 _check_aligned(r, rep)
             if r.has_calibration:
+                from imusic.capture.calibration import Calibration
+                from imusic.capture.neutral import NeutralError
                 try:
-                    from imusic.capture.calibration import Calibration
                     c = Calibration.read(r.h5)
                     rep.calibration = {
                         "sites": len(c.sites), "reference": c.reference,
                         "gyro_bias_max_dps": float(np.degrees(np.abs(c.gyro_bias).max())),
-                        "still_fraction": c.still_fraction}
+                        "still_fraction": c.still_fraction,
+                        "neutral": None if c.neutral is None else c.neutral.summary(),
+                        "neutral_line": "none stored (synced before it was; run 'imusic "
+                                        f"sync {path}' again)" if c.neutral is None
+                                        else c.neutral.describe()}
+                except NeutralError as err:
+                    rep.errors.append(str(err))
                 except Exception as err:  # noqa: BLE001
                     rep.errors.append(f"{path}: /calibration cannot be read: {err}")
         except Exception as err:  # noqa: BLE001 - damaged metadata anywhere
@@ -328,6 +335,7 @@ def format_report(rep: SessionReport) -> str:
         c = rep.calibration
         lines.append(f"  calibration: {c['sites']} sites, reference {c['reference']}, max gyro "
                      f"bias {c['gyro_bias_max_dps']:.2f} deg/s, still {c['still_fraction']:.0%}")
+        lines.append(f"  neutral pose: {c['neutral_line']}")
     if rep.aligned:
         al = rep.aligned
         lines.append(f"  aligned: {al['frames']} frames ({al['seconds']:.1f} s at "

@@ -2,8 +2,9 @@
 
 ``sync_session(path)`` reads the streams (``pick_streams``), hands them to ``align`` (a pure
 function from streams to a ``SyncResult``: no file, so tests and take_quality can call it on
-arrays) and, unless ``write=False``, writes the result (``write_result``: ``/calibration`` and
-``/aligned``). Every threshold is a field of ``SyncConfig`` (capture/sync_config.py), passed
+arrays) and, unless ``write=False``, writes the result (``write_result``: ``/calibration``,
+with ``/calibration/neutral``, and ``/aligned``). Every threshold is a field of ``SyncConfig``
+(capture/sync_config.py), passed
 as ``config=`` or as keywords. The steps of ``align``, each in its own module:
 
 1. **Clock offsets** (capture/sync_clock.py). Every stream's sender timestamps get the
@@ -37,6 +38,9 @@ as ``config=`` or as keywords. The steps of ``align``, each in its own module:
    (Butterworth, 0.4 x rate) then linear interpolation, per segment; blendshapes by linear
    interpolation per segment, invalid where a neighbour row is face-lost or in a gap. Invalid
    frames hold 0 (masks say which); ``mag`` is NaN when the device has none.
+7. **Neutral pose** (capture/neutral.py) on the aligned timeline: the model's own
+   neutral-pose calibration (model/calibration.py's rule, run by ``model.features``), so the
+   session stores what the features will use: ``/calibration/neutral``.
 
 The two grids are one definition (``overlap_grid``) on two spans: the output grid needs the
 lag, the lag needs a grid, and a fractional lag puts the output on another lattice. With
@@ -60,6 +64,7 @@ import numpy as np
 
 from imusic.capture.aligned import Aligned, write_aligned
 from imusic.capture.calibration import Calibration, calibrate
+from imusic.capture.neutral import neutral_of
 from imusic.capture.session import SessionReader, StreamData
 from imusic.capture.sync_clock import apply_clock_offsets, dejitter, segments
 from imusic.capture.sync_config import DEFAULT, SyncConfig
@@ -193,6 +198,8 @@ def align(imu_stream: StreamData, bs_stream: StreamData, *, marker_taps: Iterabl
         mag=g["mag"].astype(np.float32), valid_imu=g["valid"], valid_arkit=v_b,
         sites=imu.sites, reference=imu.reference, rig_id=imu.rig_id,
         quat=None if g["quat"] is None else g["quat"].astype(np.float32), attrs=attrs)
+    # Step 7: the model's neutral-pose calibration of the aligned timeline (stored with it).
+    calib.neutral = neutral_of(aligned, source=source)
     return SyncResult(aligned=aligned, calibration=calib, lag_s=float(lag_s),
                       lag_confidence=float(conf), tap_imu=tap_i, tap_blendshapes=tap_b,
                       imu_key=ik, blendshapes_key=bk)
@@ -250,6 +257,10 @@ def describe(result: SyncResult) -> dict[str, Any]:
         "sites": a.sites, "reference": a.reference,
         "still_fraction": result.calibration.still_fraction,
         "gyro_bias_rad_s_max": float(np.abs(result.calibration.gyro_bias).max()),
+        "neutral": (result.calibration.neutral.summary()
+                    if result.calibration.neutral is not None else None),
+        "neutral_line": (result.calibration.neutral.describe()
+                         if result.calibration.neutral is not None else ""),
     }
 
 

@@ -290,8 +290,6 @@ class LiveLoop:
         st.skipped = self.runtime.skipped
         if not self._calibration_said and self.runtime.calibration.done:
             self._calibration_said = True
-            cal = self.runtime.calibration
-            how = "still window" if cal.still else "no still window found: the stillest"
-            print(f"imusic: neutral pose calibrated ({how}, frame {cal.at_frame}); "
+            print(f"imusic: neutral pose calibrated ({self.runtime.calibration.describe()}); "
                   "output frames are valid from here", file=sys.stderr, flush=True)
         return n

@@ -54,8 +54,9 @@ class CalibrationState:
     done: bool = False
     frames_still: int = 0          # consecutive still frames so far (progress)
     frames_needed: int = 1
-    at_frame: int = -1             # the frame index at which calibration ended
+    at_frame: int = -1             # frames seen when it ended (= the first valid frame's index)
     still: bool = True             # False when ``max_wait_s`` forced the stillest window
+    window: tuple[int, int] = (-1, -1)    # first and last frame index of the window used
     gyro_bias: np.ndarray | None = None   # (S, 3) rad/s
     acc_offset: np.ndarray | None = None  # (F, 3) m/s^2, reference frame, per face site
     neutral: np.ndarray | None = None     # (F, 3, 3) relative orientation at neutral
@@ -68,11 +69,33 @@ class CalibrationState:
     def summary(self) -> dict[str, Any]:
         """JSON-ready form (for the session's attributes and logs)."""
         out: dict[str, Any] = {"done": self.done, "at_frame": self.at_frame,
-                               "still": self.still}
+                               "still": self.still, "window": list(self.window)}
         for k in ("gyro_bias", "acc_offset", "neutral"):
             v = getattr(self, k)
             out[k] = None if v is None else np.asarray(v).tolist()
         return out
+
+
+    def describe(self) -> str:
+        """One line: still or forced, the window's frames, and the largest biases taken out
+        (what ``imusic live`` prints when it has calibrated)."""
+        if not self.done:
+            return (f"not calibrated: no still window yet ({self.frames_still} of "
+                    f"{self.frames_needed} still frames)")
+        how = ("still" if self.still else
+               "forced: no still window within max_wait_s, the stillest")
+        a, b = self.window
+        return (f"{how}, window frames {a}-{b}, ended at frame {self.at_frame}; max gyro bias "
+                f"{max_abs(self.gyro_bias, np.degrees):.2f} deg/s, max acc offset "
+                f"{max_abs(self.acc_offset):.3f} m/s^2")
+
+
+def max_abs(x: np.ndarray | None, unit: Any = None) -> float:
+    """The largest magnitude in ``x`` (NaN for None or empty), optionally converted."""
+    if x is None or np.size(x) == 0:
+        return float("nan")
+    v = float(np.nanmax(np.abs(np.asarray(x, np.float64))))
+    return float(unit(v)) if unit is not None else v
 
 
 def implied_rates(rots: np.ndarray, rate_hz: float) -> np.ndarray:

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from imusic.capture.aligned import Aligned, read_aligned
-from imusic.model.features import FeatureSpec, compute_features
+from imusic.model.features import (FeatureSpec, compute_features,  # noqa: F401 - re-exported
+                                     orientation_of, spec_of)
 
 CACHE_DIR = ".imusic-features"
 
@@ -76,20 +77,6 @@ def session_files(root: str | Path) -> list[Path]:
         raise FileNotFoundError(f"no session files (*.h5) under {root}: make some with "
                                 "'imusic simulate -o DIR' or record and 'imusic sync' them")
     return files
-
-
-def orientation_of(aligned: Aligned) -> str:
-    """``"reported"`` when the session carries the device's orientation and no gyroscope to
-    run the AHRS on (an orientation device), else ``"ahrs"``."""
-    return "reported" if aligned.has_quat and not aligned.has_gyro else "ahrs"
-
-
-def spec_of(aligned: Aligned, **kw: Any) -> FeatureSpec:
-    """The feature spec that matches a session's rig (and its orientation source, unless
-    ``orientation`` is given)."""
-    kw.setdefault("orientation", orientation_of(aligned))
-    return FeatureSpec(sites=tuple(aligned.sites), reference=aligned.reference,
-                       rate_hz=float(aligned.rate_hz), **kw)
 
 
 def _cache_key(path: Path, spec: FeatureSpec) -> str:

@@ -262,7 +262,7 @@ class FeatureExtractor:
             self._prev_q = q
         else:
             rate = gyro
-        still = det.push((acc, gyro, mag, quat), rate)
+        still = det.push((acc, gyro, mag, quat, self.frames - 1), rate)
         self.calibration.frames_still = det.n_still
         if still:
             self._calibrate(list(det.frames), True)
@@ -283,7 +283,7 @@ class FeatureExtractor:
         passes = 1 if self.spec.orientation == "reported" else max(1, cfg.passes)
         rels, accs = [], []
         for p in range(passes):
-            for acc, g, mag, quat in frames:
+            for acc, g, mag, quat, _ in frames:
                 q = self._orientation(acc, g - bias, mag, quat)
                 if p == passes - 1:
                     rot = quat_to_matrix(q)
@@ -298,7 +298,7 @@ class FeatureExtractor:
         self.calibration = CalibrationState(
             done=True, frames_still=len(frames), frames_needed=len(frames),
             at_frame=self.frames, still=still, gyro_bias=bias, neutral=neutral,
-            acc_offset=np.mean(accs, axis=0))
+            acc_offset=np.mean(accs, axis=0), window=(int(frames[0][4]), int(frames[-1][4])))
 
     def _implied_rate(self, q: np.ndarray) -> np.ndarray:
         """(S, 3) sensor-frame angular rate from the previous frame's orientation to ``q``
@@ -318,6 +318,49 @@ class FeatureExtractor:
         return self._last_rot.copy()
 
 
+def orientation_of(aligned: Any) -> str:
+    """``"reported"`` when a session (an ``Aligned``) carries the device's orientation and no
+    gyroscope to run the AHRS on (an orientation device), else ``"ahrs"``."""
+    return "reported" if aligned.has_quat and not aligned.has_gyro else "ahrs"
+
+
+def spec_of(aligned: Any, **kw: Any) -> FeatureSpec:
+    """The feature spec that matches a session's rig (and its orientation source, unless
+    ``orientation`` is given); ``kw``: other :class:`FeatureSpec` fields."""
+    kw.setdefault("orientation", orientation_of(aligned))
+    return FeatureSpec(sites=tuple(aligned.sites), reference=aligned.reference,
+                       rate_hz=float(aligned.rate_hz), **kw)
+
+
+def _recording_inputs(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None,
+                      mag: np.ndarray | None, valid: np.ndarray | None,
+                      sites: Sequence[str] | None, quat: np.ndarray | None,
+                      source: str) -> tuple[Any, ...]:
+    """(acc, gyro, mag, valid, quat) in ``spec.sites`` order, checked against the spec
+    (``compute_features`` says what is raised)."""
+    if sites is not None and tuple(sites) != spec.sites:
+        missing = [s for s in spec.sites if s not in sites]
+        if missing:
+            raise ValueError(f"{source} lacks sites {missing} that the model needs "
+                             f"(it has {list(sites)}): use a checkpoint trained for this rig")
+        idx = [list(sites).index(s) for s in spec.sites]
+        acc = acc[:, idx]
+        gyro = None if gyro is None else gyro[:, idx]
+        mag = None if mag is None else mag[:, idx]
+        quat = None if quat is None else quat[:, idx]
+    valid = np.ones(len(acc), bool) if valid is None else np.asarray(valid, bool)
+    if spec.orientation == "reported" and (quat is None or not
+                                           np.isfinite(quat[valid]).all()):
+        raise ValueError(f"{source} has no reported orientation (site.quat) for every site, "
+                         "and the model's features need it (orientation 'reported'): use a "
+                         "checkpoint trained with orientation 'ahrs'")
+    if spec.orientation == "ahrs" and (gyro is None or not np.isfinite(gyro[valid]).all()):
+        raise ValueError(f"{source} has no gyroscope for every site (an orientation-only "
+                         "device?), and the model's features run the AHRS on acc/gyro/mag "
+                         "(orientation 'ahrs'): train with --orientation reported")
+    return acc, gyro, mag, valid, quat
+
+
 def compute_features(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None,
                      mag: np.ndarray | None, valid: np.ndarray | None = None,
                      sites: Sequence[str] | None = None,
@@ -333,35 +376,44 @@ def compute_features(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None
     ``quat`` (N, S, 4) is the reported orientation (needed when ``spec.orientation`` is
     ``"reported"``). Raises ``ValueError`` saying what the recording lacks for this spec.
     """
-    if sites is not None and tuple(sites) != spec.sites:
-        missing = [s for s in spec.sites if s not in sites]
-        if missing:
-            raise ValueError(f"{source} lacks sites {missing} that the model needs "
-                             f"(it has {list(sites)}): use a checkpoint trained for this rig")
-        idx = [list(sites).index(s) for s in spec.sites]
-        acc = acc[:, idx]
-        gyro = None if gyro is None else gyro[:, idx]
-        mag = None if mag is None else mag[:, idx]
-        quat = None if quat is None else quat[:, idx]
+    return _run(spec, acc, gyro, mag, valid, sites, quat, source, with_valid, until_calibrated=False)
+
+
+def calibrate_recording(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None,
+                        mag: np.ndarray | None, valid: np.ndarray | None = None,
+                        sites: Sequence[str] | None = None, quat: np.ndarray | None = None,
+                        source: str = "the recording") -> CalibrationState:
+    """The neutral-pose calibration :func:`compute_features` finds on the same recording
+    (the same extractor, fed the same frames, stopped once it is calibrated): what
+    ``imusic sync`` stores in the session (capture/neutral.py). ``spec.calibration`` must be set;
+    arguments and errors as :func:`compute_features`'."""
+    if spec.calibration is None:
+        raise ValueError("calibrate_recording needs a spec with a CalibrationConfig")
+    return _run(spec, acc, gyro, mag, valid, sites, quat, source, False, until_calibrated=True)
+
+
+def _run(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None, mag: np.ndarray | None,
+         valid: np.ndarray | None, sites: Sequence[str] | None, quat: np.ndarray | None,
+         source: str, with_valid: bool, until_calibrated: bool) -> Any:
+    """The extractor over a recording's frames (all, or until it is calibrated)."""
+    acc, gyro, mag, valid, quat = _recording_inputs(spec, acc, gyro, mag, valid, sites, quat,
+                                                    source)
     n = len(acc)
-    valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
-    if spec.orientation == "reported" and (quat is None or not
-                                           np.isfinite(quat[valid]).all()):
-        raise ValueError(f"{source} has no reported orientation (site.quat) for every site, "
-                         "and the model's features need it (orientation 'reported'): use a "
-                         "checkpoint trained with orientation 'ahrs'")
-    if spec.orientation == "ahrs" and (gyro is None or not np.isfinite(gyro[valid]).all()):
-        raise ValueError(f"{source} has no gyroscope for every site (an orientation-only "
-                         "device?), and the model's features run the AHRS on acc/gyro/mag "
-                         "(orientation 'ahrs'): train with --orientation reported")
     ex = FeatureExtractor(spec)
-    out = np.zeros((n, spec.n_features), np.float32)
+    out = np.zeros((0 if until_calibrated else n, spec.n_features), np.float32)
     ok = np.zeros(n, bool)
     for k in range(n):
-        out[k] = ex.update(acc[k], None if gyro is None else gyro[k],
-                           None if mag is None else mag[k], bool(valid[k]),
-                           None if quat is None else quat[k])
+        f = ex.update(acc[k], None if gyro is None else gyro[k],
+                      None if mag is None else mag[k], bool(valid[k]),
+                      None if quat is None else quat[k])
+        if until_calibrated:
+            if ex.calibration.done:
+                break
+            continue
+        out[k] = f
         ok[k] = ex.ok
+    if until_calibrated:
+        return ex.calibration
     if with_valid:
         return out, ok, ex.calibration
     return out

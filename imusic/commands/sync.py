@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  start-of-take tap: {tap}")
     print(f"  calibration: still {d['still_fraction']:.0%} of the time, max gyro bias "
           f"{d['gyro_bias_rad_s_max']:.4f} rad/s; reference {d['reference']}")
+    print(f"  neutral pose (the model's): {d['neutral_line']}")
     print(f"  valid: IMU {d['valid_imu']:.0%}, ARKit {d['valid_arkit']:.0%}"
           + ("  (dry run: nothing written)" if args.dry_run else ""))
     return 0
