@@ -35,6 +35,8 @@ NEUTRAL = "neutral"
 CONFIG_KEYS = ("window_s", "still_gyro_std", "passes", "max_wait_s", "remove_bias",
                "orientation", "ahrs_gain", "use_magnetometer", "rate_hz")
 """The rule's settings stored as attributes (``CalibrationConfig`` and the feature spec)."""
+FLAGS = ("remove_bias", "use_magnetometer")
+"""The booleans among ``CONFIG_KEYS`` (``orientation`` is text, the rest are numbers)."""
 QUAT_NORM_TOLERANCE = 1e-3
 """A stored quaternion whose norm is further than this from 1 is malformed."""
 
@@ -237,15 +239,16 @@ def read_neutral(parent: h5py.Group, path: Any = None) -> NeutralRecord | None:
     sites = _json_list(g, "sites", path, str)
     face = _json_list(g, "face_sites", path, str)
     ref = text_of(_attr(g, "reference", path))
-    if ref not in sites or not set(face) <= set(sites) or ref in face or len(set(sites)) != len(sites):
+    if (ref not in sites or not set(face) <= set(sites) or ref in face
+            or len(set(sites)) != len(sites)):
         raise _bad(path, f"reference {ref!r} and face_sites {face} do not fit sites {sites}")
     done = _number(g, "done", path, bool)
     config: dict[str, Any] = {}
-    for k in CONFIG_KEYS:
-        if k in g.attrs:
-            v = g.attrs[k]
-            config[k] = text_of(v) if isinstance(v, (str, bytes)) else (
-                v.item() if isinstance(v, np.generic) else v)
+    for k in (k for k in CONFIG_KEYS if k in g.attrs):
+        config[k] = (text_of(g.attrs[k]) if k == "orientation" else
+                     _number(g, k, path, bool if k in FLAGS else float))
+    if "passes" in config:
+        config["passes"] = _number(g, "passes", path, int)
     rec = NeutralRecord(sites=sites, reference=ref, face_sites=face, done=done,
                         still=_number(g, "still", path, bool),
                         reason=text_of(_attr(g, "reason", path)), config=config)

@@ -13,6 +13,10 @@ command's coroutine, written to end soon after ``runner.stop`` (an ``asyncio.Eve
 * **the status line**: ``status()`` every ``every_s``, through :class:`StatusLine`: on a
   terminal redrawn in place (cut to its width), otherwise a new line every ``plain_every_s``;
   :meth:`Runner.say` prints a line of its own above it;
+* **keys**: with ``keys={"c": callback}``, a key pressed on the terminal (stdin) calls its
+  callback, through :class:`imusic.keys.KeyWatch` (only when stdin is a terminal in the
+  foreground; the terminal's mode is restored at the end). ``live`` and ``hybrid`` recalibrate
+  on ``c``;
 * **a clean stop**: however the run ends (``stop``, the work ending or failing), ``stop`` is
   set, the work is awaited to its end (its error is raised from ``run``), the signal handlers
   are restored and an in-place status line is ended, so what a command prints next starts on a
@@ -30,8 +34,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import IO, TypeVar
+
+from imusic.keys import KeyWatch
 
 T = TypeVar("T")
 
@@ -86,7 +92,8 @@ class Runner:
                  status: Callable[[], str | None] | None = None, every_s: float = 1.0,
                  quiet: bool = False, in_place: bool | None = None,
                  plain_every_s: float | None = None,
-                 stop: asyncio.Event | None = None, count_from_start: bool = True) -> None:
+                 stop: asyncio.Event | None = None, count_from_start: bool = True,
+                 keys: Mapping[str, Callable[[], None]] | None = None) -> None:
         self.stop = stop if stop is not None else asyncio.Event()
         """Set to end the run (by a signal, ``--seconds``, the caller or the work)."""
         self.seconds = seconds
@@ -102,6 +109,8 @@ class Runner:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signals: list[signal.Signals] = []
+        self.keys = KeyWatch(keys or {})
+        """The terminal keys read during the run (``keys.active`` while they are)."""
 
     @property
     def elapsed(self) -> float:
@@ -131,6 +140,7 @@ class Runner:
             self.begin()
         task = asyncio.ensure_future(work)
         try:
+            self.keys.start(self._loop)
             while not task.done():
                 await asyncio.wait({task}, timeout=self.every_s)
                 if not task.done() and self.status is not None:
@@ -147,6 +157,7 @@ class Runner:
                 with contextlib.suppress(BaseException):
                     await task
             self._remove_signals()
+            self.keys.stop()
             self.line.finish()
 
     def _install_signals(self) -> None:

@@ -376,7 +376,8 @@ def compute_features(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None
     ``quat`` (N, S, 4) is the reported orientation (needed when ``spec.orientation`` is
     ``"reported"``). Raises ``ValueError`` saying what the recording lacks for this spec.
     """
-    return _run(spec, acc, gyro, mag, valid, sites, quat, source, with_valid, until_calibrated=False)
+    return _run(spec, acc, gyro, mag, valid, sites, quat, source, with_valid,
+                until_calibrated=False)
 
 
 def calibrate_recording(spec: FeatureSpec, acc: np.ndarray, gyro: np.ndarray | None,

@@ -39,6 +39,7 @@ def state_line(pipe) -> str:
 async def _main(args: argparse.Namespace) -> int:
     import sys
 
+    from imusic.keys import RECALIBRATE_KEY, usable_terminal
     from imusic.pipelines import HybridPipeline
     from imusic.runner import Runner
 
@@ -63,10 +64,14 @@ async def _main(args: argparse.Namespace) -> int:
           + (f"Live Link UDP {args.arkit_listen}" if args.arkit_listen is not None
              else f"LSL {args.arkit_lsl or '(source arkit)'}")
           + f" + IMU from {link_options(args).describe()} -> LSL '{args.name}' and "
-          f"'{args.name}-state'. Ctrl-C stops.", file=sys.stderr)
+          f"'{args.name}-state'. Ctrl-C stops"
+          + (f", '{RECALIBRATE_KEY}' recalibrates the neutral pose." if usable_terminal()
+             else "."), file=sys.stderr)
     code = 0
     try:
-        runner = Runner(args.seconds, status=lambda: state_line(pipe), quiet=args.quiet)
+        runner = Runner(args.seconds, status=lambda: state_line(pipe), quiet=args.quiet,
+                        keys={RECALIBRATE_KEY: lambda: pipe.live.loop.request_recalibration(
+                            f"key '{RECALIBRATE_KEY}'")})
         await runner.run(pipe.run(runner.stop))
     except (LookupError, OSError) as err:
         print(f"imusic hybrid: {err}", file=sys.stderr)

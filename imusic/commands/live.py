@@ -42,6 +42,7 @@ async def _main(args: argparse.Namespace) -> int:
 
     from imusic.capture.arkit_bridge import parse_host_port
     from imusic.capture.session import mark_no_raw
+    from imusic.keys import RECALIBRATE_KEY, usable_terminal
     from imusic.pipelines import LivePipeline
     from imusic.runner import Runner
 
@@ -81,9 +82,12 @@ async def _main(args: argparse.Namespace) -> int:
     print(f"imusic live: {link.describe()} -> model ({pipe.runtime.steps} DDIM steps) -> LSL "
           f"'{args.name}'" + (f" + Live Link to {args.livelink}" if livelink else "")
           + (f" + recording {args.record}" + (" (no raw IMU)" if args.no_raw else "")
-             if args.record else "") + "; no camera is used. Ctrl-C stops.", file=sys.stderr)
+             if args.record else "") + "; no camera is used. Ctrl-C stops"
+          + (f", '{RECALIBRATE_KEY}' recalibrates the neutral pose." if usable_terminal()
+             else "."), file=sys.stderr)
+    keys = {RECALIBRATE_KEY: lambda: pipe.loop.request_recalibration(f"key '{RECALIBRATE_KEY}'")}
     runner = Runner(args.seconds, status=lambda: status_line(pipe, runner.elapsed),
-                    quiet=args.quiet)
+                    quiet=args.quiet, keys=keys)
     code = 0
     try:
         await runner.run(pipe.run(runner.stop))
