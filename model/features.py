@@ -16,11 +16,13 @@ offline and live agree):
 
 A rigid rotation of the whole head multiplies every ``R`` on the left by the same matrix, so
 ``R_r^T R_i`` does not change: only skin motion moves the features. The neutral pose is taken
-out by the detrend (``detrend_s``): each channel minus its slow causal average, which is the
-relative pose the face rests in (mounting, the reference's own tilt, AHRS heading drift), so
-what remains is motion away from the neutral pose. The same
+out by the neutral-pose calibration (``FeatureSpec.calibration``, model/calibration.py: the
+rotation since the first still window's pose), or, in checkpoints without it, by the detrend
+(``detrend_s``: each channel minus its slow causal average). The same
 :class:`FeatureExtractor` runs on recorded sessions (real or twin) and in the live runtime,
-one 60 Hz frame at a time, so training and inference see identical numbers.
+one 60 Hz frame at a time, so training and inference see identical numbers;
+:func:`calibrate_recording` runs it until it is calibrated (what ``imusic sync`` stores in the
+session, capture/neutral.py), and :func:`spec_of` is the spec of a session's rig.
 """
 
 from __future__ import annotations
@@ -270,8 +272,9 @@ class FeatureExtractor:
             self._calibrate(det.stillest(), False)
 
     def _calibrate(self, frames: list[tuple[Any, ...]], still: bool) -> None:
-        """The neutral pose from a still window: gyro bias, settled AHRS, relative
-        orientation and acceleration offset (:mod:`model.calibration`)."""
+        """The neutral pose from a still window of ``(acc, gyro, mag, quat, frame index)``:
+        gyro bias, settled AHRS, relative orientation and acceleration offset
+        (:mod:`model.calibration`)."""
         cfg = self.spec.calibration
         assert cfg is not None
         gy = np.stack([f[1] for f in frames])
