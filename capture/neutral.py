@@ -190,7 +190,7 @@ def _is(x: Any, kind: type) -> bool:
 def _json_list(g: h5py.Group, name: str, path: Any, kind: type, n: int | None = None) -> list:
     try:
         v = json.loads(text_of(_attr(g, name, path)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise _bad(path, f"attribute {name!r} is not JSON") from None
     ok = isinstance(v, list) and all(_is(x, kind) for x in v)
     if not ok or (n is not None and len(v) != n):
