@@ -31,12 +31,8 @@ def test_hybrid_beats_arkit_hold_and_imu_only_on_held_out_twin_wearers(shared_da
     hybrid, hold, imu = results["hybrid"], results["arkit_hold"], results["imu_only"]
     for region in (*REGION_NAMES, SEEN_KEY, "all"):
         # Not gaze and tongue: the IMU never enters those (on this take its tongue, flat near 0,
-        # beats ARKit's held guesses, 0.02 against 0.16). Not the mouth and jaw either, with the
-        # calibrated checkpoint on a performer it has seen: there the IMU alone (mouth 1.02, jaw
-        # 0.81) beats the hybrid (1.17, 1.24), whose default hand-over thresholds are kept for
-        # a performer it has not seen (model/MODEL.md, "Hybrid"); the hybrid still beats the
-        # hold there, below.
-        if region not in (*IMU_BLIND_REGIONS, "mouth", "jaw"):
+        # beats ARKit's held guesses, 0.02 against 0.16).
+        if region not in IMU_BLIND_REGIONS:
             assert hybrid[region] < imu[region], (region, results)
         if region in (*MOUTH_REGIONS, SEEN_KEY, "all"):
             assert hybrid[region] < hold[region], (region, results)
