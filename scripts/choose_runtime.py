@@ -1,4 +1,4 @@
-"""Choose the runtime defaults (DDIM steps, carry, carry_blend) on a checkpoint's VALIDATION sessions.
+"""Choose the runtime defaults (DDIM steps, carry, carry_blend) on the VALIDATION sessions.
 
     python scripts/choose_runtime.py [--model CKPT] [--data DIR] [--steps 1 2 4 8]
         [--carry 0 2 4 8] [--blend 0 0.5] [--seconds S] [--timing-seconds T] [--apply] [--quick]
@@ -245,7 +245,7 @@ def evaluate_grid(tr: Any, recs: list[Any], grid: Grid, cfg: ChoiceConfig,
         t0 = time.perf_counter()
         m = evaluate(tr, recs, steps, methods=("imusic",), carry=carry,
                      carry_blend=blend)["imusic"]
-        rows.append({"steps": steps, "carry": carry, "carry_blend": blend,
+        rows.append({"steps": steps, "carry": carry, "carry_blend": blend, "frames": m["frames"],
                      "mae": round(m[SEEN_MAE], 4), "mae_all52": round(m["mae"], 4),
                      "jitter": round(m["jitter"], 4), "vel_err": round(m["vel_err"], 4),
                      **{k: round(v, 3) for k, v in compute_times(tr, setting, signals,
@@ -341,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
             r["carry"] == 0 or r["carry_blend"] == current["carry_blend"])
     # 4. save
     print_table(rows, f"validation grid ({tr.path}; TWIN DATA; MAE x100 without gaze and "
-                      f"tongue; compute = CPU ms per 60 Hz frame, wall beside it; 1 torch thread, load average "
-                      f"{load_before[0]:.2f} before, {load_after[0]:.2f} after)")
+                      f"tongue; compute = CPU ms per 60 Hz frame, wall beside it; 1 torch "
+                      f"thread, load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
+                      "after)")
     info = {"checkpoint": str(tr.path), "validation_sessions": names,
             "validation_seconds_each": a.seconds or None, "timing_seconds": a.timing_seconds,
             "rule": asdict(cfg), "grid": asdict(grid), "current": current,

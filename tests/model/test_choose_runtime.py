@@ -35,8 +35,9 @@ def val_ckpt(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("valckpt") / "tiny"
     torch.manual_seed(0)
-    train(toy_data, out, TrainConfig(**{**TINY, "stage1_steps": 60, "stage2_steps": 60, "eval_every": 30,
-                                   "val_identities": ["id02"]}),
+    cfg = {**TINY, "stage1_steps": 60, "stage2_steps": 60, "eval_every": 30,
+           "val_identities": ["id02"]}
+    train(toy_data, out, TrainConfig(**cfg),
           command="pytest val_ckpt", progress=False)
     return out
 
@@ -66,7 +67,8 @@ def test_quick_run_scores_the_grid_and_applies_a_setting_the_runtime_uses(val_ck
     # the quick grid: steps 1, 2 x (carry 0, carry 4 at 0.5), each scored and timed
     assert {(r["steps"], r["carry"], r["carry_blend"]) for r in rows} == {
         (1, 0, 0.0), (1, 4, 0.5), (2, 0, 0.0), (2, 4, 0.5)}
-    assert all(r["mae"] > 0 and r["jitter"] > 0 and r["p99_ms"] > 0 for r in rows)
+    assert all(r["mae"] > 0 and r["jitter"] > 0 and r["p99_ms"] > 0 and r["frames"] > 200
+               for r in rows)
     assert doc["validation_sessions"] == ["id02_a.h5"]
     chosen = doc["chosen"]
     assert sum(r["chosen"] for r in rows) == 1 and chosen == next(r for r in rows if r["chosen"])
