@@ -150,21 +150,52 @@ def load_validation(tr: Any, folder: Path, seconds: float | None) -> list[Any]:
     return val
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that raises :class:`Refused` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:   # type: ignore[override]
+        raise Refused(message)
+
+
+def data_command(config: dict[str, Any]) -> argparse.Namespace:
+    """The checkpoint's recorded ``imusic simulate`` command, parsed as ``imusic simulate``
+    parses it; :class:`Refused` (one line) when there is not exactly one, or it does not parse."""
+    from imusic.commands import simulate as sim_cli
+
+    commands = config.get("data_commands") or []
+    if not isinstance(commands, list) or len(commands) != 1 or not isinstance(commands[0], str) \
+            or not commands[0].startswith("imusic simulate "):
+        raise Refused(f"the checkpoint's data was not made by one 'imusic simulate' command "
+                      f"({commands!r:.80}): give --data with its sessions")
+    ap = _Parser(prog="imusic simulate", add_help=False)
+    sim_cli.add_arguments(ap)
+    try:
+        a = ap.parse_args(shlex.split(commands[0])[2:])
+    except ValueError as err:   # shlex: unbalanced quotes
+        raise Refused(f"the checkpoint's data command does not parse ({err}): give --data "
+                      "with its sessions") from None
+    except Refused as err:
+        raise Refused(f"the checkpoint's data command does not parse ({err}): give --data "
+                      "with its sessions") from None
+    if a.subjects < 1 or not a.minutes > 0 or not a.rate > 0 or a.layout != "session":
+        raise Refused("the checkpoint's data command is not one this script can simulate again "
+                      f"(subjects {a.subjects}, minutes {a.minutes}, rate {a.rate}, layout "
+                      f"{a.layout}): give --data with its sessions")
+    return a
+
+
 def simulate_validation(tr: Any, out: Path) -> Path:
     """Simulate again, into ``out``, the validation subjects' sessions of the checkpoint's
-    recorded ``imusic simulate`` command (same seed and session seeds: the same sessions)."""
-    from imusic.commands import simulate as sim_cli
+    recorded ``imusic simulate`` command (same seed and session seeds: the same sessions, bit
+    for bit)."""
     from imusic.model.simulate import NEUTRAL_S, DeviceOutput, load_take, plan, write_session
 
-    commands = tr.config.get("data_commands") or []
-    if len(commands) != 1 or not commands[0].startswith("imusic simulate "):
-        raise Refused(f"{tr.path}: its data was not made by one 'imusic simulate' command "
-                      f"({len(commands)} recorded): give --data with its sessions")
-    ap = argparse.ArgumentParser()
-    sim_cli.add_arguments(ap)
-    a = ap.parse_args(shlex.split(commands[0])[2:])
-    takes = [REPO / p if not Path(p).is_absolute() else Path(p)
-             for p in (a.motion or []) if p != "none"]
+    from imusic.capture.livelink_csv import shipped_takes
+
+    a = data_command(tr.config)
+    # as imusic simulate reads --motion: absent, the shipped excerpts; paths from the repo root
+    takes = shipped_takes() if a.motion is None else [
+        REPO / p if not Path(p).is_absolute() else Path(p) for p in a.motion if p != "none"]
     missing = [str(p) for p in takes if not p.is_file()]
     if missing:
         raise Refused(f"the checkpoint's takes are not here ({missing[0]}): give --data with "
@@ -173,10 +204,11 @@ def simulate_validation(tr: Any, out: Path) -> Path:
     output = DeviceOutput(a.report, gyro=not a.no_gyro, mag=not a.no_mag)
     jobs = plan(a.subjects, a.minutes, [load_take(p) for p in takes],
                 a.procedural or not takes, a.seed)
+    command = tr.config["data_commands"][0]
     for identity, subject, src, sl, sseed in jobs:
-        if str(identity) in ids:   # the split below picks among these by their attributes
+        if str(identity) in ids:   # the split then picks among these by their attributes
             write_session(out / f"{subject}_{src.name}.h5", src, sl, subject, identity, a.rig,
-                          a.seed, sseed, a.rate, commands[0], output, NEUTRAL_S)
+                          a.seed, sseed, a.rate, command, output, NEUTRAL_S)
     return out
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .conftest import TINY
 
@@ -203,3 +205,21 @@ def test_the_scores_are_the_runtimes_output(val_ckpt, toy_data):
     diff = np.abs(live[later] - offline[idx[later]])
     assert later.sum() > 300 and diff.max() < 1e-4
     assert np.abs(live[keep] - offline[idx[keep]]).mean() < 0.01 * offline[mask].std(0).mean()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(
+    st.text(max_size=120).map(lambda t: ["imusic simulate " + t]),
+    st.lists(st.text(max_size=40), max_size=3),
+    st.sampled_from([None, 7, "imusic simulate", ["imusic simulate -o d --subjects 0"],
+                     ["imusic simulate -o d --minutes -1"], ["imusic simulate -o 'd"]])))
+def test_a_recorded_data_command_parses_or_is_refused_in_one_line(commands):
+    """The simulate command a checkpoint records (its config is data) parses as imusic
+    simulate parses it, or is refused as one line; never a usage dump or SystemExit."""
+    mod = _script()
+    try:
+        a = mod.data_command({"data_commands": commands})
+    except mod.Refused as err:
+        assert "\n" not in str(err) and str(err)
+    else:
+        assert a.subjects >= 1 and a.minutes > 0 and a.out
