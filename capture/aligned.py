@@ -117,10 +117,20 @@ def read_aligned(path: str | Path | h5py.File) -> Aligned:
         return _read(h5, Path(path))
 
 
-def _read(h5: h5py.File, path: Path) -> Aligned:
-    if GROUP not in h5:
-        raise KeyError(f"{path} has no 'aligned' group: run 'imusic sync {path}' first")
-    g = h5[GROUP]
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """The ``aligned`` group's session attributes (``Aligned.attrs``: subject, identity,
+    performer, take ...) without reading its signals: how a tool picks sessions by the split
+    before it computes any features. Errors as :func:`read_aligned`."""
+    from imusic.capture.session import open_h5, reading
+
+    with open_h5(path) as h5, reading(path, f"the '{GROUP}' group"):
+        if GROUP not in h5:
+            raise KeyError(f"{path} has no '{GROUP}' group: run 'imusic sync {path}' first")
+        return _attrs(h5[GROUP])
+
+
+def _attrs(g: h5py.Group) -> dict[str, Any]:
+    """Session attributes of an ``aligned`` group (JSON lists and objects decoded)."""
     known = {"rate_hz", "sites", "reference", "rig_id", "blendshape_names", "pose_names"}
     attrs = {}
     for k, v in g.attrs.items():
@@ -132,6 +142,14 @@ def _read(h5: h5py.File, path: Path) -> Aligned:
             except json.JSONDecodeError:
                 pass
         attrs[k] = v.item() if isinstance(v, np.generic) else v
+    return attrs
+
+
+def _read(h5: h5py.File, path: Path) -> Aligned:
+    if GROUP not in h5:
+        raise KeyError(f"{path} has no 'aligned' group: run 'imusic sync {path}' first")
+    g = h5[GROUP]
+    attrs = _attrs(g)
     return Aligned(
         rate_hz=float(g.attrs["rate_hz"]), t=g["t"][()], blendshapes=g["blendshapes"][()],
         pose=g["pose"][()], acc=g["acc"][()], gyro=g["gyro"][()], mag=g["mag"][()],

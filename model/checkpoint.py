@@ -65,8 +65,23 @@ def save(folder: str | Path, tensors: dict[str, torch.Tensor], config: dict[str,
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     tmp_w, tmp_c = folder / (WEIGHTS + ".tmp"), folder / (CONFIG + ".tmp")
     save_file(flat, str(tmp_w), metadata={"format": "pt", "schema": "imusic.checkpoint"})
-    tmp_c.write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
+    tmp_c.write_text(_config_text(config))
     os.replace(tmp_w, folder / WEIGHTS)
+    os.replace(tmp_c, folder / CONFIG)
+    return folder
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    return json.dumps(config, indent=2, sort_keys=False) + "\n"
+
+
+def save_config(folder: str | Path, config: dict[str, Any]) -> Path:
+    """Rewrite only a checkpoint's ``config.json`` (atomically; the weights are untouched),
+    after checking that it still describes the network (:func:`check_config`)."""
+    folder = resolve(folder)
+    check_config(config, folder / CONFIG)
+    tmp_c = folder / (CONFIG + ".tmp")
+    tmp_c.write_text(_config_text(config))
     os.replace(tmp_c, folder / CONFIG)
     return folder
 

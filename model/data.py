@@ -112,14 +112,32 @@ def load_recording(path: str | Path, spec: FeatureSpec | None = None,
                 np.savez(cfile, features=feats, valid=ok)
             except OSError:
                 pass  # a read-only data folder just means no cache
-    a = al.attrs
     return Recording(
-        path=path, subject=str(a.get("subject", path.stem)), take=str(a.get("take", path.stem)),
-        source=str(a.get("source", "unknown")), rig_id=al.rig_id, features=feats,
+        **_names(path, al.attrs), rig_id=al.rig_id, features=feats,
         blendshapes=np.nan_to_num(al.blendshapes.astype(np.float32)),
         valid_imu=al.valid_imu.astype(bool) & np.asarray(ok, bool),
-        valid_arkit=al.valid_arkit.astype(bool) & np.all(np.isfinite(al.blendshapes), axis=1),
-        attrs=dict(a))
+        valid_arkit=al.valid_arkit.astype(bool) & np.all(np.isfinite(al.blendshapes), axis=1))
+
+
+def _names(path: Path, a: dict[str, Any]) -> dict[str, Any]:
+    """The Recording fields that come from a session's attributes (what the split reads)."""
+    return {"path": path, "subject": str(a.get("subject", path.stem)),
+            "take": str(a.get("take", path.stem)), "source": str(a.get("source", "unknown")),
+            "attrs": dict(a)}
+
+
+def session_meta(path: str | Path) -> Recording:
+    """A session as the split sees it (subject, take, identity, performer from its attributes)
+    with no signals (zero-length arrays, rig unknown): :func:`split` on these picks sessions
+    before any of them is read or has features computed."""
+    from imusic.capture.aligned import read_attrs
+
+    path = Path(path)
+    empty = np.zeros(0, bool)
+    return Recording(**_names(path, read_attrs(path)), rig_id="",
+                     features=np.zeros((0, 0), np.float32),
+                     blendshapes=np.zeros((0, 0), np.float32), valid_imu=empty,
+                     valid_arkit=empty)
 
 
 def load_recordings(root: str | Path, spec: FeatureSpec | None = None,

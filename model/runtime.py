@@ -163,15 +163,19 @@ class Runtime:
     """Streaming IMUSIC inference (see the module docstring)."""
 
     def __init__(self, trained: Trained, steps: int | None = None, carry: int | None = None,
-                 seed: int = 0, buffer_s: float = 2.0) -> None:
+                 seed: int = 0, buffer_s: float = 2.0, carry_blend: float | None = None) -> None:
         self.trained = trained
         self.spec = trained.spec
         self.rate = float(self.spec.rate_hz)
+        # DDIM steps, carried frames and their blend: the checkpoint's ``sampling`` defaults
+        # (chosen on its validation sessions by scripts/choose_runtime.py) unless given
         self.steps = int(steps or trained.sampling.get("steps", 4))
         carry = int(trained.sampling.get("carry", 4)) if carry is None else carry
+        blend = (float(trained.sampling.get("carry_blend", 0.5)) if carry_blend is None
+                 else float(carry_blend))
         self.sampler = StreamingSampler(
             trained.net, trained.schedule, trained.past, trained.lookahead, self.steps, carry,
-            1, seed, carry_blend=float(trained.sampling.get("carry_blend", 0.5)))
+            1, seed, carry_blend=blend)
         self.extractor = FeatureExtractor(self.spec)
         self.window = trained.window
         self.feats = np.zeros((self.window, self.spec.n_features), np.float32)
