@@ -268,7 +268,9 @@ class LiveLoop:
         st = self.stats
         started = pylsl.local_clock()
         handoff_ms = 0.0 if self._handed_at is None else (started - self._handed_at) * 1000
-        for frame in self.runtime.poll(max_behind_s=self.max_behind_s):
+        # Each frame is published as soon as it is made (``Runtime.frames``): when one pull
+        # completes two ticks, the first does not wait for the second's compute.
+        for frame in self.runtime.frames(max_behind_s=self.max_behind_s):
             values = stream_values(frame.blendshapes, self.head_track.at(frame.t))
             if self._outlet is not None:
                 self._outlet.push_sample(values, frame.t)
