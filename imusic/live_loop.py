@@ -4,9 +4,9 @@
 :meth:`LiveLoop.push` (the rows, their LSL timestamps, the stream's channel labels) and then
 :meth:`LiveLoop.publish_ready`, which runs the model on every 60 Hz tick the data now covers
 (``model.runtime.Runtime.frames``) and publishes each frame as soon as it is made (when one pull
-completes two ticks, the first is out before the second is computed): on the predictions' ``Blendshapes`` LSL
-outlet, as a Live Link Face packet, to the ``on_frame`` hook (the hybrid's fuser, the demo's
-score). ``imusic.pipelines`` calls it from the thread that pulls an IMU inlet, or from the model
+completes two ticks, the first is out before the second is computed): on the predictions'
+``Blendshapes`` LSL outlet, as a Live Link Face packet, to the ``on_frame`` hook (the hybrid's
+fuser, the demo's score). ``imusic.pipelines`` calls it from the thread that pulls an IMU inlet, or from the model
 thread a device session's samples are queued to.
 
 Each output frame carries the head pose of the instant it describes: every runtime tick feeds
