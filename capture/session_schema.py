@@ -10,7 +10,6 @@ format bounds), the errors, ``StreamSpec`` (one LSL stream's info XML, parsed) a
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -215,8 +214,9 @@ def _utc_now() -> str:
 
 
 def _package_version() -> str:
-    """The installed imusic distribution's version (its metadata: nothing here imports the CLI)."""
-    try:
-        return importlib.metadata.version("imusic")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    """imusic's version: the package's ``__version__``, which pyproject.toml gives the
+    distribution (read here rather than through importlib.metadata, whose email parser is
+    1.4 MB of the recorder's memory)."""
+    import imusic
+
+    return str(getattr(imusic, "__version__", "unknown"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import socket
+import platform
 import sys
 import time
 from pathlib import Path
@@ -91,7 +91,7 @@ class SessionWriter:
         root["schema_version"] = SCHEMA_VERSION
         root["created"] = _utc_now()
         root["subject"] = subject
-        root["host"] = socket.gethostname()
+        root["host"] = platform.node()   # the host name (numpy loads platform; socket is 0.4 MB)
         root["imusic_version"] = _package_version()
         root["closed_cleanly"] = False
         for k, v in (attrs or {}).items():

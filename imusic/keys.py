@@ -14,13 +14,15 @@ settings exactly as they were.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import termios
 import tty
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 RECALIBRATE_KEY = "c"
 """The key ``imusic live`` and ``imusic hybrid`` recalibrate on (README, model/MODEL.md)."""

@@ -3,9 +3,10 @@
 :class:`LiveLoop` is the only place live frames are made. Whoever delivers IMU rows calls
 :meth:`LiveLoop.push` (the rows, their LSL timestamps, the stream's channel labels) and then
 :meth:`LiveLoop.publish_ready`, which runs the model on every 60 Hz tick the data now covers
-(``model.runtime.Runtime``) and publishes each frame: on the predictions' ``Blendshapes`` LSL
-outlet, as a Live Link Face packet, to the ``on_frame`` hook (the hybrid's fuser, the demo's
-score). ``imusic.pipelines`` calls it from the thread that pulls an IMU inlet, or from the model
+(``model.runtime.Runtime.frames``) and publishes each frame as soon as it is made (when one pull
+completes two ticks, the first is out before the second is computed): on the predictions'
+``Blendshapes`` LSL outlet, as a Live Link Face packet, to the ``on_frame`` hook (the hybrid's
+fuser, the demo's score). ``imusic.pipelines`` calls it from the thread that pulls an IMU inlet, or from the model
 thread a device session's samples are queued to.
 
 Each output frame carries the head pose of the instant it describes: every runtime tick feeds
@@ -268,7 +269,9 @@ class LiveLoop:
         st = self.stats
         started = pylsl.local_clock()
         handoff_ms = 0.0 if self._handed_at is None else (started - self._handed_at) * 1000
-        for frame in self.runtime.poll(max_behind_s=self.max_behind_s):
+        # Each frame is published as soon as it is made (``Runtime.frames``): when one pull
+        # completes two ticks, the first does not wait for the second's compute.
+        for frame in self.runtime.frames(max_behind_s=self.max_behind_s):
             values = stream_values(frame.blendshapes, self.head_track.at(frame.t))
             if self._outlet is not None:
                 self._outlet.push_sample(values, frame.t)

@@ -21,6 +21,17 @@ the raw ``IMU`` stream): its samples are queued to a model thread, which takes i
 waiting before computing, so a backlog is seen (and skipped, ``LiveLoop.max_behind_s``) at
 once. Nothing in this path opens a camera.
 
+Latency, newest sample to output (``benchmarks/bench_live.py``), stage by stage with
+``--lsl``, as measured on the 2-core test machine under a load of 4-5 (15-20 s runs):
+``imusic stream`` pushes a sample p50 1.5 ms / p99 15 ms after its (clock-mapped) device time;
+an idle separate inlet has it 0.3 ms later at p50; this thread pulls it p50 2-5 ms after its
+time (later when it was computing the previous frame); the model computes a frame in p50 4 ms
+(p99 8-13 ms). The tail was the pulls that complete two ticks (20 ms device packets over
+16.7 ms ticks: a third of the frames): both frames went out after both computes. Each frame is
+now published as soon as it is made (``Runtime.frames``): the first of such a pair in a median
+6.4 ms instead of 14.4 ms. What is left in the tail is the second of the pair (two computes),
+the model's own tail, and the extra process of ``--lsl``.
+
 Before streaming, the objects loaded so far (torch, the model, the modules: ~300 000) are
 frozen out of the garbage collector (``gc.freeze``). A full collection walks all of them and
 holds every thread meanwhile: 180-500 ms on the loaded 2-core test machine, 10-30 frames late

@@ -23,19 +23,29 @@ command's coroutine, written to end soon after ``runner.stop`` (an ``asyncio.Eve
   line of its own.
 
 ``Runner.run`` returns what the work returned.
+
+:class:`BlockingRunner` keeps the same contract for a command whose work is a plain function on
+the main thread (``record``): no event loop, so the recorder's process never loads asyncio and
+the ssl it imports (6 MB of resident memory, capture/FORMAT.md "Recorder memory"). Its work
+sleeps in :meth:`BlockingRunner.wait`, which shows the status line and returns True once the
+run is stopped; a signal wakes it at once (``signal.set_wakeup_fd``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import os
+import select
 import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 from imusic.keys import KeyWatch
 
@@ -94,6 +104,8 @@ class Runner:
                  plain_every_s: float | None = None,
                  stop: asyncio.Event | None = None, count_from_start: bool = True,
                  keys: Mapping[str, Callable[[], None]] | None = None) -> None:
+        import asyncio   # here, not at import: BlockingRunner's commands never load it
+
         self.stop = stop if stop is not None else asyncio.Event()
         """Set to end the run (by a signal, ``--seconds``, the caller or the work)."""
         self.seconds = seconds
@@ -133,6 +145,8 @@ class Runner:
     async def run(self, work: Awaitable[T]) -> T:
         """Await ``work`` until it ends (its result, or its error raised here) or ``stop`` is
         set (then it is awaited to its end), showing the status line meanwhile."""
+        import asyncio
+
         self._loop = asyncio.get_running_loop()
         self._install_signals()
         self.started = time.monotonic()
@@ -173,3 +187,119 @@ class Runner:
             for sig in self._signals:
                 self._loop.remove_signal_handler(sig)
         self._signals = []
+
+
+class BlockingRunner:
+    """Runs one command's work, a plain function on this thread, until it ends or is stopped
+    (the module docstring says how it matches :class:`Runner`)."""
+
+    def __init__(self, seconds: float | None = None,
+                 status: Callable[[], str | None] | None = None, every_s: float = 1.0,
+                 quiet: bool = False, in_place: bool | None = None,
+                 plain_every_s: float | None = None, count_from_start: bool = True,
+                 poll_s: float = 0.5) -> None:
+        self.stop = threading.Event()
+        """Set to end the run (by a signal, ``--seconds``, the caller, another thread)."""
+        self.seconds = seconds
+        self.count_from_start = count_from_start
+        """False: the ``--seconds`` count starts when the work calls :meth:`begin`."""
+        self.status = status
+        """The status line now (None or '': nothing to show this time)."""
+        self.every_s = every_s
+        self.poll_s = poll_s
+        """Longest sleep in :meth:`wait`: how soon ``stop`` set by another thread is seen."""
+        self.line = StatusLine(quiet=quiet, in_place=in_place,
+                               plain_every_s=every_s if plain_every_s is None else plain_every_s)
+        self.started = time.monotonic()
+        """When the run (or the ``--seconds`` count, see :meth:`begin`) started."""
+        self._deadline = float("inf")       # --seconds ends the run here (monotonic)
+        self._next_status = 0.0
+        self._signalled = False             # set by the signal handler, read by wait()
+        self._wake: tuple[int, int] | None = None   # the signal wake-up pipe (read, write)
+        self._old_wakeup = -1
+        self._old_handlers: dict[signal.Signals, object] = {}
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run (or :meth:`begin`) started."""
+        return time.monotonic() - self.started
+
+    def begin(self) -> None:
+        """Start the ``--seconds`` count (and ``elapsed``) now."""
+        self.started = time.monotonic()
+        self._deadline = (self.started + max(0.0, self.seconds) if self.seconds is not None
+                          else float("inf"))
+
+    def say(self, line: str) -> None:
+        """Print a line of its own to stderr, above the status line."""
+        self.line.say(line)
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` s, showing the status line, less once the run is stopped;
+        True if it is stopped."""
+        end = time.monotonic() + timeout
+        while True:
+            if self._signalled or time.monotonic() >= self._deadline:
+                self.stop.set()
+            if self.stop.is_set():
+                return True
+            now = time.monotonic()
+            if self.status is not None and now >= self._next_status:
+                self._next_status = now + self.every_s
+                text = self.status()
+                if text:
+                    self.line.show(text)
+            if now >= end:
+                return False
+            wake = min(end, self._deadline, self._next_status if self.status else end)
+            self._sleep(min(max(0.0, wake - now), self.poll_s))
+
+    def run(self, work: Callable[[], T]) -> T:
+        """Call ``work`` (it sleeps in :meth:`wait`) and return its result (its error is
+        raised here); ``stop`` is set, the signal handlers restored and the status line ended,
+        however it ends."""
+        self._install_signals()
+        self.started = time.monotonic()
+        self._next_status = self.started + self.every_s
+        if self.count_from_start:
+            self.begin()
+        try:
+            return work()
+        finally:
+            self.stop.set()
+            self._remove_signals()
+            self.line.finish()
+
+    def _sleep(self, s: float) -> None:
+        if self._wake is None:
+            time.sleep(s)
+            return
+        if select.select([self._wake[0]], [], [], s)[0]:
+            with contextlib.suppress(OSError):
+                os.read(self._wake[0], 512)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        # Only a flag: wait() sets ``stop`` (an Event is not safe to set from a handler).
+        self._signalled = True
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._wake = (r, w)
+        # Python's C handler writes the signal to ``w``: a sleeping wait() wakes at once.
+        self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        for sig in STOP_SIGNALS:
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _remove_signals(self) -> None:
+        for sig, old in self._old_handlers.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        self._old_handlers = {}
+        if self._wake is not None:
+            signal.set_wakeup_fd(self._old_wakeup)
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None

@@ -40,7 +40,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -343,16 +343,20 @@ class Runtime:
         With ``max_behind_s``, ticks older than that behind the newest sample are skipped
         (features advanced, no frame made), so a slow machine drops frames instead of lagging.
         """
-        out = []
+        return list(self.frames(max_behind_s))
+
+    def frames(self, max_behind_s: float | None = None) -> Iterator[Frame]:
+        """:meth:`poll`, one frame at a time: each is yielded as soon as it is made, so a
+        caller can publish it before the next tick is computed (two ticks ready at once
+        otherwise publish both after both computes)."""
         while self.ready():
             newest = self._raw[-1][0]
             behind = max_behind_s is not None and newest - float(self.next_tick) > max_behind_s
             f = self.step(sample=not behind)
             if f is not None:
-                out.append(f)
+                yield f
             elif behind:
                 self.skipped += 1
-        return out
 
     def latency_stats(self) -> dict[str, float]:
         """p50/p99/max compute latency per frame in milliseconds."""

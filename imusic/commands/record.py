@@ -39,19 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Record until --seconds, Ctrl-C or SIGTERM; always flush and close the file."""
+    if args.rcs is None:
+        return _record(args)   # no event loop: asyncio and ssl are 6 MB of its memory
     import asyncio
 
-    return asyncio.run(_record(args) if args.rcs is None else _serve_rcs(args))
+    return asyncio.run(_serve_rcs(args))
 
 
-async def _record(args: argparse.Namespace) -> int:
-    import asyncio
-    import contextlib
+def _record(args: argparse.Namespace) -> int:
     import sys
 
     from imusic.capture.recorder import DiskFull, RecordLimits, Recorder
     from imusic.capture.session import SessionError
-    from imusic.runner import Runner
+    from imusic.runner import BlockingRunner
 
     if not args.output:
         print("imusic record: give -o SESSION.h5 (or --rcs to take file names from a lab "
@@ -75,14 +75,15 @@ async def _record(args: argparse.Namespace) -> int:
         print(f"imusic record: {err}", file=sys.stderr)
         return 1
     recording = False   # the status line shows once the --require streams are there
-    runner = Runner(args.seconds, quiet=args.quiet, count_from_start=False,
-                    status=lambda: rec.status_line() if recording else None)
+    runner = BlockingRunner(args.seconds, quiet=args.quiet, count_from_start=False,
+                            status=lambda: rec.status_line() if recording else None,
+                            poll_s=limits.status_poll_s)
 
-    async def work(stop: asyncio.Event) -> int:
+    def work() -> int:
         nonlocal recording
         if required:
-            missing = await asyncio.to_thread(_wait_for, rec, required, args.wait, stop)
-            if missing and not stop.is_set():
+            missing = _wait_for(rec, required, args.wait, runner)
+            if missing and not runner.stop.is_set():
                 runner.say(f"imusic record: no {', '.join(missing)} stream found within "
                            f"{args.wait:.0f} s; start the source (e.g. 'imusic emulate' for "
                            "IMU, 'imusic arkit' for Blendshapes) or check --streams-by. The "
@@ -91,14 +92,13 @@ async def _record(args: argparse.Namespace) -> int:
         runner.begin()   # --seconds counts from here
         runner.say(f"recording to {args.output} (Ctrl-C to stop)")
         recording = True
-        while not stop.is_set() and not rec.writer_failed:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), limits.status_poll_s)
+        while not rec.writer_failed and not runner.wait(limits.status_poll_s):
+            pass
         return 0
 
     rec.start()
     try:
-        rc = await runner.run(work(runner.stop))
+        rc = runner.run(work)
     finally:
         rec.stop()
     if rec.writer_failed:
@@ -111,13 +111,13 @@ async def _record(args: argparse.Namespace) -> int:
     return rc or (1 if rec.errors and not rec.status else 0)
 
 
-def _wait_for(rec, required: list[str], wait_s: float, stop) -> list[str]:
-    """The ``--require`` types still missing after ``wait_s`` (or when ``stop`` is set)."""
+def _wait_for(rec, required: list[str], wait_s: float, runner) -> list[str]:
+    """The ``--require`` types still missing after ``wait_s`` (or when the run is stopped)."""
     import time
 
     deadline = time.monotonic() + wait_s
     missing = required
-    while missing and not stop.is_set() and time.monotonic() < deadline:
+    while missing and not runner.wait(0.0) and time.monotonic() < deadline:
         missing = rec.wait_for_types(required, timeout=0.2)
     return missing
 

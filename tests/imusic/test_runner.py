@@ -7,11 +7,12 @@ import asyncio
 import io
 import os
 import signal
+import threading
 import time
 
 import pytest
 
-from imusic.runner import Runner, StatusLine
+from imusic.runner import BlockingRunner, Runner, StatusLine
 
 
 async def _until_stopped(stop: asyncio.Event, log: list[str]) -> str:
@@ -89,3 +90,64 @@ def test_status_line_in_place_on_a_terminal_and_plain_lines_in_a_log():
     line.show("hidden")
     line.say("said")
     assert quiet.getvalue() == "said\n"
+
+
+# ---------------------------------------------------------------- BlockingRunner (record)
+def test_blocking_runner_seconds_count_from_begin_and_the_result_comes_back():
+    """``record``'s runner: the work sleeps in ``wait``, which returns True once
+    ``--seconds`` (counted from ``begin``) have passed."""
+    def work() -> float:
+        assert not runner.wait(0.4)       # longer than --seconds: the count starts after this
+        runner.begin()
+        t0 = time.monotonic()
+        while not runner.wait(10.0):
+            pass
+        return time.monotonic() - t0
+
+    runner = BlockingRunner(0.3, count_from_start=False, poll_s=0.05)
+    assert runner.run(work) >= 0.25 and runner.stop.is_set()
+
+
+def test_blocking_runner_wakes_at_once_on_a_signal_and_restores_the_handlers():
+    """A real SIGTERM / SIGINT to this process ends a ``wait`` at once, far sooner than its
+    poll interval (the signal wake-up pipe); afterwards the previous handlers and wake-up fd
+    are back."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        runner = BlockingRunner(poll_s=30.0)
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), sig))
+
+        def work() -> float:
+            t0 = time.monotonic()
+            timer.start()
+            assert runner.wait(60.0)
+            return time.monotonic() - t0
+
+        took = runner.run(work)
+        timer.join()
+        assert 0.15 <= took < 5.0, took
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert signal.set_wakeup_fd(-1) == -1     # none was left behind
+
+
+def test_blocking_runner_shows_the_status_and_raises_the_works_error_after_a_clean_stop():
+    out = io.StringIO()
+    runner = BlockingRunner(status=lambda: "status", every_s=0.01, poll_s=0.01)
+    runner.line = StatusLine(in_place=True, out=out)
+
+    def fails() -> None:
+        runner.wait(0.1)
+        raise LookupError("no IMU LSL stream found")
+
+    with pytest.raises(LookupError, match="no IMU"):
+        runner.run(fails)
+    assert runner.stop.is_set()
+    assert "\rstatus\033[K" in out.getvalue() and out.getvalue().endswith("\n")
+
+
+def test_blocking_runner_sees_stop_set_by_another_thread_within_its_poll():
+    runner = BlockingRunner(poll_s=0.05)
+    threading.Timer(0.1, runner.stop.set).start()
+    t0 = time.monotonic()
+    assert runner.run(lambda: runner.wait(30.0))
+    assert time.monotonic() - t0 < 5.0

@@ -114,3 +114,42 @@ def test_frames_are_invalid_until_the_neutral_pose_is_found(tiny_ckpt, toy_data)
     assert progress[first // 2] < 1.0 and progress[-1] == 1.0
     rt.recalibrate()
     assert not rt.calibration.done
+
+
+def test_frames_yields_each_frame_before_the_next_tick_is_computed(tiny_ckpt, toy_data):
+    """Samples covering several ticks at once (a 20 ms device packet completes two 60 Hz ticks
+    one time in five): ``Runtime.frames`` hands over the first frame before it computes the
+    second, so the live loop publishes it without waiting (issue 18: newest sample to output);
+    ``poll`` returns the same frames."""
+    t, acc, gyro, mag, _ = _raw(toy_data / "id00_a.h5")
+    rt, twin = Runtime.from_checkpoint(tiny_ckpt), Runtime.from_checkpoint(tiny_ckpt)
+    for r in (rt, twin):
+        r.push(acc[:300], gyro[:300], mag[:300], t[:300])
+    made_before = []
+    frames = []
+    for f in rt.frames():
+        made_before.append(len(rt.latencies))   # frames computed when this one came
+        frames.append(f)
+    assert len(frames) >= 3
+    assert np.all(np.diff(made_before) == 1), made_before   # one more computed per frame
+    assert [f.t for f in twin.poll()] == [f.t for f in frames]
+
+
+def test_live_loop_publishes_a_frame_before_computing_the_next(tiny_ckpt, toy_data):
+    """``LiveLoop.publish_ready`` with two ticks ready: the first frame's ``on_frame`` (after its
+    LSL push) comes while the second is not yet computed."""
+    from imusic.firmware_bridge.streams import channel_label
+    from imusic.live_loop import LiveLoop
+
+    t, acc, gyro, mag, _ = _raw(toy_data / "id00_a.h5")
+    rt = Runtime.from_checkpoint(tiny_ckpt)
+    seen: list[int] = []
+    loop = LiveLoop(rt, publish=False, on_frame=lambda f, now: seen.append(len(rt.latencies)))
+    labels = [channel_label(s, q, a) for s in rt.sites for q in ("acc", "gyro", "mag")
+              for a in "xyz"]
+    rows = np.concatenate([np.stack([acc[:, i], gyro[:, i], mag[:, i]], 1).reshape(len(t), 9)
+                           for i in range(len(rt.sites))], 1)
+    loop.push(rows[:300], t[:300], labels)
+    n = loop.publish_ready()
+    assert n >= 2 and len(seen) == n
+    assert np.all(np.diff(seen) == 1) and seen[-1] == len(rt.latencies)
