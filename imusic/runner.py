@@ -95,7 +95,34 @@ class StatusLine:
             self._drawn = False
 
 
-class Runner:
+class _RunBase:
+    """What both runners share: the ``--seconds`` count, the status line and ``say``."""
+
+    def __init__(self, seconds: float | None, status: Callable[[], str | None] | None,
+                 every_s: float, quiet: bool, in_place: bool | None,
+                 plain_every_s: float | None, count_from_start: bool) -> None:
+        self.seconds = seconds
+        self.count_from_start = count_from_start
+        """False: the ``--seconds`` count starts when the work calls ``begin``."""
+        self.status = status
+        """The status line now (None or '': nothing to show this time)."""
+        self.every_s = every_s
+        self.line = StatusLine(quiet=quiet, in_place=in_place,
+                               plain_every_s=every_s if plain_every_s is None else plain_every_s)
+        self.started = time.monotonic()
+        """When the run (or the ``--seconds`` count, see ``begin``) started."""
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run (or ``begin``) started."""
+        return time.monotonic() - self.started
+
+    def say(self, line: str) -> None:
+        """Print a line of its own to stderr, above the status line."""
+        self.line.say(line)
+
+
+class Runner(_RunBase):
     """Runs one command's work until it ends or is stopped (see the module docstring)."""
 
     def __init__(self, seconds: float | None = None,
@@ -106,28 +133,15 @@ class Runner:
                  keys: Mapping[str, Callable[[], None]] | None = None) -> None:
         import asyncio   # here, not at import: BlockingRunner's commands never load it
 
+        super().__init__(seconds, status, every_s, quiet, in_place, plain_every_s,
+                         count_from_start)
         self.stop = stop if stop is not None else asyncio.Event()
         """Set to end the run (by a signal, ``--seconds``, the caller or the work)."""
-        self.seconds = seconds
-        self.count_from_start = count_from_start
-        """False: the ``--seconds`` count starts when the work calls :meth:`begin`."""
-        self.status = status
-        """The status line now (None or '': nothing to show this time)."""
-        self.every_s = every_s
-        self.line = StatusLine(quiet=quiet, in_place=in_place,
-                               plain_every_s=every_s if plain_every_s is None else plain_every_s)
-        self.started = time.monotonic()
-        """When the run (or the ``--seconds`` count, see :meth:`begin`) started."""
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signals: list[signal.Signals] = []
         self.keys = KeyWatch(keys or {})
         """The terminal keys read during the run (``keys.active`` while they are)."""
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the run (or :meth:`begin`) started."""
-        return time.monotonic() - self.started
 
     def begin(self) -> None:
         """Start the ``--seconds`` count (and ``elapsed``) now."""
@@ -137,10 +151,6 @@ class Runner:
             self._timer = None
         if self.seconds is not None and self._loop is not None:
             self._timer = self._loop.call_later(max(0.0, self.seconds), self.stop.set)
-
-    def say(self, line: str) -> None:
-        """Print a line of its own to stderr, above the status line."""
-        self.line.say(line)
 
     async def run(self, work: Awaitable[T]) -> T:
         """Await ``work`` until it ends (its result, or its error raised here) or ``stop`` is
@@ -189,7 +199,7 @@ class Runner:
         self._signals = []
 
 
-class BlockingRunner:
+class BlockingRunner(_RunBase):
     """Runs one command's work, a plain function on this thread, until it ends or is stopped
     (the module docstring says how it matches :class:`Runner`)."""
 
@@ -198,20 +208,12 @@ class BlockingRunner:
                  quiet: bool = False, in_place: bool | None = None,
                  plain_every_s: float | None = None, count_from_start: bool = True,
                  poll_s: float = 0.5) -> None:
+        super().__init__(seconds, status, every_s, quiet, in_place, plain_every_s,
+                         count_from_start)
         self.stop = threading.Event()
         """Set to end the run (by a signal, ``--seconds``, the caller, another thread)."""
-        self.seconds = seconds
-        self.count_from_start = count_from_start
-        """False: the ``--seconds`` count starts when the work calls :meth:`begin`."""
-        self.status = status
-        """The status line now (None or '': nothing to show this time)."""
-        self.every_s = every_s
         self.poll_s = poll_s
         """Longest sleep in :meth:`wait`: how soon ``stop`` set by another thread is seen."""
-        self.line = StatusLine(quiet=quiet, in_place=in_place,
-                               plain_every_s=every_s if plain_every_s is None else plain_every_s)
-        self.started = time.monotonic()
-        """When the run (or the ``--seconds`` count, see :meth:`begin`) started."""
         self._deadline = float("inf")       # --seconds ends the run here (monotonic)
         self._next_status = 0.0
         self._signalled = False             # set by the signal handler, read by wait()
@@ -219,20 +221,11 @@ class BlockingRunner:
         self._old_wakeup = -1
         self._old_handlers: dict[signal.Signals, object] = {}
 
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the run (or :meth:`begin`) started."""
-        return time.monotonic() - self.started
-
     def begin(self) -> None:
         """Start the ``--seconds`` count (and ``elapsed``) now."""
         self.started = time.monotonic()
         self._deadline = (self.started + max(0.0, self.seconds) if self.seconds is not None
                           else float("inf"))
-
-    def say(self, line: str) -> None:
-        """Print a line of its own to stderr, above the status line."""
-        self.line.say(line)
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` s, showing the status line, less once the run is stopped;
