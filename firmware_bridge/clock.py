@@ -66,9 +66,12 @@ class ClockConfig:
     floor_band_ms: float = 1.0
     """Buckets more than this (ms) above the lower envelope were late throughout (a loaded
     sender or host): left out of the slope."""
-    max_slope_se_ppm: float = 50.0
+    max_slope_se_ppm: float = 65.0
     """A slope is taken only when its standard error (ppm) is below this; else the last one
     taken stays (1 before any)."""
+    max_bend_t: float = 2.5
+    """Nor when the floor buckets bend: a quadratic term fitted to them has a t statistic
+    above this (drift is a straight line; a loaded stretch that began or ended is not)."""
     stall_ms: float = 5.0
     """Buckets more than this (ms) above the fitted line are stalls: counted in
     ``ClockFit.stalled``, left out of the residual."""
@@ -190,6 +193,26 @@ def envelope_fit(x: np.ndarray, y: np.ndarray, max_abs_drift: float = 2e-3,
     return a, b, float(np.sqrt(np.mean(r * r)))
 
 
+def _line_through(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
+    """Least-squares slope of ``y`` on ``x`` (n >= 4), its standard error, and the |t| of a
+    quadratic term fitted beside it (how much the points bend); None when x does not vary."""
+    xm, ym = float(x.mean()), float(y.mean())
+    u = x - xm
+    sxx = float(np.sum(u * u))
+    if sxx <= 0:
+        return None
+    slope = float(np.sum(u * (y - ym)) / sxx)
+    r = y - ym - slope * u
+    se = float(np.sqrt(np.sum(r * r) / (len(x) - 2) / sxx))
+    v = u / (x[-1] - x[0])
+    design = np.stack([np.ones_like(v), v, v * v], axis=1)
+    coef, *_ = np.linalg.lstsq(design, y - ym, rcond=None)
+    rq = y - ym - design @ coef
+    var = float(np.sum(rq * rq)) / max(len(x) - 3, 1) * np.linalg.pinv(design.T @ design)[2, 2]
+    bend_t = abs(float(coef[2])) / np.sqrt(var) if var > 0 else 0.0
+    return slope, se, bend_t
+
+
 @dataclass(frozen=True)
 class RobustFit:
     """What ``robust_fit`` found: the line ``y = a + b x`` and how it was got."""
@@ -221,12 +244,11 @@ def robust_fit(x: np.ndarray, y: np.ndarray, cfg: ClockConfig,
         on_floor = y - (a0 + b0 * x) <= cfg.floor_band_ms * 1e-3
         xf, yf = x[on_floor], y[on_floor]
         floor = len(xf)
-        sxx = float(np.sum((xf - xf.mean()) ** 2)) if floor else 0.0
-        if floor >= 3 and sxx > 0:
-            slope = float(np.sum((xf - xf.mean()) * (yf - yf.mean())) / sxx)
-            r = yf - yf.mean() - slope * (xf - xf.mean())
-            se = float(np.sqrt(np.sum(r * r) / (floor - 2) / sxx))
-            if abs(slope - 1.0) <= max_drift and se <= cfg.max_slope_se_ppm * 1e-6:
+        fit = _line_through(xf, yf) if floor >= 4 else None
+        if fit is not None:
+            slope, se, bend_t = fit
+            if (abs(slope - 1.0) <= max_drift and se <= cfg.max_slope_se_ppm * 1e-6
+                    and bend_t <= cfg.max_bend_t):
                 b, taken = slope, True
     a = float(np.min(y - b * x))
     r = y - (a + b * x)
