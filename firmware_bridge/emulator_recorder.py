@@ -6,7 +6,9 @@ went out (``new_frame`` before sending, ``took`` when the link accepted a messag
 when it did not, ``keep_frame`` after), and per streamed instant which truth frames are due
 (``publish``). When a cable pull closes the link, ``unread(n)`` marks the messages behind the
 last ``n`` bytes the host never read as not delivered. ``log(...)`` assembles a ``TruthLog``
-(emulator_truth.py) from all of it.
+(emulator_truth.py) from all of it. Truth frames are stamped in LSL time from the monotonic
+clock the emulator paces by, through ``lsl_minus_monotonic()`` (bracketed reads, so that a
+preemption between two clock reads on a loaded machine does not shift the whole truth).
 """
 
 from __future__ import annotations
