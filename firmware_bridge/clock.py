@@ -224,7 +224,7 @@ class RobustFit:
     residual: float
     """RMS of ``y - (a + b x)`` over the points within ``stall_ms`` of the line (s)."""
     floor: int
-    """Points the slope fit rests on."""
+    """Points the slope fit rests on (0 while the span is too short to fit one)."""
     stalled: int
     """Points more than ``stall_ms`` above the line."""
     slope_taken: bool
@@ -235,12 +235,13 @@ def robust_fit(x: np.ndarray, y: np.ndarray, cfg: ClockConfig,
                prior_slope: float = 1.0) -> RobustFit:
     """Fit ``y ≈ a + b x`` from below, robust to stretches of late points (module docstring):
     the lower envelope, the floor points within ``floor_band_ms`` of it, a least-squares slope
-    through those taken if its standard error is under ``max_slope_se_ppm`` (else
-    ``prior_slope``), and the offset that puts the line under all points. ``x`` sorted (s)."""
+    through those, taken if its standard error is under ``max_slope_se_ppm`` and they bend by
+    no more than ``max_bend_t`` (else ``prior_slope``), and the offset that puts the line
+    under all points. ``x`` sorted (s)."""
     if len(x) == 0:
         raise ValueError("robust_fit needs at least one point")
     max_drift = cfg.max_drift_ppm * 1e-6
-    b, taken, floor = prior_slope, False, len(x)
+    b, taken, floor = prior_slope, False, 0
     if len(x) >= 3 and x[-1] - x[0] >= cfg.min_span_s:
         a0, b0, _ = envelope_fit(x, y, max_drift, cfg.min_span_s)
         on_floor = y - (a0 + b0 * x) <= cfg.floor_band_ms * 1e-3
