@@ -68,10 +68,16 @@ class ClockConfig:
     floor_band_ms: float = 1.0
     """Buckets more than this (ms) above the lower envelope were late throughout (a loaded
     sender or host): left out of the slope."""
+    floor_scale_ms: float = 0.4
+    """Floor buckets weigh less the higher they lie above the line: ``1 / (1 + (d / scale)²)``
+    for a delay ``d`` (ms) above it, so the lowest carry the slope and jitter still averages."""
+    floor_passes: int = 2
+    """Times the floor is weighed and the slope fitted, each against the line fitted before
+    (the lower envelope first)."""
     max_slope_se_ppm: float = 65.0
     """A slope is taken only when its standard error (ppm) is below this; else the last one
     taken stays (1 before any)."""
-    max_bend_t: float = 2.5
+    max_bend_t: float = 2.0
     """Nor when the floor buckets bend: a quadratic term fitted to them has a t statistic
     above this (drift is a straight line; a loaded stretch that began or ended is not)."""
     stall_ms: float = 5.0
@@ -195,23 +201,32 @@ def envelope_fit(x: np.ndarray, y: np.ndarray, max_abs_drift: float = 2e-3,
     return a, b, float(np.sqrt(np.mean(r * r)))
 
 
-def _line_through(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
-    """Least-squares slope of ``y`` on ``x`` (n >= 4), its standard error, and the |t| of a
-    quadratic term fitted beside it (how much the points bend); None when x does not vary."""
-    xm, ym = float(x.mean()), float(y.mean())
+def _line_through(x: np.ndarray, y: np.ndarray, w: np.ndarray
+                  ) -> tuple[float, float, float] | None:
+    """Weighted least-squares slope of ``y`` on ``x`` (n >= 4), its standard error, and the
+    |t| of a quadratic term fitted beside it (how much the points bend); None when x does not
+    vary. Errors count the points by their effective number ``(Σw)² / Σw²``."""
+    sw = float(w.sum())
+    n_eff = sw * sw / float(np.sum(w * w))
+    if n_eff <= 3:
+        return None
+    xm, ym = float(np.sum(w * x)) / sw, float(np.sum(w * y)) / sw
     u = x - xm
-    sxx = float(np.sum(u * u))
+    sxx = float(np.sum(w * u * u))
     if sxx <= 0:
         return None
-    slope = float(np.sum(u * (y - ym)) / sxx)
+    slope = float(np.sum(w * u * (y - ym)) / sxx)
     r = y - ym - slope * u
-    se = float(np.sqrt(np.sum(r * r) / (len(x) - 2) / sxx))
+    # variance of one point's residual over the spread of n_eff points: the slope's variance
+    var_r = float(np.sum(w * r * r)) / sw * n_eff / (n_eff - 2)
+    se = float(np.sqrt(var_r / (sxx / sw * n_eff)))
     v = u / (x[-1] - x[0])
-    design = np.stack([np.ones_like(v), v, v * v], axis=1)
-    coef, *_ = np.linalg.lstsq(design, y - ym, rcond=None)
-    rq = y - ym - design @ coef
-    var = float(np.sum(rq * rq)) / max(len(x) - 3, 1) * np.linalg.pinv(design.T @ design)[2, 2]
-    bend_t = abs(float(coef[2])) / np.sqrt(var) if var > 0 else 0.0
+    design = np.stack([np.ones_like(v), v, v * v], axis=1) * np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(design, (y - ym) * np.sqrt(w), rcond=None)
+    rq = (y - ym) * np.sqrt(w) - design @ coef
+    var_q = (float(np.sum(rq * rq)) / sw * n_eff / (n_eff - 3)
+             * float(np.linalg.pinv(design.T @ design / sw * n_eff)[2, 2]))
+    bend_t = abs(float(coef[2])) / np.sqrt(var_q) if var_q > 0 else 0.0
     return slope, se, bend_t
 
 
@@ -234,25 +249,33 @@ class RobustFit:
 def robust_fit(x: np.ndarray, y: np.ndarray, cfg: ClockConfig,
                prior_slope: float = 1.0) -> RobustFit:
     """Fit ``y ≈ a + b x`` from below, robust to stretches of late points (module docstring):
-    the lower envelope, the floor points within ``floor_band_ms`` of it, a least-squares slope
-    through those, taken if its standard error is under ``max_slope_se_ppm`` and they bend by
-    no more than ``max_bend_t`` (else ``prior_slope``), and the offset that puts the line
-    under all points. ``x`` sorted (s)."""
+    the lower envelope, the floor points within ``floor_band_ms`` of it weighed by how near
+    they lie (``floor_scale_ms``), a weighted least-squares slope through those, taken if its
+    standard error is under ``max_slope_se_ppm`` and they bend by no more than
+    ``max_bend_t`` (else ``prior_slope``), again against the new line (``floor_passes``),
+    and the offset that puts the line under all points. ``x`` sorted (s)."""
     if len(x) == 0:
         raise ValueError("robust_fit needs at least one point")
     max_drift = cfg.max_drift_ppm * 1e-6
     b, taken, floor = prior_slope, False, 0
-    if len(x) >= 3 and x[-1] - x[0] >= cfg.min_span_s:
+    if len(x) >= 4 and x[-1] - x[0] >= cfg.min_span_s:
         a0, b0, _ = envelope_fit(x, y, max_drift, cfg.min_span_s)
-        on_floor = y - (a0 + b0 * x) <= cfg.floor_band_ms * 1e-3
-        xf, yf = x[on_floor], y[on_floor]
-        floor = len(xf)
-        fit = _line_through(xf, yf) if floor >= 4 else None
-        if fit is not None:
+        for _ in range(cfg.floor_passes):
+            above = y - (a0 + b0 * x)
+            on_floor = above <= cfg.floor_band_ms * 1e-3
+            floor = int(on_floor.sum())
+            if floor < 4:
+                break
+            w = 1.0 / (1.0 + (above[on_floor] / (cfg.floor_scale_ms * 1e-3)) ** 2)
+            fit = _line_through(x[on_floor], y[on_floor], w)
+            if fit is None:
+                break
             slope, se, bend_t = fit
-            if (abs(slope - 1.0) <= max_drift and se <= cfg.max_slope_se_ppm * 1e-6
+            if not (abs(slope - 1.0) <= max_drift and se <= cfg.max_slope_se_ppm * 1e-6
                     and bend_t <= cfg.max_bend_t):
-                b, taken = slope, True
+                break
+            b, taken = slope, True
+            a0, b0 = float(np.min(y - slope * x)), slope
     a = float(np.min(y - b * x))
     r = y - (a + b * x)
     kept = r <= cfg.stall_ms * 1e-3
