@@ -16,11 +16,13 @@ sliding ``window_s``. The fit (``robust_fit``) is then done in three steps:
 2. the floor: the buckets within ``floor_band_ms`` of that line. The others were late for the
    whole bucket: a loaded machine (the sender or the host waiting for a CPU for stretches of
    a second or more, every frame a few ms late) or a stall; they say nothing about the line;
-3. the slope: a least-squares line through the floor buckets, taken only when its standard
-   error (from their scatter and spread in time) is under ``max_slope_se_ppm`` and they do
-   not bend (the |t| of a quadratic term fitted to them is under ``max_bend_t``: drift is a
-   straight line, a loaded stretch that began or ended is not); otherwise the last slope
-   taken stays (1 before any). The offset puts the line under all buckets.
+3. the slope: a least-squares line through the floor buckets, each weighed by how near the
+   line it lies (``floor_scale_ms``: the lowest carry the slope, the jitter still averages),
+   taken only when its standard error (from their scatter and spread in time) is under
+   ``max_slope_se_ppm`` and they do not bend (the |t| of a quadratic term fitted to them is
+   under ``max_bend_t``: drift is a straight line, a loaded stretch that began or ended is
+   not); then steps 2-3 again against the new line (``floor_passes``). When a gate refuses,
+   the last slope taken stays (1 before any). The offset puts the line under all buckets.
 
 Why not the envelope's slope itself: it rests on two hull vertices, i.e. on the two most
 extreme floor buckets. When the floor jitters by a few hundred µs (a pty read by a busy event
@@ -28,9 +30,10 @@ loop), or rises for seconds while the machine is loaded and comes back down, tho
 lie 0.3 ms off over a 2-3 s lever: 100-900 ppm of false drift, and timestamps off by ms as
 the fit is extrapolated to the newest frame (measured with two busy loops on a loaded two-core
 machine: drift -263 ppm for a true -150 ppm, timestamp error 2.0 ms RMS). Averaging over the
-floor buckets removes the jitter; the band removes the loaded stretches; the two gates keep
-a slope that the data cannot support yet (a loaded stretch just begun looks like drift for a
-while) from being used.
+floor buckets removes the jitter; the band removes the loaded stretches and the weights the
+milder ones (the first seconds after START, every frame 0.5-1 ms late while the host sets up
+its outlets); the two gates keep a slope that the data cannot support yet (a loaded stretch
+just begun looks like drift for a while) from being used.
 
 The fit's residual is the RMS delay above the line of the buckets within ``stall_ms`` of it
 (the link's jitter); buckets further above are stalls, counted in ``ClockFit.stalled``.
