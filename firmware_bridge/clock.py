@@ -3,19 +3,46 @@
 A frame leaves the device right after its last instant is sampled and reaches the host some
 time later: never earlier than the link's smallest latency, often much later (BLE connection
 intervals, USB frame bunching, OS scheduling). So the pairs (device time, arrival time) lie on
-or *above* the true line ``arrival = offset + (1 + drift) * device_time``. The fit is the
-lower envelope of the recent pairs: the line under all of them that passes as close to them as
-possible, which is the edge of their lower convex hull over their mean device time (the
-solution of the linear programme "minimise the summed delays, no delay negative").
+or *above* the true line ``arrival = offset + (1 + drift) * device_time``. The estimator's
+assumption is that the *least* delay (the floor) is the same all along the window, so that the
+lowest pairs trace the line.
 
-To keep it cheap and robust, pairs are kept per ``bucket_s`` of device time as the one with
-the least apparent delay, over a sliding ``window_s``. Device time is unwrapped when it comes
-from a 32-bit microsecond counter; time running backwards otherwise means the device rebooted
-and the fit starts afresh (as it does on ``reset()``, which the session calls on a boot_id
-change).
+Pairs are kept per ``bucket_s`` of device time as the one with the least apparent delay, over a
+sliding ``window_s``. The fit (``robust_fit``) is then done in three steps:
+
+1. the lower envelope: the line under all buckets that passes as close to them as possible
+   (``envelope_fit``: the lower convex hull's edge over their mean device time, the solution
+   of the linear programme "minimise the summed delays, no delay negative");
+2. the floor: the buckets within ``floor_band_ms`` of that line. The others were late for the
+   whole bucket: a loaded machine (the sender or the host waiting for a CPU for stretches of
+   a second or more, every frame a few ms late) or a stall; they say nothing about the line;
+3. the slope: a least-squares line through the floor buckets, each weighed by how near the
+   line it lies (``floor_scale_ms``: the lowest carry the slope, the jitter still averages),
+   taken only when its standard error (from their scatter and spread in time) is under
+   ``max_slope_se_ppm`` and they do not bend (the |t| of a quadratic term fitted to them is
+   under ``max_bend_t``: drift is a straight line, a loaded stretch that began or ended is
+   not); then steps 2-3 again against the new line (``floor_passes``). When a gate refuses,
+   the last slope taken stays (1 before any). The offset puts the line under all buckets.
+
+Why not the envelope's slope itself: it rests on two hull vertices, i.e. on the two most
+extreme floor buckets. When the floor jitters by a few hundred µs (a pty read by a busy event
+loop), or rises for seconds while the machine is loaded and comes back down, those two can
+lie 0.3 ms off over a 2-3 s lever: 100-900 ppm of false drift, and timestamps off by ms as
+the fit is extrapolated to the newest frame (measured with two busy loops on a loaded two-core
+machine: drift -263 ppm for a true -150 ppm, timestamp error 2.0 ms RMS). Averaging over the
+floor buckets removes the jitter; the band removes the loaded stretches and the weights the
+milder ones (the first seconds after START, every frame 0.5-1 ms late while the host sets up
+its outlets); the two gates keep a slope that the data cannot support yet (a loaded stretch
+just begun looks like drift for a while) from being used.
+
+The fit's residual is the RMS delay above the line of the buckets within ``stall_ms`` of it
+(the link's jitter); buckets further above are stalls, counted in ``ClockFit.stalled``.
+Device time is unwrapped when it comes from a 32-bit microsecond counter; time running
+backwards otherwise means the device rebooted and the fit starts afresh (as it does on
+``reset()``, which the session calls on a boot_id change).
 
 Everything here is pure (no clocks read): the caller passes arrival times, e.g.
-``pylsl.local_clock()``.
+``pylsl.local_clock()``. Every threshold is a field of ``ClockConfig``.
 """
 
 from __future__ import annotations
@@ -30,6 +57,38 @@ WRAP32 = 1 << 32
 
 
 @dataclass(frozen=True)
+class ClockConfig:
+    """The clock fit's thresholds (see the module docstring for how they are used)."""
+
+    window_s: float = 60.0
+    """Buckets older than this much device time (s) leave the fit."""
+    bucket_s: float = 0.25
+    """Per this much device time (s), the pair with the least apparent delay is kept."""
+    max_drift_ppm: float = 2000.0
+    """A fitted drift beyond this (ppm) is implausible: the slope taken before stays."""
+    min_span_s: float = 2.0
+    """Until the buckets span this much device time (s), only the offset is fitted."""
+    floor_band_ms: float = 1.0
+    """Buckets more than this (ms) above the lower envelope were late throughout (a loaded
+    sender or host): left out of the slope."""
+    floor_scale_ms: float = 0.4
+    """Floor buckets weigh less the higher they lie above the line: ``1 / (1 + (d / scale)²)``
+    for a delay ``d`` (ms) above it, so the lowest carry the slope and jitter still averages."""
+    floor_passes: int = 2
+    """Times the floor is weighed and the slope fitted, each against the line fitted before
+    (the lower envelope first)."""
+    max_slope_se_ppm: float = 65.0
+    """A slope is taken only when its standard error (ppm) is below this; else the last one
+    taken stays (1 before any)."""
+    max_bend_t: float = 2.0
+    """Nor when the floor buckets bend: a quadratic term fitted to them has a t statistic
+    above this (drift is a straight line; a loaded stretch that began or ended is not)."""
+    stall_ms: float = 5.0
+    """Buckets more than this (ms) above the fitted line are stalls: counted in
+    ``ClockFit.stalled``, left out of the residual."""
+
+
+@dataclass(frozen=True)
 class ClockFit:
     """The current mapping ``local = intercept + slope * (device_s - ref_s)``, with stats."""
 
@@ -40,13 +99,18 @@ class ClockFit:
     slope: float
     """Local seconds per device second (1 + drift)."""
     residual_ms: float
-    """RMS apparent delay of the kept pairs above the fitted line (transport jitter), ms."""
+    """RMS apparent delay above the fitted line of the buckets within ``stall_ms`` of it (the
+    link's jitter), ms."""
     n: int
     """Pairs (buckets) the fit rests on."""
     span_s: float
     """Device time the kept pairs span, seconds."""
     offset_s: float
     """Local time minus device time at the newest pair, seconds."""
+    stalled: int = 0
+    """Buckets more than ``stall_ms`` above the line (a stalled sender or host)."""
+    floor: int = 0
+    """Buckets the slope rests on (within ``floor_band_ms`` of the lower envelope)."""
 
     @property
     def drift_ppm(self) -> float:
@@ -57,7 +121,8 @@ class ClockFit:
     def as_dict(self) -> dict[str, float]:
         """The statistics, for metadata and health lines."""
         return {"offset_s": self.offset_s, "drift_ppm": self.drift_ppm,
-                "residual_ms": self.residual_ms, "n": self.n, "span_s": self.span_s}
+                "residual_ms": self.residual_ms, "n": self.n, "span_s": self.span_s,
+                "stalled": self.stalled, "floor": self.floor}
 
 
 class DeviceTimeUnwrapper:
@@ -139,6 +204,88 @@ def envelope_fit(x: np.ndarray, y: np.ndarray, max_abs_drift: float = 2e-3,
     return a, b, float(np.sqrt(np.mean(r * r)))
 
 
+def _line_through(x: np.ndarray, y: np.ndarray, w: np.ndarray
+                  ) -> tuple[float, float, float] | None:
+    """Weighted least-squares slope of ``y`` on ``x`` (n >= 4), its standard error, and the
+    |t| of a quadratic term fitted beside it (how much the points bend); None when x does not
+    vary. Errors count the points by their effective number ``(Σw)² / Σw²``."""
+    sw = float(w.sum())
+    n_eff = sw * sw / float(np.sum(w * w))
+    if n_eff <= 3:
+        return None
+    xm, ym = float(np.sum(w * x)) / sw, float(np.sum(w * y)) / sw
+    u = x - xm
+    sxx = float(np.sum(w * u * u))
+    if sxx <= 0:
+        return None
+    slope = float(np.sum(w * u * (y - ym)) / sxx)
+    r = y - ym - slope * u
+    # variance of one point's residual over the spread of n_eff points: the slope's variance
+    var_r = float(np.sum(w * r * r)) / sw * n_eff / (n_eff - 2)
+    se = float(np.sqrt(var_r / (sxx / sw * n_eff)))
+    v = u / (x[-1] - x[0])
+    design = np.stack([np.ones_like(v), v, v * v], axis=1) * np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(design, (y - ym) * np.sqrt(w), rcond=None)
+    rq = (y - ym) * np.sqrt(w) - design @ coef
+    var_q = (float(np.sum(rq * rq)) / sw * n_eff / (n_eff - 3)
+             * float(np.linalg.pinv(design.T @ design / sw * n_eff)[2, 2]))
+    bend_t = abs(float(coef[2])) / np.sqrt(var_q) if var_q > 0 else 0.0
+    return slope, se, bend_t
+
+
+@dataclass(frozen=True)
+class RobustFit:
+    """What ``robust_fit`` found: the line ``y = a + b x`` and how it was got."""
+
+    a: float
+    b: float
+    residual: float
+    """RMS of ``y - (a + b x)`` over the points within ``stall_ms`` of the line (s)."""
+    floor: int
+    """Points the slope fit rests on (0 while the span is too short to fit one)."""
+    stalled: int
+    """Points more than ``stall_ms`` above the line."""
+    slope_taken: bool
+    """Whether ``b`` is this fit's own slope (else ``prior_slope``)."""
+
+
+def robust_fit(x: np.ndarray, y: np.ndarray, cfg: ClockConfig,
+               prior_slope: float = 1.0) -> RobustFit:
+    """Fit ``y ≈ a + b x`` from below, robust to stretches of late points (module docstring):
+    the lower envelope, the floor points within ``floor_band_ms`` of it weighed by how near
+    they lie (``floor_scale_ms``), a weighted least-squares slope through those, taken if its
+    standard error is under ``max_slope_se_ppm`` and they bend by no more than
+    ``max_bend_t`` (else ``prior_slope``), again against the new line (``floor_passes``),
+    and the offset that puts the line under all points. ``x`` sorted (s)."""
+    if len(x) == 0:
+        raise ValueError("robust_fit needs at least one point")
+    max_drift = cfg.max_drift_ppm * 1e-6
+    b, taken, floor = prior_slope, False, 0
+    if len(x) >= 4 and x[-1] - x[0] >= cfg.min_span_s:
+        a0, b0, _ = envelope_fit(x, y, max_drift, cfg.min_span_s)
+        for _ in range(cfg.floor_passes):
+            above = y - (a0 + b0 * x)
+            on_floor = above <= cfg.floor_band_ms * 1e-3
+            floor = int(on_floor.sum())
+            if floor < 4:
+                break
+            w = 1.0 / (1.0 + (above[on_floor] / (cfg.floor_scale_ms * 1e-3)) ** 2)
+            fit = _line_through(x[on_floor], y[on_floor], w)
+            if fit is None:
+                break
+            slope, se, bend_t = fit
+            if not (abs(slope - 1.0) <= max_drift and se <= cfg.max_slope_se_ppm * 1e-6
+                    and bend_t <= cfg.max_bend_t):
+                break
+            b, taken = slope, True
+            a0, b0 = float(np.min(y - slope * x)), slope
+    a = float(np.min(y - b * x))
+    r = y - (a + b * x)
+    kept = r <= cfg.stall_ms * 1e-3
+    return RobustFit(a, float(b), float(np.sqrt(np.mean(r[kept] ** 2))), floor,
+                     int(len(x) - kept.sum()), taken)
+
+
 class ClockMap:
     """Online map from device microseconds to local (LSL) seconds.
 
@@ -146,15 +293,22 @@ class ClockMap:
     newest instant, host time it arrived), then ``map(t_us)`` for the frame's instants.
     """
 
-    def __init__(self, window_s: float = 60.0, bucket_s: float = 0.25,
-                 max_drift_ppm: float = 2000.0, min_span_s: float = 2.0) -> None:
-        self.window_s = window_s
-        self.bucket_s = bucket_s
-        self.max_drift = max_drift_ppm * 1e-6
-        self.min_span_s = min_span_s
+    def __init__(self, config: ClockConfig | None = None) -> None:
+        self.config = config or ClockConfig()
+        """The fit's thresholds."""
         self.unwrapper = DeviceTimeUnwrapper()
         self.resets = 0
         self._reset_state()
+
+    @property
+    def window_s(self) -> float:
+        """Device time (s) the fit looks back over."""
+        return self.config.window_s
+
+    @property
+    def bucket_s(self) -> float:
+        """Device time (s) per kept pair."""
+        return self.config.bucket_s
 
     def _reset_state(self) -> None:
         self._ref_us: int | None = None
@@ -162,6 +316,7 @@ class ClockMap:
         self._buckets: deque[list] = deque()
         self._fit: ClockFit | None = None
         self._dirty = True
+        self._slope = 1.0   # the last slope robust_fit took (its prior for the next fit)
 
     def reset(self) -> None:
         """Forget everything (the device rebooted: a new time line)."""
@@ -179,7 +334,7 @@ class ClockMap:
         if self._ref_us is None:
             self._ref_us = t
         x = (t - self._ref_us) * US
-        idx = int(x // self.bucket_s)
+        idx = int(x // self.config.bucket_s)
         b = self._buckets
         if b and b[-1][0] == idx:
             last = b[-1]
@@ -192,7 +347,7 @@ class ClockMap:
         elif not b or idx > b[-1][0]:
             b.append([idx, x, arrival_s])
             self._dirty = True
-            while b and b[0][1] < x - self.window_s:
+            while b and b[0][1] < x - self.config.window_s:
                 b.popleft()
         # (idx below the newest bucket: a stale frame; its arrival says nothing new.)
         return restarted
@@ -222,12 +377,14 @@ class ClockMap:
             x = arr[:, 0]
             # Subtract the first arrival so that the numbers the fit handles stay small.
             y0 = arr[0, 1]
-            a, b, res = envelope_fit(x, arr[:, 1] - y0, self.max_drift, self.min_span_s)
-            newest = x[-1]
+            rf = robust_fit(x, arr[:, 1] - y0, self.config, self._slope)
+            self._slope = rf.b
+            a, b, newest = rf.a, rf.b, x[-1]
             self._fit = ClockFit(
-                ref_us=self._ref_us, intercept=a + y0, slope=b, residual_ms=res * 1e3,
+                ref_us=self._ref_us, intercept=a + y0, slope=b, residual_ms=rf.residual * 1e3,
                 n=len(x), span_s=float(newest - x[0]),
-                offset_s=float(a + y0 + b * newest - newest - self._ref_us * US))
+                offset_s=float(a + y0 + b * newest - newest - self._ref_us * US),
+                stalled=rf.stalled, floor=rf.floor)
             self._dirty = False
         return self._fit
 

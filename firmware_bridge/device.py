@@ -79,7 +79,7 @@ class DeviceSession:
         """Called per SAMPLES frame with (seq of its newest instant, its raw device time µs, its
         arrival time): the clock map's input, for diagnostics and tests."""
         self.decoder = P.Decoder()
-        self.clock = ClockMap()
+        self.clock = ClockMap(self.config.clock)
         self.health = Health()
         self.info: P.DeviceInfo | None = None
         self.device_id: int | None = self.config.device_id

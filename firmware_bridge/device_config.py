@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
+from imusic.firmware_bridge.clock import ClockConfig
+
 if TYPE_CHECKING:
     from imusic.firmware_bridge.protocol import DeviceInfo
 
@@ -77,6 +79,8 @@ class SessionConfig:
     then publish them stamped with that fit."""
     warmup_max_frames: int = 200
     """Frames held at most while the clock fit warms up (then they are published anyway)."""
+    clock: ClockConfig = field(default_factory=ClockConfig)
+    """The device clock fit's thresholds (window, bucket, floor band, slope gate, stalls)."""
     rate_window_s: float = 2.0
     """The achieved rate is counted over this much arrival time; no samples for as long: 0 Hz."""
     rate_min_span_s: float = 0.1

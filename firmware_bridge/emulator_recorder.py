@@ -6,7 +6,9 @@ went out (``new_frame`` before sending, ``took`` when the link accepted a messag
 when it did not, ``keep_frame`` after), and per streamed instant which truth frames are due
 (``publish``). When a cable pull closes the link, ``unread(n)`` marks the messages behind the
 last ``n`` bytes the host never read as not delivered. ``log(...)`` assembles a ``TruthLog``
-(emulator_truth.py) from all of it.
+(emulator_truth.py) from all of it. Truth frames are stamped in LSL time from the monotonic
+clock the emulator paces by, through ``lsl_minus_monotonic()`` (bracketed reads, so that a
+preemption between two clock reads on a loaded machine does not shift the whole truth).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class TruthRecorder:
         import pylsl
 
         self.outlet = truth_outlet(**desc)
-        self._lsl_minus_mono = pylsl.local_clock() - time.monotonic()
+        self._lsl_minus_mono = lsl_minus_monotonic()
 
     def new_chunk(self) -> None:
         """The emulator moved to a new twin chunk: its truth frames start at 0."""
@@ -145,3 +147,20 @@ class TruthRecorder:
         return TruthLog(seq=seq.astype(np.int64), device_us=dev, t=t, boot_id=boot,
                         counts=counts, scales=scales, blendshape_t=bt, blendshapes=bv,
                         blendshape_lsl=bl, **flags)
+
+
+def lsl_minus_monotonic(tries: int = 9) -> float:
+    """``pylsl.local_clock() - time.monotonic()``, read so that a preemption between the two
+    reads (tens of ms on a loaded machine) cannot shift it: of ``tries`` readings of the LSL
+    clock each bracketed by two monotonic ones, the one with the tightest bracket, against
+    the bracket's middle."""
+    import pylsl
+
+    best = (float("inf"), 0.0)
+    for _ in range(tries):
+        m0 = time.monotonic()
+        lsl = pylsl.local_clock()
+        m1 = time.monotonic()
+        best = min(best, (m1 - m0, lsl - 0.5 * (m0 + m1)))
+    return best[1]
+

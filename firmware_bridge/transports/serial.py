@@ -11,6 +11,11 @@ Opening keeps what the device sent before it: pyserial's ``open()`` flushes the 
 already sent to the new port. Those are real instants, with their own device times, so
 ``_KeepInputSerial`` opens the port without that flush; the decoder drops any partial frame
 at the front.
+
+``arrival_age()`` tells the session how long ago the bytes of the last ``read()`` reached the
+host: the time of the newest ``data_received`` they were part of (no byte in the read arrived
+later), not the time the read loop got round to them, which on a loaded machine is later by
+whatever else the event loop ran first.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 
 import serial
 import serial_asyncio_fast
@@ -49,6 +55,19 @@ class _KeepInputSerial(serial.Serial):
             super()._reset_input_buffer()
 
 
+class _StampedProtocol(asyncio.StreamReaderProtocol):
+    """A stream reader's protocol that notes when bytes last reached it (monotonic s)."""
+
+    def __init__(self, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(reader, loop=loop)
+        self.last_received = 0.0
+        """Monotonic time of the newest bytes handed to the reader."""
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = time.monotonic()
+        super().data_received(data)
+
+
 class SerialTransport(Transport):
     """The byte stream of one serial port."""
 
@@ -58,6 +77,8 @@ class SerialTransport(Transport):
         self.name = f"serial:{port}"
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._protocol: _StampedProtocol | None = None
+        self._read_stamp = 0.0   # monotonic time the bytes of the last read() had all arrived
 
     async def open(self) -> None:
         """Open the port (raises TransportError naming the port and what to check)."""
@@ -70,10 +91,10 @@ class SerialTransport(Transport):
                 f"'imusic devices', that the wearable is plugged in, and that you may use it "
                 f"(on Linux: membership of the 'dialout' group)") from err
         reader = asyncio.StreamReader(loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        protocol = _StampedProtocol(reader, loop)
         transport, _ = await serial_asyncio_fast.connection_for_serial(
             loop, lambda: protocol, port)
-        self._reader = reader
+        self._reader, self._protocol = reader, protocol
         self._writer = asyncio.StreamWriter(transport, protocol, reader, loop)
 
     def present(self) -> bool:
@@ -97,7 +118,13 @@ class SerialTransport(Transport):
             raise TransportClosed(f"{self.name} went away: {err}") from err
         if not data:
             raise TransportClosed(f"{self.name} closed (device unplugged or reset)")
+        if self._protocol is not None:
+            self._read_stamp = self._protocol.last_received
         return data
+
+    def arrival_age(self) -> float:
+        """Seconds since the bytes the last read() returned had all reached the host."""
+        return max(0.0, time.monotonic() - self._read_stamp) if self._read_stamp else 0.0
 
     async def write(self, data: bytes) -> None:
         """Send bytes to the device."""

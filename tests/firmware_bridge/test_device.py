@@ -17,6 +17,7 @@ import pytest
 
 from imusic.firmware_bridge import protocol as P
 from imusic.firmware_bridge.device import DeviceError, DeviceSession, SessionConfig
+from imusic.firmware_bridge.emulator_recorder import lsl_minus_monotonic
 from imusic.firmware_bridge.transports.serial import SerialTransport
 from imusic.firmware_bridge.transports.udp import UdpTransport
 
@@ -67,7 +68,10 @@ class ScriptedDevice:
                             "scripted-def0")
 
     def boot(self) -> None:
-        self.boots.append(_Boot(0x1000 + len(self.boots), time.monotonic(), pylsl.local_clock()))
+        # The boot's LSL time from its monotonic one by a bracketed offset: two reads in a row
+        # can be a preemption apart on a loaded machine, shifting every true time by it.
+        mono = time.monotonic()
+        self.boots.append(_Boot(0x1000 + len(self.boots), mono, mono + lsl_minus_monotonic()))
         self.streaming = False
         self.next_seq = 0
         self._out(P.encode(self.info(), self.device_id) + P.encode(

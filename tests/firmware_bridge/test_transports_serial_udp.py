@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import tty
 
 import pytest
@@ -51,6 +52,31 @@ async def test_serial_both_ways_and_unplug_over_a_pty() -> None:
         for fd in (master, slave):
             if fd >= 0:
                 os.close(fd)
+
+
+async def test_serial_arrival_is_when_the_bytes_came_not_when_read() -> None:
+    """Bytes that wait in the host while its read loop is busy (a loaded machine) arrived
+    when they reached the port's protocol, not when read() got round to them: the clock fit
+    must not see them as late."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        async with SerialTransport(os.ttyname(slave)) as link:
+            sent = time.monotonic()
+            os.write(master, P.encode(P.Status(1, 3800, 50, 0), 7))
+            deadline = sent + 5
+            while link._protocol.last_received < sent:      # the event loop took them in
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.001)
+            came = link._protocol.last_received
+            await asyncio.sleep(0.1)                          # the read loop is busy elsewhere
+            await asyncio.wait_for(link.read(), 5)
+            arrival = time.monotonic() - link.arrival_age()
+            assert link.arrival_age() >= 0.1
+            assert sent <= arrival <= came + 1e-3
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 async def test_serial_open_error_names_port_and_fix() -> None:
