@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     tr = load_model(args.model)
-    default_steps = int(tr.sampling.get("steps", 4))
+    default_steps = int(tr.sampling["steps"])
     seconds = args.seconds or (8.0 if args.quick else 30.0)
     steps_list = [default_steps] if args.quick else sorted({1, 2, default_steps, 4, 8})
     motion = procedural(seconds + 1.0, fps=60, seed=7)

@@ -32,6 +32,10 @@ MAX_RIDGE_OFFSET = 3600
 """Largest ridge-baseline frame offset a config may give (a minute at 60 Hz)."""
 
 
+SAMPLING_DEFAULTS: dict[str, Any] = {"steps": 4, "carry": 4, "carry_blend": 0.5, "seed": 0}
+"""What a checkpoint whose config has no (or a partial) ``sampling`` record runs at."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
@@ -201,7 +205,7 @@ def check_config(config: dict[str, Any], where: str | Path = CONFIG) -> None:
     for k, low in (("steps", 1), ("carry", 0), ("seed", 0)):
         if k in sampling:
             _int(sampling, k, where + ": sampling", low)
-    blend = sampling.get("carry_blend", 0.5)
+    blend = sampling.get("carry_blend", SAMPLING_DEFAULTS["carry_blend"])
     if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0 <= blend <= 1:
         raise CheckpointError(f"{where}: sampling.carry_blend must be in [0, 1], got {blend!r}")
     base = config.get("baselines", {})
@@ -262,7 +266,9 @@ class Trained:
         self.past = int(config["past"])
         self.lookahead = int(config["lookahead"])
         self.schedule = Schedule(config["schedule"]["n_steps"], config["schedule"]["kind"])
-        self.sampling = dict(config.get("sampling", {"steps": 4, "carry": 12, "seed": 0}))
+        self.sampling: dict[str, Any] = {**SAMPLING_DEFAULTS, **config.get("sampling", {})}
+        """DDIM ``steps``, ``carry``, ``carry_blend`` and ``seed`` the runtime and the
+        evaluation use unless told otherwise (every key present)."""
         n_in, n_out = self.net_config.n_features, self.net_config.n_out
         offsets = config.get("baselines", {}).get("ridge_offsets", [])
         for key, shape in (("baseline.mean_face", (n_out,)),

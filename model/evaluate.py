@@ -105,9 +105,9 @@ def predict_imusic(tr: Trained, feats_norm: Sequence[np.ndarray], steps: int | N
                    seed: int = 0, carry_blend: float | None = None) -> list[np.ndarray]:
     """IMUSIC predictions streamed frame by frame, several recordings side by side as a batch,
     exactly as the runtime would produce them (fixed noise, carried prefix)."""
-    steps = steps or int(tr.sampling.get("steps", 4))
-    carry = int(tr.sampling.get("carry", 4)) if carry is None else carry
-    blend = float(tr.sampling.get("carry_blend", 0.5)) if carry_blend is None else carry_blend
+    steps = steps or int(tr.sampling["steps"])
+    carry = int(tr.sampling["carry"]) if carry is None else carry
+    blend = float(tr.sampling["carry_blend"]) if carry_blend is None else carry_blend
     lens = [len(f) for f in feats_norm]
     n = max(lens)
     fdim = feats_norm[0].shape[1]

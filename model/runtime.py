@@ -169,9 +169,9 @@ class Runtime:
         self.rate = float(self.spec.rate_hz)
         # DDIM steps, carried frames and their blend: the checkpoint's ``sampling`` defaults
         # (chosen on its validation sessions by scripts/choose_runtime.py) unless given
-        self.steps = int(steps or trained.sampling.get("steps", 4))
-        carry = int(trained.sampling.get("carry", 4)) if carry is None else carry
-        blend = (float(trained.sampling.get("carry_blend", 0.5)) if carry_blend is None
+        self.steps = int(steps or trained.sampling["steps"])
+        carry = int(trained.sampling["carry"]) if carry is None else carry
+        blend = (float(trained.sampling["carry_blend"]) if carry_blend is None
                  else float(carry_blend))
         self.sampler = StreamingSampler(
             trained.net, trained.schedule, trained.past, trained.lookahead, self.steps, carry,
