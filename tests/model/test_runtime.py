@@ -153,3 +153,41 @@ def test_live_loop_publishes_a_frame_before_computing_the_next(tiny_ckpt, toy_da
     n = loop.publish_ready()
     assert n >= 2 and len(seen) == n
     assert np.all(np.diff(seen) == 1) and seen[-1] == len(rt.latencies)
+
+
+def test_two_ticks_ready_at_once_are_sampled_as_one_batch_with_the_same_frames():
+    """Two 60 Hz ticks completed by one packet go through the model as one batch when the
+    sampler's frames do not depend on its own output (carry_blend 0): the same frames as one by
+    one, fewer forward passes."""
+    from imusic.hardware.motion import procedural, with_neutral_start
+    from imusic.hardware.physics import simulate
+    from imusic.model.checkpoint import load_model
+
+    tr = load_model(None)
+    sig = simulate(with_neutral_start(procedural(7.0, fps=60, seed=5), 3.0),
+                   tr.config["rig"]["id"], rate_hz=100.0, identity=3, seed=5)
+
+    def run(packet: int) -> tuple[list, int]:
+        rt = Runtime(tr, carry_blend=0.0)
+        calls = 0
+        sample = rt.sampler._sample
+
+        def counted(*a, **k):
+            nonlocal calls
+            calls += 1
+            return sample(*a, **k)
+
+        rt.sampler._sample = counted
+        frames = []
+        for i in range(0, sig.n_samples, packet):
+            rt.push(sig.acc[i:i + packet], sig.gyro[i:i + packet], sig.mag[i:i + packet],
+                    sig.t[i:i + packet])
+            frames += rt.poll()
+        return frames, calls
+
+    one, calls_one = run(1)          # 10 ms packets: never two ticks at once
+    two, calls_two = run(4)          # 40 ms packets: two or three ticks at once
+    assert [f.t for f in one] == pytest.approx([f.t for f in two])
+    np.testing.assert_allclose(np.stack([f.blendshapes for f in two]),
+                               np.stack([f.blendshapes for f in one]), atol=1e-5)
+    assert calls_two < 0.8 * calls_one, (calls_one, calls_two)
