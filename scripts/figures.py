@@ -103,9 +103,13 @@ def _train_time(d: dict[str, Any]) -> str:
 
 def _live(d: dict[str, Any]) -> str:
     r = d["results"]
-    return (f"p50 {r['motion_to_output_p50_ms']:.1f} ms, p99 {r['motion_to_output_p99_ms']:.1f} ms"
-            f" (frame delay incl. look-ahead: p50 {r['frame_delay_p50_ms']:.0f} ms, "
-            f"p99 {r['frame_delay_p99_ms']:.0f} ms)")
+    text = (f"--{r.get('link', 'serial')}: p50 {r['motion_to_output_p50_ms']:.1f} ms, p99 "
+            f"{r['motion_to_output_p99_ms']:.1f} ms")
+    for link, o in d.get("other_links", {}).items():
+        text += (f"; --{link}: p50 {o['motion_to_output_p50_ms']:.1f} ms, p99 "
+                 f"{o['motion_to_output_p99_ms']:.1f} ms")
+    return text + (f" (frame delay incl. look-ahead: p50 {r['frame_delay_p50_ms']:.0f} ms, "
+                   f"p99 {r['frame_delay_p99_ms']:.0f} ms)")
 
 
 def _viewer(d: dict[str, Any]) -> str:
