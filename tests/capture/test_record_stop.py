@@ -59,6 +59,19 @@ def _recorded(path, keys) -> bool:
     return all(rows_on_disk(path, k) > 100 for k in keys)
 
 
+def _wait_recorded(path, pushers, proc, err: Stderr, timeout: float = 60) -> None:
+    """Wait until every pusher's stream has rows on disk; on a timeout say what was there,
+    whether the recorder still ran, and what it printed (one stall of 60 s was seen once in
+    a quiet clean-clone run and could not be told apart afterwards)."""
+    keys = [stream_key(p.name_) for p in pushers]
+    try:
+        wait_until(lambda: _recorded(path, keys), timeout, "all streams recorded")
+    except AssertionError as e:
+        rows = {k: rows_on_disk(path, k) for k in keys}
+        raise AssertionError(f"{e}: rows on disk {rows}, recorder exit code {proc.poll()}, "
+                             f"its stderr:\n{err.text}") from None
+
+
 def _check_file(path, pushers: list[Pusher], t_request: float) -> None:
     """Closed cleanly; every stream contiguous (nothing dropped) up to the stop request."""
     with SessionReader(path) as r:
@@ -84,8 +97,7 @@ def test_signal_stops_within_a_second_while_streaming(tmp_path, unique_name, how
     path = tmp_path / "sig.h5"
     proc, err = _start(path, [p.name_ for p in pushers])
     try:
-        wait_until(lambda: _recorded(path, [stream_key(p.name_) for p in pushers]), 60,
-                   "all streams recorded")
+        _wait_recorded(path, pushers, proc, err)
         t_request = pylsl.local_clock()
         t0 = time.monotonic()
         proc.send_signal(getattr(signal, how))
