@@ -36,6 +36,11 @@ class WriteLimits:
     chunk_cache_bytes: int = 0
     """HDF5's chunk cache per dataset (its default is 1 MiB): whole chunks are written
     straight through it, so the writer needs none."""
+    reopen_wait_s: float = 5.0
+    """How long the writer retries reopening the file when a stream joins late while a reader
+    in another process has it open (HDF5's file lock refuses the reopen until it lets go)."""
+    reopen_retry_s: float = 0.02
+    """Pause between those tries."""
 
 
 WRITE_LIMITS = WriteLimits()

@@ -116,8 +116,18 @@ class SessionWriter:
             self.flush(whole_chunks=True)
             self._handles.clear()
             self._h5.close()
-            self._h5 = h5py.File(self.path, "a", libver=LIBVER,
-                                 rdcc_nbytes=self.limits.chunk_cache_bytes)
+            # A reader in another process (``imusic info``, a live view) holds HDF5's file
+            # lock while it has the file open; wait for it to let go, for a bounded time.
+            deadline = time.monotonic() + self.limits.reopen_wait_s
+            while True:
+                try:
+                    self._h5 = h5py.File(self.path, "a", libver=LIBVER,
+                                         rdcc_nbytes=self.limits.chunk_cache_bytes)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(self.limits.reopen_retry_s)
 
     @property
     def keys(self) -> list[str]:
