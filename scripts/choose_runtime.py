@@ -171,10 +171,7 @@ def data_command(config: dict[str, Any]) -> argparse.Namespace:
     sim_cli.add_arguments(ap)
     try:
         a = ap.parse_args(shlex.split(commands[0])[2:])
-    except ValueError as err:   # shlex: unbalanced quotes
-        raise Refused(f"the checkpoint's data command does not parse ({err}): give --data "
-                      "with its sessions") from None
-    except Refused as err:
+    except (ValueError, Refused) as err:   # shlex: unbalanced quotes; argparse: bad options
         raise Refused(f"the checkpoint's data command does not parse ({err}): give --data "
                       "with its sessions") from None
     if a.subjects < 1 or not a.minutes > 0 or not a.rate > 0 or a.layout != "session":
