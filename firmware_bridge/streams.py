@@ -271,7 +271,9 @@ def _labelled(m: StreamMeta) -> None:
 class ImuLayout:
     """An IMU stream's channels by label: ``sites`` in stream order, ``quantities`` carried
     (stream order), ``columns[(site, quantity)]`` the column of each axis (``axes_of``),
-    ``time_us`` / ``seq`` columns (None when absent), the rig's id and reference site."""
+    ``time_us`` / ``seq`` columns (None when absent), the rig's id and reference site, and how
+    many instants the device sends per packet (``desc/device/instants_per_frame``; 1 when the
+    stream does not say)."""
 
     name: str
     source_id: str
@@ -284,6 +286,7 @@ class ImuLayout:
     seq: int | None
     rig_id: str
     reference: str
+    instants_per_frame: int = 1
 
     def has(self, site: str, quantity: str) -> bool:
         """The site carries all axes of that quantity."""
@@ -332,7 +335,16 @@ def parse_imu(info: Any) -> ImuLayout:
                      labels=m.labels, sites=tuple(sites),
                      quantities=tuple(q for q in QUANTITIES if q in qs), columns=columns,
                      time_us=idx.get("device.time_us"), seq=idx.get("device.seq"),
-                     rig_id=m.text("rig/id"), reference=reference)
+                     rig_id=m.text("rig/id"), reference=reference,
+                     instants_per_frame=_positive_int(m.text("device/instants_per_frame")))
+
+
+def _positive_int(text: str) -> int:
+    """``text`` as a positive integer; 1 when it is empty or not one."""
+    try:
+        return max(1, int(text))
+    except ValueError:
+        return 1
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,8 @@ class LiveLoop:
         runtime.on_tick = self._on_tick
         self._layout: Any = None
         self._newest = float("nan")
+        self._skipped_seen = 0
+        """``runtime.skipped`` when last counted into ``stats`` (stats may be replaced)."""
         self._handed_at: float | None = None
         self._outlet: Any = None
         self._sender: UdpSender | None = None
@@ -290,7 +292,8 @@ class LiveLoop:
             n += 1
             if self.on_frame is not None:
                 self.on_frame(frame, now)
-        st.skipped = self.runtime.skipped
+        st.skipped += self.runtime.skipped - self._skipped_seen   # since these stats began
+        self._skipped_seen = self.runtime.skipped
         if not self._calibration_said and self.runtime.calibration.done:
             self._calibration_said = True
             print(f"imusic: neutral pose calibrated ({self.runtime.calibration.describe()}); "

@@ -5,7 +5,8 @@ How the pieces fit:
 
 * ``imusic.sources``: where IMU samples come from (:class:`LinkOptions`: a wearable through a
   transport and a device session, or an ``IMU`` LSL stream) and the LSL reading every
-  pipeline shares (``open_inlet``, ``pull_ready``, ``FrameBuffer``, ``read_frames``);
+  pipeline shares (``open_inlet``, ``pull_ready``, ``PacketReader`` for an ``IMU`` stream's
+  whole device packets, ``FrameBuffer``, ``read_frames``);
 * ``imusic.live_loop``: the one live loop, :class:`LiveLoop` (IMU rows -> the streaming model
   runtime -> an LSL ``Blendshapes`` stream of predictions, Live Link Face packets, the
   ``on_frame`` hook) and what it measures (``LiveStats``);
@@ -58,7 +59,8 @@ import pylsl
 import torch
 
 from imusic.capture.arkit_bridge import LiveLinkReceiver
-from imusic.firmware_bridge.streams import BLENDSHAPES_TYPE, blendshapes_info, fusion_state_info, predicate
+from imusic.firmware_bridge.streams import (BLENDSHAPES_TYPE, blendshapes_info, fusion_state_info,
+                                            parse_imu, predicate)
 from imusic.live_loop import HEAD_POSE_IMU, LiveLoop, LiveStats
 from imusic.sources import (
     FrameBuffer,
@@ -68,11 +70,11 @@ from imusic.sources import (
     is_calibration_marker,
     open_imu_inlet,
     open_inlet,
-    pull_ready,
+    PacketReader,
     read_frames,
 )
 from imusic.model.fusion import REGION_NAMES, FusionConfig, HybridFusion
-from imusic.model.runtime import Runtime, imu_labels, stream_values
+from imusic.model.runtime import Runtime, stream_values
 
 _Queued = tuple[np.ndarray, np.ndarray, list[str], str, float]
 """A device session's samples for the model thread: rows, timestamps, channel labels, the
@@ -179,10 +181,12 @@ class LivePipeline:
         inlet = open_imu_inlet(self.link)
         try:
             full = inlet.info(timeout=5.0)
-            labels = imu_labels(full)
+            layout = parse_imu(full)
+            labels = list(layout.labels)
             stream = f"'{full.name()}'"
+            reader = PacketReader(inlet, layout)
             while not halt.is_set():
-                rows, ts = pull_ready(inlet)
+                rows, ts = reader.pull()
                 if ts:
                     self.loop.push(rows, ts, labels, stream)
                     self.loop.publish_ready()

@@ -71,6 +71,17 @@ def test_imu_round_trip(unique_name: str) -> None:
     # the recording inlet keeps the sender's timestamps as they were (LabRecorder's way)
     assert ts == stamp
     assert full.desc().child("clock").child_value("offset_s") == "0.5"
+    assert lay.instants_per_frame == 1   # the stream does not say: one instant per packet
+
+
+@pytest.mark.parametrize("text, size", [("4", 4), ("1", 1), ("0", 1), ("-2", 1),
+                                        ("two", 1), ("", 1)])
+def test_imu_packet_size_from_desc(unique_name: str, text: str, size: int) -> None:
+    """``desc/device/instants_per_frame`` gives the packet size; anything but a positive
+    integer reads as one instant per packet."""
+    info = S.imu_info(unique_name, unique_name, 100.0, ["s0"], has_mag=False,
+                      meta={"device": {"instants_per_frame": text}})
+    assert S.parse_imu(info).instants_per_frame == size
 
 
 def full_label(info, column: int) -> str:
