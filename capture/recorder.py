@@ -22,6 +22,15 @@ imported; the command imports nothing else it does not use (no asyncio, ssl, soc
 importlib.metadata: ``imusic.runner.BlockingRunner``). capture/FORMAT.md "The recorder's
 memory" has the table, part by part, and what was tried and left.
 
+Late streams. Adding a stream to the file means reopening it without SWMR, which HDF5 refuses
+while any other process has the file open (a reader's lock: ``imusic info``, a notebook, a
+viewer). A stream that joins while one does is held back: the writer asks the pull loop not to
+pull it, so its samples wait in its inlet's own buffer (``streams.INLETS["record"]``, 360 s),
+and adds it as soon as the reader lets go (checked every ``late_check_s``), with nothing lost.
+The other streams are recorded meanwhile. One warning names the process. At stop the writer
+waits up to ``late_close_wait_s`` more; a stream still held then is not in the file, and
+``errors`` says so and which process kept the file open.
+
 Stop and failures (thresholds in ``RecordLimits``). The pull loop checks the stop flag after
 every round and then drains the inlets briefly, so ``stop()`` returns within about a second
 while sources keep streaming. The writer checks free disk space: it warns when less than an
@@ -63,8 +72,10 @@ from imusic.capture.recorder_streams import (
     gap_threshold,
     find_streams,
 )
-from imusic.capture.session import SessionWriter, StreamSpec, describe_write_error
+from imusic.capture.session import (FileHeldError, SessionWriter, StreamSpec,
+                                    describe_write_error)
 from imusic.capture.session_h5 import hold_reserve_lock, reserve_path
+from imusic.firmware_bridge.streams import INLETS
 
 __all__ = ["DEFAULT_TYPES", "DiskFull", "RecordLimits", "Recorder", "StreamStatus",
            "build_predicate", "find_gaps", "gap_threshold", "make_ballast", "saved_summary",
@@ -106,6 +117,22 @@ class RecordLimits:
     disk_check_s: float = 0.5        # how often the writer checks free disk space
     status_poll_s: float = 0.5       # how often ``imusic record`` looks for stop, failure and
     #                                  the end of --seconds (a signal is seen at once)
+    late_check_s: float = 0.5        # how often the writer looks again whether a stream held
+    #                                  back by a reader of the file can be added
+    late_close_wait_s: float = 10.0  # at stop, how long it waits for that reader to let go
+
+
+@dataclass
+class LateStream:
+    """A stream the writer could not add yet (a reader has the file open): its spec, the
+    messages that came for it meanwhile (queued before its pulls stopped, clock offsets), and
+    since when it waits."""
+
+    spec: StreamSpec
+    since: float
+    blockers: list[str]
+    messages: list[Msg] = field(default_factory=list)
+    overflow_warned: bool = False
 
 
 @dataclass
@@ -143,6 +170,8 @@ class Recorder:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._specs: dict[str, StreamSpec] = {}   # puller ident -> spec (for ``on_data``)
+        self._late: dict[str, LateStream] = {}    # streams held back while a reader has the file
+        self._next_late_check = 0.0
         self._closing = False
         self.max_queue = 0
         self.started = 0.0
@@ -252,7 +281,9 @@ class Recorder:
         el = time.monotonic() - self.started if self.started else 0.0
         parts = [f"{int(el // 60):02d}:{el % 60:04.1f}"]
         with self._lock:
-            for s in self.status.values():
+            for ident, s in self.status.items():
+                if ident in self._late:
+                    parts.append(f"{s.name} [{s.type}] WAITING for a reader to close the file")
                 if not s.key:
                     continue
                 dt = max(time.monotonic() - s.first_wall, 1e-9) if s.first_wall else 0
@@ -296,11 +327,18 @@ class Recorder:
                     if msg.kind == "close":
                         break
                     self._handle(w, keys, msg)
+                if self._late and time.monotonic() >= self._next_late_check:
+                    self._next_late_check = time.monotonic() + self.limits.late_check_s
+                    self._add_late(w, keys)
                 if time.monotonic() >= next_disk:
                     next_disk = time.monotonic() + self.limits.disk_check_s
                     self._check_disk()
                 w.maybe_flush()
-            w.close()
+            self._add_late(w, keys, wait_s=self.limits.late_close_wait_s)
+            try:
+                w.close()
+            except FileHeldError as err:   # all is written and closed; only the seal is not
+                self.failure = str(err)
         except DiskFull as err:
             # Stop with room left: the file closes cleanly with all that was written.
             self._fail(f"{err}; recording stopped", w.close)
@@ -363,14 +401,15 @@ class Recorder:
             self._report(msg.payload)
             return
         if msg.kind == "add":
-            key = w.add_stream(msg.payload)
-            keys[msg.ident] = key
-            self._specs[msg.ident] = msg.payload
-            with self._lock:
-                st.key = key
-            w.add_event(msg.payload.created_at, f"stream added: {key}")
-            self.byte_rate += stream_byte_rate(msg.payload)
-            self._check_disk()
+            blockers = w.structure_blocked_by()
+            if blockers:
+                self._hold_late(msg.ident, msg.payload, blockers)
+            else:
+                self._add(w, keys, msg.ident, msg.payload)
+            return
+        late = self._late.get(msg.ident)
+        if late is not None:
+            late.messages.append(msg)
             return
         key = keys[msg.ident]
         if msg.kind == "data":
@@ -407,6 +446,75 @@ class Recorder:
                 st.lost = False
         elif msg.kind == "marker":
             w.add_event(msg.t, msg.payload, source=key)
+
+    def _add(self, w: SessionWriter, keys: dict[str, str], ident: str, spec: StreamSpec) -> None:
+        key = w.add_stream(spec)
+        keys[ident] = key
+        self._specs[ident] = spec
+        with self._lock:
+            self.status[ident].key = key
+        w.add_event(spec.created_at, f"stream added: {key}")
+        self.byte_rate += stream_byte_rate(spec)
+        self._check_disk()
+
+    def _hold_late(self, ident: str, spec: StreamSpec, blockers: list[str]) -> None:
+        """Hold a new stream back while ``blockers`` have the file open (module docstring)."""
+        self._pulls.hold(ident)
+        self._late[ident] = LateStream(spec, time.monotonic(), blockers)
+        self._warn(f"stream {spec.name!r} joined while {', '.join(blockers)} has {self.path} "
+                   f"open: it is held in its LSL buffer (up to {INLETS['record'].max_buflen} s) "
+                   "and recorded once that process closes the file")
+
+    def _add_late(self, w: SessionWriter, keys: dict[str, str], wait_s: float = 0.0) -> None:
+        """Add the held streams if no reader has the file open now (waiting up to ``wait_s``
+        for that), each with what came for it meanwhile; after the pull loop has ended, drain
+        their inlets here."""
+        deadline = time.monotonic() + wait_s
+        while self._late and (blockers := w.structure_blocked_by()):
+            if time.monotonic() >= deadline:
+                for late in self._late.values():
+                    late.blockers = blockers
+                    self._warn_overflow(late)
+                if wait_s:
+                    self._give_up_late(blockers)
+                return
+            time.sleep(self.limits.late_check_s)
+        for ident, late in list(self._late.items()):
+            self._add(w, keys, ident, late.spec)
+            del self._late[ident]
+            for msg in late.messages:
+                self._handle(w, keys, msg)
+            parked = self._pulls.release(ident)
+            if parked is not None:   # the pull loop has ended: what the inlet holds, here
+                out: list[Msg] = []
+                drain_until = time.monotonic() + self.limits.drain_s
+                while parked.pull(out) and time.monotonic() < drain_until:
+                    pass
+                for msg in out:
+                    self._handle(w, keys, msg)
+                parked.inlet.close_stream()
+            self._warn(f"stream {late.spec.name!r} added to {self.path} after waiting "
+                       f"{time.monotonic() - late.since:.1f} s for a reader to close it")
+
+    def _warn_overflow(self, late: LateStream) -> None:
+        """Say once that a held stream has waited past its inlet's buffer."""
+        if (not late.overflow_warned
+                and time.monotonic() - late.since > INLETS["record"].max_buflen):
+            late.overflow_warned = True
+            self._warn(f"stream {late.spec.name!r} has waited longer than its "
+                       f"{INLETS['record'].max_buflen} s LSL buffer for {', '.join(late.blockers)} "
+                       f"to close {self.path}: its oldest samples are being dropped")
+
+    def _give_up_late(self, blockers: list[str]) -> None:
+        """At stop: the held streams are not in the file; say which and why."""
+        for ident, late in self._late.items():
+            self._report(f"{self.path}: stream {late.spec.name!r} was not recorded: "
+                         f"{', '.join(blockers)} kept the file open from when it joined until "
+                         "the end; close readers of a session while it records")
+            parked = self._pulls.release(ident)
+            if parked is not None:
+                parked.inlet.close_stream()
+        self._late.clear()
 
     def _report(self, text: str) -> None:
         self.errors.append(text)

@@ -152,6 +152,11 @@ class PullLoop(threading.Thread):
         self.out, self.stop_event, self.limits = out, stop, limits
         self._streams: list[StreamPull] = []
         self._lock = threading.Lock()
+        self._held: set[str] = set()
+        """Streams not pulled for now: their samples wait in their inlet's own buffer (the
+        writer cannot add them to the file yet: ``Recorder``, "Late streams")."""
+        self._parked: dict[str, StreamPull] = {}
+        """Held streams when the loop ended: left open for the writer to drain (``release``)."""
         self.finished = False         # after the drain: streams handed over later are closed
 
     def add(self, sp: StreamPull) -> bool:
@@ -162,9 +167,21 @@ class PullLoop(threading.Thread):
             self._streams.append(sp)
             return True
 
+    def hold(self, ident: str) -> None:
+        """Stop pulling stream ``ident`` (also one not handed over yet) until ``release``."""
+        with self._lock:
+            self._held.add(ident)
+
+    def release(self, ident: str) -> StreamPull | None:
+        """Pull ``ident`` again. After the loop has ended, its ``StreamPull`` instead, for the
+        caller to drain and close (None if there is none)."""
+        with self._lock:
+            self._held.discard(ident)
+            return self._parked.pop(ident, None)
+
     def _round(self) -> bool:
         with self._lock:
-            streams = list(self._streams)
+            streams = [sp for sp in self._streams if sp.ident not in self._held]
         msgs: list[Msg] = []
         came = False
         for sp in streams:
@@ -192,8 +209,10 @@ class PullLoop(threading.Thread):
         with self._lock:
             self.finished = True
             streams, self._streams = self._streams, []
+            self._parked = {sp.ident: sp for sp in streams if sp.ident in self._held}
         for sp in streams:
-            sp.inlet.close_stream()
+            if sp.ident not in self._parked:
+                sp.inlet.close_stream()
 
 
 class StreamThread(threading.Thread):

@@ -62,6 +62,7 @@ from imusic.capture.session_schema import (
     SCHEMA_VERSION,
     STREAMS,
     DamagedSessionError,
+    FileHeldError,
     SessionError,
     SessionExistsError,
     StreamSpec,
@@ -72,7 +73,8 @@ from imusic.capture.session_writer import NO_RAW_NOTE, SessionWriter, mark_no_ra
 
 __all__ = [
     "EVENTS", "HEALTH_FIELDS", "LIBVER", "MAX_CHANNELS", "NO_RAW_NOTE", "READ_LIMITS", "SCHEMA",
-    "SCHEMA_VERSION", "STREAMS", "WRITE_LIMITS", "DamagedSessionError", "Event", "ReadLimits",
+    "SCHEMA_VERSION", "STREAMS", "WRITE_LIMITS", "DamagedSessionError", "FileHeldError",
+    "Event", "ReadLimits",
     "SessionError", "SessionExistsError", "SessionReader", "SessionWriter", "StreamData",
     "StreamSpec", "WriteLimits", "chunk_rows", "damaged_global_heap", "describe_write_error",
     "is_live", "mark_no_raw", "open_h5", "open_session", "reading", "stream_key", "write_stream",

@@ -185,6 +185,56 @@ def _reserve_locked(path: Path) -> bool | None:
     return False
 
 
+def file_holders(path: str | Path) -> list[str]:
+    """Other processes whose open handle on ``path`` would refuse a writer's reopen now, as
+    'process PID (command)'; empty when none would.
+
+    HDF5 locks the file it opens (``flock``): a reader, SWMR included, takes a shared lock for
+    as long as it has the file open, and a writer reopening it needs the exclusive one. (A
+    SWMR writer drops its own lock once SWMR is on, so this asks the question only then.) The
+    test is the writer's own: a non-blocking exclusive lock on a descriptor of our own, let go
+    at once; the holders are named from ``/proc/locks``."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return []
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return []
+    except BlockingIOError:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return _lock_holders(st) or ["another process (not named in /proc/locks)"]
+
+
+def _lock_holders(st: os.stat_result) -> list[str]:
+    """'process PID (command)' for each lock ``/proc/locks`` lists on the file of ``st``."""
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    out: list[str] = []
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        f = line.split()
+        # "1: FLOCK  ADVISORY  READ 6952 fe:00:2146507 0 EOF" (a "->" marks a waiting lock)
+        if len(f) < 6 or "->" in f or f[5] != want or not f[4].isdigit():
+            continue
+        pid = int(f[4])
+        if pid == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                "utf-8", "replace").strip()
+        except OSError:
+            cmd = "?"
+        out.append(f"process {pid} ({cmd[:60]})")
+    return out
+
+
 def is_live(path: str | Path, limits: ReadLimits = READ_LIMITS) -> bool:
     """True if ``path`` is being recorded right now: flagged open for writing, and either its
     recorder holds the lock on the reserve file (``hold_reserve_lock``) or, for writers

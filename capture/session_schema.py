@@ -61,6 +61,11 @@ class SessionExistsError(SessionError, FileExistsError):
     """The session file to create exists already (it is never overwritten)."""
 
 
+class FileHeldError(SessionError):
+    """The writer could not reopen its own file: another process has it open (HDF5's lock)
+    past ``WriteLimits.reopen_wait_s``. The message names the processes and what was kept."""
+
+
 class DamagedSessionError(SessionError, ValueError):
     """A file that cannot be read back (truncated, corrupted); the message names it and what
     could not be read. A ``ValueError`` too, so that commands that refuse bad input refuse it."""

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from imusic.capture.session_chunks import WRITE_LIMITS, PendingRows, WriteLimits, chunk_rows
+from imusic.capture.session_h5 import file_holders
 from imusic.capture.session_schema import (
     _COMPRESSION,
     _STR,
@@ -33,6 +34,7 @@ from imusic.capture.session_schema import (
     SCHEMA,
     SCHEMA_VERSION,
     STREAMS,
+    FileHeldError,
     SessionError,
     SessionExistsError,
     StreamSpec,
@@ -116,18 +118,33 @@ class SessionWriter:
             self.flush(whole_chunks=True)
             self._handles.clear()
             self._h5.close()
-            # A reader in another process (``imusic info``, a live view) holds HDF5's file
-            # lock while it has the file open; wait for it to let go, for a bounded time.
-            deadline = time.monotonic() + self.limits.reopen_wait_s
-            while True:
-                try:
-                    self._h5 = h5py.File(self.path, "a", libver=LIBVER,
-                                         rdcc_nbytes=self.limits.chunk_cache_bytes)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(self.limits.reopen_retry_s)
+            self._h5 = self._open_plain("a", "add a stream")
+
+    def _open_plain(self, mode: str, why: str) -> h5py.File:
+        """Reopen the file without SWMR. A reader in another process (``imusic info``, a
+        notebook) holds HDF5's file lock while it has the file open: wait for it to let go,
+        for ``limits.reopen_wait_s``; then ``FileHeldError`` naming it."""
+        deadline = time.monotonic() + self.limits.reopen_wait_s
+        while True:
+            try:
+                return h5py.File(self.path, mode, libver=LIBVER,
+                                 rdcc_nbytes=self.limits.chunk_cache_bytes)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holders = ", ".join(file_holders(self.path)) or "another process"
+                    raise FileHeldError(
+                        f"{self.path}: cannot {why}: {holders} has the file open (HDF5's "
+                        f"lock) for over {self.limits.reopen_wait_s:g} s; close readers of a "
+                        "session while it records") from None
+                time.sleep(self.limits.reopen_retry_s)
+
+    def structure_blocked_by(self) -> list[str]:
+        """The processes whose open handle on the file would make ``add_stream`` wait now (it
+        reopens the file: ``file_holders``); empty when nothing would, or when SWMR is not on
+        (then nothing is reopened)."""
+        if not (self._swmr and self._h5.swmr_mode):
+            return []
+        return file_holders(self.path)
 
     @property
     def keys(self) -> list[str]:
@@ -336,7 +353,8 @@ class SessionWriter:
         self._h5.close()
         self._h5 = None
         # Attributes cannot change under SWMR: reopen once, plainly, to seal the file.
-        with h5py.File(self.path, "r+", libver=LIBVER) as h5:
+        with self._open_plain("r+", "mark the file closed cleanly (every sample in it is "
+                                     "written; it reads as an interrupted recording)") as h5:
             h5.attrs["closed_cleanly"] = True
             h5.attrs["closed"] = _utc_now()
 
@@ -365,7 +383,7 @@ class SessionWriter:
             gc.collect()
         finally:
             sys.unraisablehook = hook
-        with h5py.File(self.path, "r+", libver=LIBVER) as f:
+        with self._open_plain("r+", "cut the file back to its last good flush") as f:
             for path in self._rows:
                 keep = self._durable.get(path, 0)
                 if path in f and f[path].shape[0] > keep:
