@@ -43,6 +43,10 @@ HEAD_POSE_IMU = ("reference IMU (model.headpose: orientation relative to the neu
 """``desc/head_pose`` of a stream whose head yaw/pitch/roll come from the reference sensor."""
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 @dataclass(frozen=True)
 class LatencyConfig:
     """Resolution and reach of a :class:`LatencyRecord`."""
@@ -190,6 +194,9 @@ class LiveLoop:
         runtime.on_tick = self._on_tick
         self._layout: Any = None
         self._newest = float("nan")
+        self.say: Callable[[str], None] = _to_stderr
+        """Where the calibration lines go (a command sets its runner's ``say``, which ends an
+        in-place status line first)."""
         self._skipped_seen = 0
         """``runtime.skipped`` when last counted into ``stats`` (stats may be replaced)."""
         self._handed_at: float | None = None
@@ -261,8 +268,8 @@ class LiveLoop:
         self.runtime.recalibrate()
         self.head = HeadPose(HeadPoseConfig(rate_hz=self.runtime.rate))
         self._calibration_said = self.runtime.calibration.done
-        print(f"imusic: recalibrating the neutral pose ({self._recalibrate_why}): hold a "
-              "neutral face and keep still", file=sys.stderr, flush=True)
+        self.say(f"imusic: recalibrating the neutral pose ({self._recalibrate_why}): hold a "
+                 "neutral face and keep still")
 
     def publish_ready(self) -> int:
         """Make and publish every frame the pushed data covers; the number published."""
@@ -296,6 +303,6 @@ class LiveLoop:
         self._skipped_seen = self.runtime.skipped
         if not self._calibration_said and self.runtime.calibration.done:
             self._calibration_said = True
-            print(f"imusic: neutral pose calibrated ({self.runtime.calibration.describe()}); "
-                  "output frames are valid from here", file=sys.stderr, flush=True)
+            self.say(f"imusic: neutral pose calibrated ({self.runtime.calibration.describe()}); "
+                     "output frames are valid from here")
         return n

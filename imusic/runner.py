@@ -68,28 +68,36 @@ class StatusLine:
         self.plain_every_s = plain_every_s
         self._last_plain = float("-inf")
         self._drawn = False   # an in-place line is on screen, not ended yet
+        self._lock = threading.Lock()
+        """``say`` may come from another thread (the model's) than ``show``."""
 
     def show(self, line: str) -> None:
         """Show the current status."""
         if self.quiet:
             return
-        if self.in_place:
-            width = max(20, shutil.get_terminal_size().columns - 1)
-            print(f"\r{line[:width]}\033[K", end="", file=self.out, flush=True)
-            self._drawn = True
-            return
-        now = time.monotonic()
-        if now - self._last_plain >= self.plain_every_s:
-            self._last_plain = now
-            print(line, file=self.out, flush=True)
+        with self._lock:
+            if self.in_place:
+                width = max(20, shutil.get_terminal_size().columns - 1)
+                print(f"\r{line[:width]}\033[K", end="", file=self.out, flush=True)
+                self._drawn = True
+                return
+            now = time.monotonic()
+            if now - self._last_plain >= self.plain_every_s:
+                self._last_plain = now
+                print(line, file=self.out, flush=True)
 
     def say(self, line: str) -> None:
-        """Print ``line`` on a line of its own (even when quiet)."""
-        self.finish()
-        print(line, file=self.out, flush=True)
+        """Print ``line`` on a line of its own (even when quiet; any thread)."""
+        with self._lock:
+            self._end_line()
+            print(line, file=self.out, flush=True)
 
     def finish(self) -> None:
         """End an in-place line, so that what follows starts on a new line."""
+        with self._lock:
+            self._end_line()
+
+    def _end_line(self) -> None:
         if self._drawn:
             print(file=self.out, flush=True)
             self._drawn = False

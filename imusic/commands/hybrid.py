@@ -72,6 +72,7 @@ async def _main(args: argparse.Namespace) -> int:
         runner = Runner(args.seconds, status=lambda: state_line(pipe), quiet=args.quiet,
                         keys={RECALIBRATE_KEY: lambda: pipe.live.loop.request_recalibration(
                             f"key '{RECALIBRATE_KEY}'")})
+        pipe.live.loop.say = runner.say   # calibration lines end the status line first
         await runner.run(pipe.run(runner.stop))
     except (LookupError, OSError) as err:
         print(f"imusic hybrid: {err}", file=sys.stderr)

@@ -88,6 +88,7 @@ async def _main(args: argparse.Namespace) -> int:
     keys = {RECALIBRATE_KEY: lambda: pipe.loop.request_recalibration(f"key '{RECALIBRATE_KEY}'")}
     runner = Runner(args.seconds, status=lambda: status_line(pipe, runner.elapsed),
                     quiet=args.quiet, keys=keys)
+    pipe.loop.say = runner.say   # calibration lines end the in-place status line first
     code = 0
     try:
         await runner.run(pipe.run(runner.stop))

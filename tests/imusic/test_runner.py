@@ -151,3 +151,28 @@ def test_blocking_runner_sees_stop_set_by_another_thread_within_its_poll():
     t0 = time.monotonic()
     assert runner.run(lambda: runner.wait(30.0))
     assert time.monotonic() - t0 < 5.0
+
+
+def test_a_line_said_from_another_thread_never_lands_inside_the_status_line():
+    """The model thread's calibration line (``LiveLoop.say`` = the runner's ``say``) and the
+    status line redrawn in place: every said line is whole and on a line of its own."""
+    import threading
+
+    term = io.StringIO()
+    line = StatusLine(in_place=True, out=term)
+    done = threading.Event()
+
+    def redraw() -> None:
+        while not done.is_set():
+            line.show("frames 123 | 60.0/s | newest->out 7.1 ms")
+
+    th = threading.Thread(target=redraw)
+    th.start()
+    try:
+        for i in range(200):
+            line.say(f"imusic: neutral pose calibrated ({i})")
+    finally:
+        done.set()
+        th.join()
+    said = [seg for seg in term.getvalue().split("\n") if "calibrated" in seg]
+    assert said == [f"imusic: neutral pose calibrated ({i})" for i in range(200)]
