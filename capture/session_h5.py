@@ -213,17 +213,12 @@ def file_holders(path: str | Path) -> list[str]:
 def _lock_holders(st: os.stat_result) -> list[str]:
     """'process PID (command)' for each lock ``/proc/locks`` lists on the file of ``st``."""
     want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    out: list[str] = []
     try:
-        lines = Path("/proc/locks").read_text().splitlines()
+        text = Path("/proc/locks").read_text()
     except OSError:
-        return out
-    for line in lines:
-        f = line.split()
-        # "1: FLOCK  ADVISORY  READ 6952 fe:00:2146507 0 EOF" (a "->" marks a waiting lock)
-        if len(f) < 6 or "->" in f or f[5] != want or not f[4].isdigit():
-            continue
-        pid = int(f[4])
+        return []
+    out: list[str] = []
+    for pid in lock_pids(text, want):
         if pid == os.getpid():
             continue
         try:
@@ -233,6 +228,22 @@ def _lock_holders(st: os.stat_result) -> list[str]:
             cmd = "?"
         out.append(f"process {pid} ({cmd[:60]})")
     return out
+
+
+def lock_pids(text: str, file_id: str) -> list[int]:
+    """The PIDs holding a lock on ``file_id`` ('MAJ:MIN:INODE', hex device numbers) in the
+    text of ``/proc/locks``, each once, in order; lines that are waits ('->') or not in the
+    kernel's form are skipped. Never raises."""
+    pids: list[int] = []
+    for line in text.splitlines():
+        f = line.split()
+        # "1: FLOCK  ADVISORY  READ 6952 fe:00:2146507 0 EOF" (a "->" marks a waiting lock)
+        if len(f) < 6 or "->" in f or f[5] != file_id or not f[4].isdecimal():
+            continue
+        pid = int(f[4])
+        if pid not in pids:
+            pids.append(pid)
+    return pids
 
 
 def is_live(path: str | Path, limits: ReadLimits = READ_LIMITS) -> bool:

@@ -16,9 +16,12 @@ import time
 import numpy as np
 import pylsl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imusic.capture.recorder import RecordLimits, Recorder
 from imusic.capture.session import SessionReader, stream_key
+from imusic.capture.session_h5 import lock_pids
 
 from .test_record import Pusher, wait_until
 
@@ -153,3 +156,21 @@ def test_a_reader_that_never_lets_go_costs_only_the_late_stream(tmp_path, unique
         assert stream_key(late.name_) not in r.keys
         vals = r.stream(stream_key(early.name_)).time_series[:, 0].astype(np.int64)
         assert len(vals) == recorded and np.array_equal(vals, np.arange(vals[0], vals[0] + len(vals)))
+
+
+def test_lock_pids_reads_the_kernels_lines():
+    text = ("1: FLOCK  ADVISORY  READ 6952 fe:00:2146507 0 EOF\n"
+            "1: -> FLOCK  ADVISORY  WRITE 7000 fe:00:2146507 0 EOF\n"
+            "2: POSIX  ADVISORY  WRITE 812 fe:00:99 0 EOF\n"
+            "3: FLOCK  ADVISORY  READ 6953 fe:00:2146507 0 EOF\n"
+            "3: FLOCK  ADVISORY  READ 6953 fe:00:2146507 0 EOF\n")
+    assert lock_pids(text, "fe:00:2146507") == [6952, 6953]
+    assert lock_pids(text, "fe:00:99") == [812]
+    assert lock_pids("", "fe:00:99") == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(), file_id=st.text(max_size=20))
+def test_fuzz_lock_pids_never_raises(text, file_id):
+    pids = lock_pids(text, file_id)
+    assert all(isinstance(p, int) and p >= 0 for p in pids) and len(set(pids)) == len(pids)
