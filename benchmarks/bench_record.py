@@ -42,32 +42,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import print_table, save  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-IMU_RATE, BS_RATE = 200, 60
-
-
-def twin_loop(seconds: float = 60.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(N, 108) IMU rows at 200 Hz and (M, 61) blendshape rows at 60 Hz from the twin."""
-    from imusic.hardware.motion import procedural
-    from imusic.hardware.physics import simulate
-
-    m = procedural(seconds, fps=BS_RATE, seed=11)
-    sig = simulate(m, "imusic11", rate_hz=IMU_RATE, seed=11)
-    rows = np.concatenate([sig.acc, sig.gyro, sig.mag], axis=2).reshape(len(sig.t), -1)
-    labels = [f"{s}.{q}.{a}" for s in sig.site_names for q in ("acc", "gyro", "mag")
-              for a in "xyz"]
-    bs = np.zeros((m.n_frames, 61), np.float32)
-    bs[:, :52] = m.blendshapes
-    return rows, bs, labels
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of a live process, MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from benchmarks.record_streams import (  # noqa: E402
+    BS_RATE, IMU_RATE, REPO, peak_rss_mb, twin_loop)
 
 
 def run(minutes: float, speed: float) -> dict:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_record import BS_RATE, IMU_RATE, REPO, peak_rss_mb, twin_loop
+from benchmarks.record_streams import BS_RATE, IMU_RATE, REPO, peak_rss_mb, twin_loop
 from benchmarks.common import print_table, save
 
 IMU_FRAME = 4                  # instants per pushed IMU frame (the emulator's 200 Hz default)
