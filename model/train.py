@@ -127,6 +127,17 @@ def _dist() -> tuple[int, int]:
     return rank, world
 
 
+def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is True on any (an all-reduce). The ranks must leave the
+    training loop together: one that stops alone (rank 0's early stop, a signal one rank got)
+    leaves the others waiting for ever in DistributedDataParallel's next gradient all-reduce."""
+    if world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def _batches(ds: WindowDataset, cfg: TrainConfig, rank: int, world: int,
              seed: int) -> Iterator[tuple[torch.Tensor, ...]]:
     """Endless shuffled batches (a DistributedSampler shard under torchrun)."""
@@ -303,22 +314,28 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                 bar.update(task, advance=1)
                 if (step + 1) % 20 == 0:
                     bar.update(task, info=f"loss {loss.item():.4f}")
-                if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and rank == 0:
-                    ev = quick_eval(net, schedule, val_ds, cfg)
-                    history.append({"stage": stage, "step": step + 1, "loss": loss.item(), **ev})
-                    if progress:
-                        bar.console.print(f"stage {stage} step {step + 1}: loss {loss.item():.4f} "
-                                          + " ".join(f"{k} {v:.2f}" for k, v in ev.items()))
-                    if cfg.patience and key in ev:
-                        if ev[key] < best[0]:
-                            best, stale = (ev[key], copy.deepcopy(net.state_dict())), 0
-                        else:
-                            stale += 1
-                        if stale >= cfg.patience:
-                            history.append({"stage": stage, "step": step + 1,
-                                            "early_stop": True, "best": best[0]})
-                            break
-                stopping = should_stop is not None and should_stop()
+                if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+                    stop_early = False
+                    if rank == 0:   # validation and the early-stopping decision are rank 0's
+                        ev = quick_eval(net, schedule, val_ds, cfg)
+                        history.append({"stage": stage, "step": step + 1, "loss": loss.item(),
+                                        **ev})
+                        if progress:
+                            bar.console.print(f"stage {stage} step {step + 1}: loss "
+                                              f"{loss.item():.4f} "
+                                              + " ".join(f"{k} {v:.2f}" for k, v in ev.items()))
+                        if cfg.patience and key in ev:
+                            if ev[key] < best[0]:
+                                best, stale = (ev[key], copy.deepcopy(net.state_dict())), 0
+                            else:
+                                stale += 1
+                            if stale >= cfg.patience:
+                                history.append({"stage": stage, "step": step + 1,
+                                                "early_stop": True, "best": best[0]})
+                                stop_early = True
+                    if _any_rank(stop_early, world, device):
+                        break
+                stopping = _any_rank(should_stop is not None and should_stop(), world, device)
                 if stopping or (cfg.save_every and (step + 1) % cfg.save_every == 0):
                     now = time.perf_counter()
                     state["elapsed_s"] = state.get("elapsed_s", 0.0) + now - t_start

@@ -166,28 +166,60 @@ def test_train_command_writes_a_checkpoint(toy_data, tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "none"), "--out", str(out)]) == 2
 
 
-def test_runs_under_torchrun_unchanged(toy_data, tmp_path):
-    """Two CPU processes (gloo) under torchrun: DistributedDataParallel + DistributedSampler,
-    rank 0 writes the checkpoint."""
+def _torchrun(args: list[str], timeout_s: float = 240.0):
+    """``torchrun --nproc_per_node=2 -m imusic ARGS`` in a session of its own; on timeout the
+    whole group is killed (a hung rank must not outlive the test) and the test fails."""
     import os
+    import signal
     import subprocess
     import sys
     from pathlib import Path
 
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(torchrun), "--standalone", "--nproc_per_node=2", "-m",
+                             "imusic", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=Path(__file__).resolve().parents[2],
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"torchrun did not end within {timeout_s:g} s: {err[-2000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_runs_under_torchrun_unchanged(toy_data, tmp_path):
+    """Two CPU processes (gloo) under torchrun: DistributedDataParallel + DistributedSampler,
+    rank 0 writes the checkpoint."""
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({**TINY, "stage1_steps": 6, "stage2_steps": 6, "eval_every": 0,
                                "final_eval": False}))
     out = tmp_path / "ddp"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "imusic",
-                        "train", "--data", str(toy_data), "--out", str(out), "--config",
-                        str(cfg), "--quiet"], capture_output=True, text=True, timeout=240,
-                       env=env, cwd=Path(__file__).resolve().parents[2])
+    r = _torchrun(["train", "--data", str(toy_data), "--out", str(out), "--config", str(cfg),
+                   "--quiet"])
     assert r.returncode == 0, r.stderr[-3000:]
     c = json.loads((out / "config.json").read_text())
     assert c["train_state"]["done"]
     assert r.stdout.count("checkpoint:") == 1
+
+
+def test_an_early_stop_under_torchrun_ends_every_rank(toy_data, tmp_path):
+    """Rank 0 decides an early stop (lr 0: the validation MAE can never improve, so the second
+    evaluation stops each stage); every rank leaves the loop with it. Before, rank 0 left
+    alone and rank 1 waited for ever in the next gradient all-reduce."""
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({**TINY, "stage1_steps": 400, "stage2_steps": 400, "lr": 0.0,
+                               "eval_every": 2, "patience": 1, "val_fraction": 0.25,
+                               "final_eval": False}))
+    out = tmp_path / "ddp-early"
+    r = _torchrun(["train", "--data", str(toy_data), "--out", str(out), "--config", str(cfg),
+                   "--quiet"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    history = json.loads((out / "config.json").read_text())["metrics"]["history"]
+    stops = [h for h in history if h.get("early_stop")]
+    assert [(h["stage"], h["step"]) for h in stops] == [(1, 4), (2, 4)], history
 
 
 def test_untrained_stage1_is_the_mean_face(toy_data, tmp_path):
