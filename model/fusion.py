@@ -269,7 +269,7 @@ class CarryModel:
         nearest ``horizon_s``."""
         j = int(np.argmin(np.abs(self.horizons - horizon_s * self.rate_hz)))
         t = self.trust()[j]
-        return np.array([t[idx].mean() for idx in REGION_INDEX.values()])
+        return np.array([t[idx].mean() for idx in REGION_IDX])
 
     def predict(self, since_s: np.ndarray, anchor_arkit: np.ndarray, anchor_imu: np.ndarray,
                 adapted: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -312,7 +312,7 @@ class _Stillness:
             self.arkit_ref, self.imu_ref = arkit.copy(), imu.copy()
             self.frames[:] = 0
             return
-        for r, idx in enumerate(REGION_INDEX.values()):
+        for r, idx in enumerate(REGION_IDX):
             if np.max(np.abs(arkit[idx] - self.arkit_ref[idx])) < eps:
                 self.frames[r] += 1
             else:
@@ -363,7 +363,7 @@ class HybridFusion:
         self._carry = CarryModel(c)
         self._usual = np.full(n, c.usual_initial)  # typical |ARKit - IMU| while trusted
         self._camera_only = np.zeros(N_BLENDSHAPES, bool)   # blendshapes of `camera_only`
-        for r, idx in enumerate(REGION_INDEX.values()):
+        for r, idx in enumerate(REGION_IDX):
             self._camera_only[idx] = REGION_NAMES[r] in c.camera_only
         self._arkit_mean: np.ndarray | None = None   # EW mean of ARKit's good frames
         self._usual_decay = 0.5 ** (1.0 / (c.adapt_halflife_s * c.rate_hz))
@@ -401,7 +401,7 @@ class HybridFusion:
             prev_i = self._imu_hist[-2] if len(self._imu_hist) > 1 else None
             self._still.update(arkit, adapted, c.frozen_eps)
             witness = self._carry.region_trust(c.witness_horizon_s)
-            for r, idx in enumerate(REGION_INDEX.values()):
+            for r, idx in enumerate(REGION_IDX):
                 if REGION_NAMES[r] in c.camera_only:
                     continue   # the IMU sees nothing here to judge ARKit by
                 if prev_a is not None:
@@ -450,7 +450,7 @@ class HybridFusion:
 
         if arkit is not None and not lost:
             mask = np.zeros(N_BLENDSHAPES, bool)
-            for r, idx in enumerate(REGION_INDEX.values()):
+            for r, idx in enumerate(REGION_IDX):
                 if self._trusted[r] and not bad_now[r]:
                     mask[idx] = True
             self._adapter.update(imu, arkit, mask)
@@ -459,7 +459,7 @@ class HybridFusion:
             self._last_arkit = arkit
         w = np.empty(N_BLENDSHAPES)
         good = np.zeros(N_BLENDSHAPES, bool)
-        for r, idx in enumerate(REGION_INDEX.values()):
+        for r, idx in enumerate(REGION_IDX):
             w[idx] = self._weight[r]
             good[idx] = self._trusted[r] and not bad_now[r] and not lost
         # The IMU side carries ARKit's last good frame forward by the IMU's own change since
